@@ -1,0 +1,243 @@
+"""The loop over time: a recurrent stack's forward pass and backpropagation through time.
+
+Written once against :class:`seqkit.ops.Ops`, so every backend without autograd (the NumPy
+reference) and every autograd backend that wants the cells' hand-written gradients run the same
+code. The cell computes one step (:class:`seqkit.Cell`); this module owns everything around it.
+
+Notation (shape letters in :mod:`seqkit.shapes`; we are at step t of one direction)::
+
+    F1. xg = x @ W_ih^T + b_ih            all T steps in one matrix product, before the loop
+    F2. hg<t> = h<t-1> @ W_hh^T + b_hh    one matrix product per step
+    F3. s<t> = cell.step(xg<t>, hg<t>, s<t-1>)
+    F4. padded rows keep s<t-1>: s<t> = where(t < length, s<t>, s<t-1>); out<t> = h<t> or 0
+
+Backward, from t = T-1 down to 0, given d out<t> and d s<T-1> (the final state's gradient)::
+
+    B4. rows past their length pass d s<t> straight to d s<t-1> and take nothing from d out<t>
+    B3. d xg<t>, d hg<t>, d s<t-1> = cell.step_backward(d s<t>)
+    B2. d h<t-1> += d hg<t> @ W_hh;  after the loop d W_hh = sum_t d hg<t>^T h<t-1>, one product
+    B1. after the loop: d x = d xg @ W_ih, d W_ih = d xg^T x, d b_ih = sum d xg, one product each
+
+A bidirectional layer's reverse direction runs the same recursion on each sequence's valid prefix
+read back to front (``ops.take_time`` with :func:`reverse_index`), so one loop serves both.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from seqkit.ops import Ops
+from seqkit.recurrent import Recurrent
+from seqkit.shapes import Array
+
+__all__ = ["recurrent_forward", "recurrent_backward", "reverse_index", "RecurrentCache"]
+
+
+def reverse_index(steps: int, lengths: np.ndarray | None, batch: int) -> np.ndarray:
+    """``(T, B)`` time index that reverses each valid prefix and leaves padding in place.
+
+    ``index[t, b] = lengths[b] - 1 - t`` for ``t < lengths[b]``, else ``t``; it is its own inverse.
+    """
+    t = np.arange(steps)[:, None]
+    if lengths is None:
+        return np.broadcast_to(steps - 1 - t, (steps, batch)).copy()
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+@attrs.define
+class _Direction:
+    """What one direction of one layer keeps for its backward pass."""
+
+    x: Array  # (T, B, I_l), in processing order
+    out: Array  # (T, B, H), h<t> in processing order, before padding was zeroed
+    state0: tuple  # initial state, tuple of (B, H)
+    steps: list  # one cell cache per step
+
+
+@attrs.define
+class RecurrentCache:
+    """Everything :func:`recurrent_backward` needs from :func:`recurrent_forward`."""
+
+    layer: Recurrent
+    params: dict
+    lengths: np.ndarray | None
+    mask: Array | None  # (T, B, 1) bool, or None when no step is padded
+    partial: list[bool]  # partial[t]: some row is padded at step t
+    reverse: np.ndarray | None  # (T, B) reverse_index, for bidirectional layers
+    dirs: list[list[_Direction]]  # [layer][direction]
+
+
+def recurrent_forward(
+    ops: Ops, layer: Recurrent, params: dict, x: Array, state0: tuple, lengths: np.ndarray | None
+) -> tuple[Array, tuple, RecurrentCache]:
+    """Run the stack over ``x``; arguments are already validated and on the backend.
+
+    Args:
+        x: (T, B, I).
+        state0: tuple of (L*D, B, H) arrays, one per ``layer.state_names``.
+        lengths: (B,) host integers in 1..T, or None for full length.
+
+    Returns:
+        ``(out, final, cache)``: out (T, B, D*H) with zeros past each length, final state as a
+        tuple of (L*D, B, H) arrays, and the cache for :func:`recurrent_backward`.
+    """
+    T, B, _ = x.shape
+    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    padded = lengths is not None and T > 0 and int(lengths.min()) < T
+    mask = ops.mask(lengths, T) if padded else None
+    partial = [padded and t >= int(lengths.min()) for t in range(T)]
+    reverse = reverse_index(T, lengths, B) if D == 2 else None
+    if mask is not None:
+        x = ops.where(mask, x, 0.0)  # padding never reaches a cell, whatever values it holds
+    final = tuple(ops.empty((L * D, B, H)) for _ in layer.state_names)
+    cache = RecurrentCache(layer, params, lengths, mask, partial, reverse, [])
+    layer_in = x
+    for lyr in range(L):
+        out = ops.empty((T, B, D * H))
+        cache.dirs.append([])
+        for d in range(D):
+            k = lyr * D + d
+            p = layer.direction_params(params, lyr, d)
+            x_d = layer_in if d == 0 else ops.take_time(layer_in, reverse)
+            s0 = tuple(s[k] for s in state0)
+            o, sT, direction = _direction_forward(ops, layer.cell, p, x_d, s0, mask, partial)
+            out[:, :, d * H : (d + 1) * H] = o if d == 0 else ops.take_time(o, reverse)
+            for part, s in zip(final, sT):
+                part[k] = s
+            cache.dirs[lyr].append(direction)
+        if mask is not None:
+            out = ops.where(mask, out, 0.0)
+        layer_in = out
+    return layer_in, final, cache
+
+
+def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, partial):
+    T, B, I = x.shape
+    GH = p["weight_ih"].shape[0]
+    H = GH // cell.num_gates
+    # F1. input projection of every step at once
+    xg = ops.matmul(x.reshape(T * B, I), p["weight_ih"].T).reshape(T, B, GH)
+    xg += p["bias_ih"]
+    w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
+    out = ops.empty((T, B, H))
+    steps = []
+    state0 = state
+    for t in range(T):
+        # F2. recurrent projection (a fresh array: the cell may keep views of it)
+        hg = ops.matmul(state[0], w_hh_t)
+        hg += b_hh
+        # F3. one cell step
+        new, step_cache = cell.step(ops, xg[t], hg, state, p)
+        # F4. rows past their length keep their state
+        if partial[t]:
+            new = tuple(ops.where(mask[t], n, s) for n, s in zip(new, state))
+        out[t] = new[0]
+        steps.append(step_cache)
+        state = new
+    return out, state, _Direction(x, out, state0, steps)
+
+
+def recurrent_backward(ops: Ops, cache: RecurrentCache, d_out: Array, d_final: tuple | None) -> dict:
+    """Backpropagation through time for the stack that produced ``cache``.
+
+    Args:
+        d_out: (T, B, D*H) gradient of the loss with respect to the output.
+        d_final: tuple of (L*D, B, H) gradients of the final state, or None for zeros.
+
+    Returns:
+        ``{"x": (T, B, I), "h0": (L*D, B, H), ["c0": ...], <every parameter name>: ...}``.
+    """
+    layer = cache.layer
+    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    T, B = d_out.shape[:2]
+    mask, reverse = cache.mask, cache.reverse
+    grads: dict = {}
+    d_state0 = tuple(ops.empty((L * D, B, H)) for _ in layer.state_names)
+    d_layer_out = d_out
+    for lyr in reversed(range(L)):
+        if mask is not None:
+            d_layer_out = ops.where(mask, d_layer_out, 0.0)  # padded outputs are constants
+        d_in = None
+        for d in range(D):
+            k = lyr * D + d
+            p = layer.direction_params(cache.params, lyr, d)
+            d_o = d_layer_out[:, :, d * H : (d + 1) * H]
+            if d == 1:
+                d_o = ops.take_time(d_o, reverse)
+            d_sT = tuple(
+                ops.zeros((B, H)) if d_final is None else ops.copy(part[k]) for part in d_final
+            )
+            d_x, d_s0, g = _direction_backward(
+                ops, layer.cell, p, cache.dirs[lyr][d], d_o, d_sT, mask, cache.partial
+            )
+            if d == 1:
+                d_x = ops.take_time(d_x, reverse)
+            if d_in is None:
+                d_in = d_x
+            else:
+                d_in += d_x
+            for part, s in zip(d_state0, d_s0):
+                part[k] = s
+            suffix = layer.suffix(lyr, d)
+            grads.update({short + suffix: value for short, value in g.items()})
+        d_layer_out = d_in
+    if mask is not None:
+        d_layer_out = ops.where(mask, d_layer_out, 0.0)
+    ordered = {"x": d_layer_out}
+    ordered.update({f"{name}0": part for name, part in zip(layer.state_names, d_state0)})
+    ordered.update({name: grads[name] for name in layer.param_shapes()})
+    return ordered
+
+
+def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_state, mask, partial):
+    x, out, steps = saved.x, saved.out, saved.steps
+    T, B, I = x.shape
+    GH = p["weight_ih"].shape[0]
+    w_hh = p["weight_hh"]
+    grads = {name: ops.zeros(tuple(p[name].shape)) for name in p if name not in _MATRICES}
+    d_xg_all = ops.empty((T, B, GH))
+    d_hg_all = None  # allocated only for cells whose d hg differs from d xg (GRU)
+    for t in reversed(range(T)):
+        d_new = (d_state[0] + d_out[t], *d_state[1:])
+        if partial[t]:
+            # B4. padded rows: the cell sees no gradient, the state's passes through
+            d_new = tuple(ops.where(mask[t], dn, 0.0) for dn in d_new)
+        # B3. one cell step backward
+        d_xg, d_hg, d_prev = cell.step_backward(ops, d_new, steps[t], p, grads)
+        # B2. through h<t-1> @ W_hh^T
+        d_h_prev = ops.matmul(d_hg, w_hh)
+        if d_prev[0] is not None:
+            d_h_prev += d_prev[0]
+        d_prev = (d_h_prev, *(dp if dp is not None else ops.zeros((B, d_h_prev.shape[1])) for dp in d_prev[1:]))
+        if partial[t]:
+            d_prev = tuple(ops.where(mask[t], dp, ds) for dp, ds in zip(d_prev, d_state))
+        d_xg_all[t] = d_xg
+        if d_hg is not d_xg and d_hg_all is None:
+            d_hg_all = ops.empty((T, B, GH))
+            d_hg_all[t + 1 :] = d_xg_all[t + 1 :]
+        if d_hg_all is not None:
+            d_hg_all[t] = d_hg
+        d_state = d_prev
+    if d_hg_all is None:
+        d_hg_all = d_xg_all
+    # B1. input side, one product each
+    flat = d_xg_all.reshape(T * B, GH)
+    d_x = ops.matmul(flat, p["weight_ih"]).reshape(T, B, I)
+    grads["weight_ih"] = ops.matmul(flat.T, x.reshape(T * B, I))
+    grads["bias_ih"] = ops.sum_leading(d_xg_all)
+    # B2. recurrent weights: h<t-1> is out<t-1>, and the initial state at t = 0
+    H = w_hh.shape[1]
+    d_w_hh = ops.zeros((GH, H))
+    if T > 0:
+        d_w_hh = ops.matmul(d_hg_all[0].T, saved.state0[0])
+        if T > 1:
+            d_w_hh += ops.matmul(
+                d_hg_all[1:].reshape((T - 1) * B, GH).T, out[:-1].reshape((T - 1) * B, H)
+            )
+    grads["weight_hh"] = d_w_hh
+    grads["bias_hh"] = ops.sum_leading(d_hg_all)
+    return d_x, d_state, grads
+
+
+_MATRICES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

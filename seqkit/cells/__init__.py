@@ -1,0 +1,9 @@
+"""Backend-neutral cell definitions: the :class:`Cell` interface and the built-in cells."""
+
+from seqkit.cells._base import Cell
+from seqkit.cells.gru import GRU
+from seqkit.cells.gru_simple import SimpleGRU
+from seqkit.cells.lstm import LSTM
+from seqkit.cells.rnn import RNN
+
+__all__ = ["Cell", "RNN", "GRU", "SimpleGRU", "LSTM"]

@@ -1,0 +1,83 @@
+"""The cell interface: one time step of a recurrent layer and its hand-written backward."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from seqkit.ops import Ops
+from seqkit.shapes import Array, State
+
+__all__ = ["Cell"]
+
+
+class Cell(abc.ABC):
+    """One time step of a recurrent layer, defined once for every backend.
+
+    A cell owns four matrices in PyTorch's layout, ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
+    ``bias_ih (G*H,)`` and ``bias_hh (G*H,)``, plus any extra parameters it declares in
+    :meth:`extra_param_shapes`. The loop over time belongs to the backend (``seqkit.bptt``), which
+    computes the two matrix products for the cell, so that they can be hoisted and batched:
+
+    * ``xg = x<t> @ weight_ih.T + bias_ih`` for every step at once, before the loop;
+    * ``hg = h<t-1> @ weight_hh.T + bias_hh`` once per step (``h`` is ``state[0]``).
+
+    :meth:`step` combines them elementwise into the next state. :meth:`step_backward` undoes one
+    step: it returns the gradients of ``xg`` and ``hg`` (the backend turns them into gradients of
+    the weights, the input and ``h<t-1>`` with big matrix products) and of the previous state
+    through every path that does not go through ``hg``.
+
+    Subclasses are attrs classes whose fields are the cell's options (``RNN(nonlinearity=...)``),
+    and set the class variables below.
+    """
+
+    #: Registered name (``"lstm"``).
+    name: ClassVar[str]
+    #: G: number of gate blocks stacked in the rows of ``weight_ih`` and ``weight_hh``.
+    num_gates: ClassVar[int]
+    #: Names of the state tensors; ``state[0]`` is always the output ``h``.
+    state_names: ClassVar[tuple[str, ...]] = ("h",)
+
+    def extra_param_shapes(self, hidden_size: int) -> dict[str, tuple[int, ...]]:
+        """Extra per-layer parameters beyond the four matrices: ``{name: shape}`` (default none)."""
+        return {}
+
+    @abc.abstractmethod
+    def step(self, ops: Ops, xg: Array, hg: Array, state: State, params: dict[str, Array]) -> tuple[State, Any]:
+        """Advance one step.
+
+        Args:
+            ops: the backend's array operations.
+            xg: (B, G*H) input projection of this step; the cell may overwrite it.
+            hg: (B, G*H) recurrent projection of ``state[0]``; the cell may overwrite it.
+            state: previous state, a tuple of (B, H) arrays; must not be modified.
+            params: this layer-direction's parameters by short name (``"weight_hh"``, extras).
+
+        Returns:
+            ``(new_state, cache)``: the new state tuple (fresh arrays) and whatever
+            :meth:`step_backward` needs.
+        """
+
+    @abc.abstractmethod
+    def step_backward(
+        self, ops: Ops, d_state: State, cache: Any, params: dict[str, Array], grads: dict[str, Array]
+    ) -> tuple[Array, Array, State]:
+        """Undo one step.
+
+        Args:
+            d_state: gradient of the loss with respect to the new state, a tuple of (B, H).
+            cache: what :meth:`step` returned.
+            params: as in :meth:`step`.
+            grads: gradients of extra parameters, to accumulate into with ``+=``.
+
+        Returns:
+            ``(d_xg, d_hg, d_prev)``: (B, G*H) gradients of ``xg`` and ``hg`` (may be the same
+            array), and the gradient of the previous state through paths other than ``hg``,
+            a tuple whose entries may be ``None`` for "no such path".
+        """
+
+    def options(self) -> dict[str, Any]:
+        """The cell's options as a plain dict (what a checkpoint stores beside the name)."""
+        import attrs
+
+        return attrs.asdict(self) if attrs.has(type(self)) else {}

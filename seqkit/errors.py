@@ -1,0 +1,32 @@
+"""The exceptions seqkit raises: each names the argument, what was expected and what arrived."""
+
+__all__ = ["SeqkitError", "ShapeError", "ConfigError", "PluginError", "UnknownNameError"]
+
+
+class SeqkitError(Exception):
+    """Base class of every error seqkit raises on purpose."""
+
+
+class ShapeError(SeqkitError, ValueError):
+    """An array argument has the wrong rank, size or dtype."""
+
+
+class ConfigError(SeqkitError, ValueError):
+    """A configuration key or value is invalid; the message names the source."""
+
+
+class PluginError(SeqkitError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class UnknownNameError(SeqkitError, LookupError):
+    """A backend, cell or other registered name does not exist; lists the available ones."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a KeyError
+        return str(self.args[0]) if self.args else ""
+
+
+def unknown(kind: str, name: object, available: list[str]) -> UnknownNameError:
+    """Build the standard 'unknown X' error: ``unknown backend 'jaxx'; available: numpy, torch``."""
+    choices = ", ".join(available) if available else "(none registered)"
+    return UnknownNameError(f"unknown {kind} {name!r}; available: {choices}")
