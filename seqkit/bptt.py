@@ -165,9 +165,10 @@ def recurrent_backward(ops: Ops, cache: RecurrentCache, d_out: Array, d_final: t
             d_o = d_layer_out[:, :, d * H : (d + 1) * H]
             if d == 1:
                 d_o = ops.take_time(d_o, reverse)
-            d_sT = tuple(
-                ops.zeros((B, H)) if d_final is None else ops.copy(part[k]) for part in d_final
-            )
+            if d_final is None:
+                d_sT = tuple(ops.zeros((B, H)) for _ in layer.state_names)
+            else:
+                d_sT = tuple(ops.copy(part[k]) for part in d_final)
             d_x, d_s0, g = _direction_backward(
                 ops, layer.cell, p, cache.dirs[lyr][d], d_o, d_sT, mask, cache.partial
             )

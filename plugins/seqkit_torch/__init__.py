@@ -1,0 +1,1 @@
+"""The PyTorch backend (work in progress: registers nothing yet)."""
