@@ -18,6 +18,8 @@ ENTRY_POINT_GROUP = "seqkit"
 _KINDS: dict[str, str] = {
     "seqkit_register_backends": "backend",
     "seqkit_register_cells": "cell",
+    "seqkit_register_losses": "loss",
+    "seqkit_register_samplers": "sampler",
 }
 
 
@@ -172,3 +174,13 @@ def list_backends() -> list[str]:
 def list_cells() -> list[str]:
     """Names of every registered cell, sorted."""
     return names("cell")
+
+
+def list_losses() -> list[str]:
+    """Names of every registered loss, sorted."""
+    return names("loss")
+
+
+def list_samplers() -> list[str]:
+    """Names of every registered sampler, sorted."""
+    return names("sampler")

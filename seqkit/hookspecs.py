@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import pluggy
 
-__all__ = ["hookimpl", "hookspec", "seqkit_register_backends", "seqkit_register_cells"]
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "seqkit_register_backends",
+    "seqkit_register_cells",
+    "seqkit_register_losses",
+    "seqkit_register_samplers",
+]
 
 #: Marks a hook specification (seqkit's own use).
 hookspec = pluggy.HookspecMarker("seqkit")
@@ -24,3 +31,13 @@ def seqkit_register_backends():
 @hookspec
 def seqkit_register_cells():
     """Return a list of :class:`seqkit.Cell` subclasses, each with a unique ``name``."""
+
+
+@hookspec
+def seqkit_register_losses():
+    """Return a list of :class:`seqkit.losses.Loss` subclasses, each with a unique ``name``."""
+
+
+@hookspec
+def seqkit_register_samplers():
+    """Return a list of :class:`seqkit.samplers.Sampler` subclasses, each with a unique ``name``."""
