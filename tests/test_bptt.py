@@ -1,0 +1,83 @@
+"""Hand-written BPTT against central finite differences, float64, random non-zero states."""
+
+import numpy as np
+import pytest
+
+import seqkit
+from tests.helpers import backend64, numeric_grad, random_inputs, scalar_loss, state_parts
+
+CELLS = ["rnn", "gru", "gru_simple", "lstm"]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_gradients_match_finite_differences(cell, num_layers, bidirectional, with_lengths):
+    rng = np.random.default_rng(hash((cell, num_layers, bidirectional, with_lengths)) % 2**32)
+    be = backend64()
+    layer = seqkit.Recurrent(cell, 3, 4, num_layers=num_layers, bidirectional=bidirectional)
+    params = layer.init_params(seed=1)
+    T, B = 5, 3
+    x, state, lengths = random_inputs(layer, T, B, rng, lengths=with_lengths)
+    out, final, cache = be.recurrent_forward(layer, params, x, initial_state=state, lengths=lengths)
+    w_out = rng.normal(size=out.shape)
+    w_fin = tuple(rng.normal(size=f.shape) for f in state_parts(final))
+    w_fin = w_fin[0] if len(w_fin) == 1 else w_fin
+    grads = be.recurrent_backward(layer, cache, w_out, w_fin)
+
+    def loss():
+        return scalar_loss(be, layer, params, x, state, lengths, w_out, w_fin)
+
+    checks = {"x": x, **dict(zip([f"{n}0" for n in layer.state_names], state_parts(state)))}
+    checks.update(params)
+    for name, arr in checks.items():
+        expected = numeric_grad(loss, arr)
+        np.testing.assert_allclose(grads[name], expected, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_padded_input_values_never_matter(rng):
+    be = backend64()
+    layer = seqkit.Recurrent("lstm", 2, 3, bidirectional=True)
+    params = layer.init_params(seed=0)
+    x, state, _ = random_inputs(layer, 6, 2, rng)
+    lengths = np.array([6, 2])
+    a, fa, _ = be.recurrent_forward(layer, params, x, state, lengths)
+    x2 = x.copy()
+    x2[2:, 1] = np.nan  # padding holding garbage, even NaN
+    b, fb, _ = be.recurrent_forward(layer, params, x2, state, lengths)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fa[0], fb[0])
+    assert np.all(a[2:, 1] == 0)
+
+
+def test_zero_length_input_returns_initial_state(rng):
+    be = backend64()
+    layer = seqkit.Recurrent("gru", 2, 3, num_layers=2)
+    params = layer.init_params(seed=0)
+    _, h0, _ = random_inputs(layer, 1, 4, rng)
+    out, final, cache = be.recurrent_forward(layer, params, np.zeros((0, 4, 2)), h0)
+    assert out.shape == (0, 4, 3)
+    np.testing.assert_array_equal(final, h0)
+    grads = be.recurrent_backward(layer, cache, np.zeros((0, 4, 3)), np.ones_like(h0))
+    np.testing.assert_array_equal(grads["h0"], np.ones_like(h0))
+    assert not np.any(grads["weight_hh_l0"])
+
+
+def test_rnn_relu_option():
+    be = backend64()
+    layer = seqkit.Recurrent(seqkit.get_cell("rnn", nonlinearity="relu"), 2, 3)
+    params = layer.init_params(seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 2, 2))
+    out, _, _ = be.recurrent_forward(layer, params, x)
+    assert np.all(out >= 0) and np.any(out > 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_is_kept(dtype, rng):
+    be = seqkit.get_backend("numpy", dtype=dtype)
+    layer = seqkit.Recurrent("lstm", 2, 3)
+    out, (h, c), cache = be.recurrent_forward(layer, layer.init_params(seed=0), rng.normal(size=(3, 2, 2)))
+    grads = be.recurrent_backward(layer, cache, np.ones(out.shape))
+    assert out.dtype == h.dtype == c.dtype == np.dtype(dtype)
+    assert all(g.dtype == np.dtype(dtype) for g in grads.values())
