@@ -33,11 +33,13 @@ def clip_grad_norm(grads: dict, max_norm: float) -> tuple[dict, float]:
 
     Returns:
         ``(clipped, norm)``: the new gradients (the same arrays when the norm is already within
-        bounds) and the global norm before clipping, which may be ``inf`` or ``nan``.
+        bounds) and the global norm before clipping. A non-finite norm (``inf``, ``nan``, the
+        seed's exploding gradient) returns the gradients unchanged for the caller to act on.
     """
     m = _check_threshold("max_norm", max_norm)
     norm = global_norm(grads)
-    if not norm > m:  # also true for nan: leave non-finite gradients for the caller to see
+    if not math.isfinite(norm) or norm <= m:
+        # within bounds, or non-finite: scaling inf or nan would only hide it from the caller
         return dict(grads), norm
     scale = m / norm
     return {name: g * scale for name, g in grads.items()}, norm

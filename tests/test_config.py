@@ -1,0 +1,71 @@
+import pytest
+
+import seqkit
+from seqkit.config import load_config
+
+
+def test_defaults(tmp_path):
+    cfg = load_config(cwd=tmp_path, environ={})
+    assert cfg == seqkit.Config(backend="numpy", dtype="float32", device="cpu", seed=None)
+
+
+def test_precedence_explicit_over_env_over_file_over_default(tmp_path):
+    (tmp_path / "seqkit.toml").write_text('dtype = "float64"\nseed = 3\n')
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    cfg = load_config(cwd=sub, environ={})
+    assert (cfg.dtype, cfg.seed) == ("float64", 3)
+    cfg = load_config(cwd=sub, environ={"SEQKIT_SEED": "7"})
+    assert (cfg.dtype, cfg.seed) == ("float64", 7)
+    cfg = load_config(cwd=sub, environ={"SEQKIT_SEED": "7"}, seed=9, dtype="float32")
+    assert (cfg.dtype, cfg.seed) == ("float32", 9)
+
+
+def test_pyproject_tool_table_and_nearest_file_wins(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.seqkit]\ndevice = "auto"\n')
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "pyproject.toml").write_text('[project]\nname = "y"\n')  # no [tool.seqkit]: keep looking
+    assert load_config(cwd=inner, environ={}).device == "auto"
+    (inner / "seqkit.toml").write_text('device = "cuda:1"\n')
+    assert load_config(cwd=inner, environ={}).device == "cuda:1"
+
+
+def test_env_backend_is_used_by_get_backend(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEQKIT_DTYPE", "float64")
+    be = seqkit.get_backend()
+    assert be.name == "numpy" and be.dtype == "float64"
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('colour = "red"\n', r"seqkit.toml: unknown key 'colour'; allowed keys: backend, dtype, device, seed"),
+        ('dtype = "float16"\n', r"seqkit.toml: 'dtype' must be one of 'float32', 'float64' \(got 'float16'\)"),
+        ('device = "tpu"\n', r"'device' must be one of 'cpu', 'cuda', 'cuda:N', 'auto' \(got 'tpu'\)"),
+        ('backend = "jaxx"\n', r"'backend' must be one of .*'numpy'.* \(got 'jaxx'\)"),
+        ("seed = -1\n", r"'seed' must be a non-negative integer \(got -1\)"),
+        ("dtype = [\n", r"not valid TOML"),
+    ],
+)
+def test_bad_file_values_name_key_file_and_choices(tmp_path, text, match):
+    (tmp_path / "seqkit.toml").write_text(text)
+    with pytest.raises(seqkit.ConfigError, match=match):
+        load_config(cwd=tmp_path, environ={})
+
+
+def test_bad_environment_value_names_the_variable(tmp_path):
+    with pytest.raises(seqkit.ConfigError, match=r"environment variable SEQKIT_SEED: 'seed' must be"):
+        load_config(cwd=tmp_path, environ={"SEQKIT_SEED": "abc"})
+
+
+def test_bad_argument(tmp_path):
+    with pytest.raises(seqkit.ConfigError, match=r"argument 'dtype'"):
+        load_config(cwd=tmp_path, environ={}, dtype="int8")
+
+
+def test_config_is_frozen():
+    cfg = seqkit.Config()
+    with pytest.raises(AttributeError):
+        cfg.backend = "torch"
