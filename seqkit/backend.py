@@ -104,6 +104,18 @@ class Backend(abc.ABC):
             d_final = self._check_state(layer, d_final_state, B, "d_final_state")
         return self._recurrent_backward(layer, cache, d_out, d_final)
 
+    # --- whole-model gradients -------------------------------------------------------------------
+    def loss_and_grads(self, forward, backward, params: dict, *args) -> tuple[float, dict]:
+        """A model's loss and the gradient of every parameter.
+
+        ``forward(params, *args) -> (loss, cache)`` is the model's forward pass written against
+        this backend (0-d loss array); ``backward(params, cache) -> grads`` is its hand-written
+        backward. This reference implementation calls both; an autograd backend may instead
+        differentiate ``forward`` and never call ``backward``.
+        """
+        loss, cache = forward(params, *args)
+        return float(loss), backward(params, cache)
+
     def _recurrent_forward(self, layer, params, x, state0, lengths):
         return bptt.recurrent_forward(self.ops, layer, params, x, state0, lengths)
 

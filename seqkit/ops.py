@@ -89,3 +89,75 @@ class Ops(abc.ABC):
     def sigmoid(self, x: Array) -> Array:
         """Logistic sigmoid into a new array."""
         return self.sigmoid_(self.copy(x))
+
+    def relu(self, x: Array) -> Array:
+        """``max(x, 0)`` into a new array."""
+        return self.relu_(self.copy(x))
+
+    # --- losses, layers and optimizers (seqkit.losses, seqkit.layers, seqkit.optim) -------------
+    # Not abstract, so that a backend written before them keeps working until it needs them.
+    # Every one returns a new array and leaves its arguments alone (autograd-safe), except
+    # ``add_rows_``, which is only used by hand-written backward code.
+
+    def _missing(self, name: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not implement {name}")
+
+    def int_array(self, a: Any) -> Array:
+        """``a`` (NumPy array, list, or this backend's array) as this backend's int64 array."""
+        raise self._missing("int_array")
+
+    def exp(self, x: Array) -> Array:
+        """Elementwise ``e**x``."""
+        raise self._missing("exp")
+
+    def log(self, x: Array) -> Array:
+        """Elementwise natural logarithm."""
+        raise self._missing("log")
+
+    def sqrt(self, x: Array) -> Array:
+        """Elementwise square root."""
+        raise self._missing("sqrt")
+
+    def sum(self, x: Array, axis: int | None = None, keepdims: bool = False) -> Array:
+        """Sum over ``axis`` (every axis when None, giving a 0-d array, not a Python scalar)."""
+        raise self._missing("sum")
+
+    def logsumexp(self, x: Array, keepdims: bool = False) -> Array:
+        """``log(sum(exp(x)))`` over the last axis, without overflow: ``(..., N) -> (...)``."""
+        raise self._missing("logsumexp")
+
+    def log_softmax(self, x: Array) -> Array:
+        """``x - logsumexp(x)`` over the last axis, without overflow: ``(..., N) -> (..., N)``."""
+        raise self._missing("log_softmax")
+
+    def softmax(self, x: Array) -> Array:
+        """``exp(x) / sum(exp(x))`` over the last axis, without overflow: ``(..., N)``."""
+        raise self._missing("softmax")
+
+    def log_sigmoid(self, x: Array) -> Array:
+        """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``: finite for every finite ``x``."""
+        raise self._missing("log_sigmoid")
+
+    def take_last(self, x: Array, ids: Array) -> Array:
+        """``x[..., ids[...]]``: one entry of the last axis per position.
+
+        ``x`` is ``(..., N)`` float, ``ids`` ``(...)`` int (from :meth:`int_array`); the result
+        is ``(...)``.
+        """
+        raise self._missing("take_last")
+
+    def one_hot(self, ids: Array, n: int) -> Array:
+        """``(...)`` int ids in ``0..n-1`` as ``(..., n)`` float rows of zeros with a single 1."""
+        raise self._missing("one_hot")
+
+    def rows(self, W: Array, ids: Array) -> Array:
+        """Embedding lookup ``W[ids]``: ``W`` ``(V, E)``, ``ids`` ``(...)`` int -> ``(..., E)``."""
+        raise self._missing("rows")
+
+    def add_rows_(self, dW: Array, ids: Array, d: Array) -> Array:
+        """Scatter-add, in place: ``dW[ids[j]] += d[j]`` for every position ``j``; returns ``dW``.
+
+        ``dW`` is ``(V, E)``, ``ids`` ``(...)`` int, ``d`` ``(..., E)``. Repeated ids accumulate
+        (``numpy.add.at``, not ``dW[ids] += d``): the embedding backward.
+        """
+        raise self._missing("add_rows_")

@@ -64,6 +64,56 @@ class NumpyOps(Ops):
     def relu_(self, x):
         return np.maximum(x, 0, out=x)
 
+    # --- losses, layers and optimizers ---------------------------------------------------------
+    def int_array(self, a):
+        if hasattr(a, "detach"):
+            a = a.detach().cpu().numpy()
+        return np.asarray(a, dtype=np.int64)
+
+    def exp(self, x):
+        return np.exp(x)
+
+    def log(self, x):
+        return np.log(x)
+
+    def sqrt(self, x):
+        return np.sqrt(x)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return np.asarray(np.sum(x, axis=axis, keepdims=keepdims))
+
+    def logsumexp(self, x, keepdims=False):
+        # shift by the row maximum so that exp never overflows; the largest term is exp(0) = 1
+        m = np.max(x, axis=-1, keepdims=True)
+        out = np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True)) + m
+        return out if keepdims else out[..., 0]
+
+    def log_softmax(self, x):
+        return x - self.logsumexp(x, keepdims=True)
+
+    def softmax(self, x):
+        e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+        return e / np.sum(e, axis=-1, keepdims=True)
+
+    def log_sigmoid(self, x):
+        # log sigmoid(x) = min(x, 0) - log(1 + exp(-|x|)); exp(-|x|) <= 1 never overflows
+        return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+
+    def take_last(self, x, ids):
+        return np.take_along_axis(x, ids[..., None], axis=-1)[..., 0]
+
+    def one_hot(self, ids, n):
+        out = np.zeros(ids.shape + (n,), dtype=self._dtype)
+        np.put_along_axis(out, ids[..., None], 1.0, axis=-1)
+        return out
+
+    def rows(self, W, ids):
+        return W[ids]
+
+    def add_rows_(self, dW, ids, d):
+        np.add.at(dW, ids.reshape(-1), d.reshape(-1, dW.shape[-1]))
+        return dW
+
 
 class NumpyBackend(Backend):
     """The reference: hand-written BPTT (``seqkit.bptt``) on NumPy, float32 or float64, CPU."""

@@ -1,0 +1,121 @@
+"""What every model shares: parameters on one backend, training, saving and loading."""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+
+from seqkit.backend import Backend, get_backend
+from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
+from seqkit.errors import unknown
+
+__all__ = ["Model", "load"]
+
+_KINDS: dict[str, type[Model]] = {}
+
+
+def prefixed(prefix: str, values: dict) -> dict:
+    """``{"w": 1} -> {"prefix.w": 1}``."""
+    return {f"{prefix}.{name}": value for name, value in values.items()}
+
+
+def unprefixed(prefix: str, values: dict) -> dict:
+    """The entries of ``values`` under ``prefix.``, with the prefix removed."""
+    start = prefix + "."
+    return {name[len(start) :]: value for name, value in values.items() if name.startswith(start)}
+
+
+def resolve_backend(backend: str | Backend | None, dtype: str | None = None) -> Backend:
+    """A backend instance from a name, an instance, or the config (``None``)."""
+    if isinstance(backend, Backend):
+        return backend
+    return get_backend(backend, dtype=dtype)
+
+
+class Model(abc.ABC):
+    """A composition of blocks whose parameters live on one backend.
+
+    Subclasses build their blocks in ``__init__``, then call :meth:`_set_params` with NumPy
+    initial values, and implement :meth:`config`, :meth:`_loss_forward`, :meth:`_loss_backward`.
+    """
+
+    #: Checkpoint ``kind``; set by subclasses.
+    kind: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            _KINDS[cls.kind] = cls
+
+    backend: Backend
+    params: dict
+
+    def _set_params(self, values: dict[str, np.ndarray]) -> None:
+        self.params = {name: self.backend.asarray(value) for name, value in values.items()}
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        """Every parameter as a NumPy array, by name."""
+        return {name: np.array(self.backend.to_numpy(value)) for name, value in self.params.items()}
+
+    @abc.abstractmethod
+    def config(self) -> dict:
+        """The constructor arguments (JSON-able) that rebuild this model's shape."""
+
+    @abc.abstractmethod
+    def _loss_forward(self, params: dict, *batch: Any) -> tuple[Any, Any]:
+        """Training loss (0-d array) of one batch and the cache for :meth:`_loss_backward`."""
+
+    @abc.abstractmethod
+    def _loss_backward(self, params: dict, cache: Any) -> dict:
+        """Hand-written gradient of the training loss for every parameter."""
+
+    def _batch_tokens(self, batch: tuple) -> int:
+        """Tokens in a batch, for throughput reports."""
+        return 0
+
+    def _extra(self) -> dict:
+        """JSON-able state beyond config and parameters (vocabularies)."""
+        return {}
+
+    @classmethod
+    @abc.abstractmethod
+    def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> Model:
+        """Rebuild from a checkpoint's config and extra, without initialising parameters twice."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to ``path`` in the portable checkpoint format (atomic; no pickle)."""
+        save_checkpoint(path, Checkpoint(self.kind, self.config(), self.numpy_params(), self._extra()))
+
+    def _load_params(self, checkpoint: Checkpoint) -> None:
+        expected = {name: tuple(value.shape) for name, value in self.params.items()}
+        got = {name: tuple(value.shape) for name, value in checkpoint.params.items()}
+        if expected != got:
+            missing = sorted(set(expected) - set(got))
+            wrong = sorted(n for n in set(expected) & set(got) if expected[n] != got[n])
+            raise CheckpointError(
+                f"checkpoint parameters do not fit a {self.kind}: missing {missing}, "
+                f"unexpected {sorted(set(got) - set(expected))}, wrong shape {wrong}"
+            )
+        self._set_params(checkpoint.params)
+
+
+def load(path: str | os.PathLike, backend: str | Backend | None = None, *, dtype: str | None = None) -> Model:
+    """Load a model saved with ``save`` onto ``backend`` (any backend, whichever saved it).
+
+    Raises:
+        CheckpointError: missing, truncated, corrupted, foreign or newer-version file.
+    """
+    checkpoint = read_checkpoint(path)
+    cls = _KINDS.get(checkpoint.kind)
+    if cls is None:
+        raise CheckpointError(f"{path}: {unknown('model kind', checkpoint.kind, sorted(_KINDS))}")
+    be = resolve_backend(backend, dtype)
+    try:
+        return cls._from_checkpoint(checkpoint, be)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint contents are invalid: {type(exc).__name__}: {exc}") from None
