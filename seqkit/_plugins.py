@@ -18,6 +18,7 @@ ENTRY_POINT_GROUP = "seqkit"
 _KINDS: dict[str, str] = {
     "seqkit_register_backends": "backend",
     "seqkit_register_cells": "cell",
+    "seqkit_register_corpora": "corpus",
     "seqkit_register_losses": "loss",
     "seqkit_register_samplers": "sampler",
 }
@@ -174,6 +175,11 @@ def list_backends() -> list[str]:
 def list_cells() -> list[str]:
     """Names of every registered cell, sorted."""
     return names("cell")
+
+
+def list_corpora() -> list[str]:
+    """Names of every registered corpus, sorted."""
+    return names("corpus")
 
 
 def list_losses() -> list[str]:

@@ -13,6 +13,7 @@ __all__ = [
     "hookspec",
     "seqkit_register_backends",
     "seqkit_register_cells",
+    "seqkit_register_corpora",
     "seqkit_register_losses",
     "seqkit_register_samplers",
 ]
@@ -41,3 +42,8 @@ def seqkit_register_losses():
 @hookspec
 def seqkit_register_samplers():
     """Return a list of :class:`seqkit.samplers.Sampler` subclasses, each with a unique ``name``."""
+
+
+@hookspec
+def seqkit_register_corpora():
+    """Return a list of :class:`seqkit.corpora.Corpus` instances, each with a unique ``name``."""

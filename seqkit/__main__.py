@@ -1,0 +1,5 @@
+"""``python -m seqkit`` runs the command line."""
+
+from seqkit.cli import main
+
+main()

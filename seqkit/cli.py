@@ -1,0 +1,300 @@
+"""The ``seqkit`` command line: train, sample, score, list plugins, and draw figures.
+
+Every command exits 0 on success and 1 with one line on stderr (``seqkit: error: ...``) when the
+input is bad, a checkpoint is unreadable, or training diverges; click's usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from seqkit.errors import SeqkitError
+
+__all__ = ["main", "cli"]
+
+
+class _Group(click.Group):
+    """Turns seqkit's own errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
+            if isinstance(exc, click.ClickException):
+                raise
+            raise click.ClickException(str(exc)) from None
+
+
+def _backend(name: str | None, device: str | None = None, dtype: str | None = None):
+    from seqkit.backend import get_backend
+
+    return get_backend(name, device=device, dtype=dtype)
+
+
+def _read_lines(path: str) -> list[str]:
+    text = Path(path).read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise click.ClickException(f"{path}: holds no sequences (every line is empty)")
+    return lines
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="seqkit")
+def cli() -> None:
+    """Recurrent sequence models: train, sample and score language models on real text."""
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def _train_options(func):
+    options = [
+        click.option("--level", type=click.Choice(["char", "word"]), default="char", show_default=True, help="Token level."),
+        click.option("--cell", default="gru", show_default=True, help="Registered cell (seqkit plugins)."),
+        click.option("--hidden-size", type=click.IntRange(min=1), default=128, show_default=True),
+        click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--embedding-size", type=click.IntRange(min=1), default=None, help="Learned embedding instead of one-hot input."),
+        click.option("--backend", default=None, help="Backend name (default: config, else numpy)."),
+        click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (torch backend)."),
+        click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.003, show_default=True),
+        click.option("--optimizer", type=click.Choice(["sgd", "adagrad", "adam"]), default="adam", show_default=True),
+        click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--dev-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True),
+        click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between dev evaluations (default: steps/10)."),
+        click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write training and dev loss curves to this PNG."),
+        click.option("--progress/--no-progress", default=True, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--corpus", default=None, help="Built-in corpus instead of FILE: surnames, first-names.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the model.")
+@_train_options
+def train(file, corpus, out, **options):
+    """Train a language model on FILE (one sequence per line) or a built-in corpus."""
+    texts, source = _training_texts(file, corpus)
+    _train_and_report(texts, source, out, **options)
+
+
+def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], str]:
+    if (file is None) == (corpus is None):
+        raise click.UsageError("give exactly one of FILE or --corpus NAME")
+    if corpus is not None:
+        from seqkit.corpora import get_corpus
+
+        return get_corpus(corpus).load(), f"corpus {corpus!r}"
+    return _read_lines(file), file
+
+
+def _train_and_report(texts, source, out, *, level, cell, hidden_size, layers, embedding_size, backend,
+                      device, steps, batch_size, lr, optimizer, clip_norm, seed, dev_fraction,
+                      eval_every, plot_path, progress, samples_at_end=3):
+    from seqkit.corpora import split_train_dev
+    from seqkit.models import LanguageModel
+    from seqkit.training import TrainingDiverged
+    from seqkit.vocab import Vocabulary
+
+    train_texts, dev_texts = split_train_dev(texts, dev_fraction)
+    if not train_texts:
+        raise click.ClickException(f"{source}: no training sequences left after the dev split")
+    vocab = Vocabulary.build(train_texts, level=level)
+    be = _backend(backend, device)
+    model = LanguageModel(vocab, cell=cell, hidden_size=hidden_size, num_layers=layers,
+                          embedding_size=embedding_size, backend=be, seed=seed)
+    click.echo(
+        f"training {model!r} on {len(train_texts):,} sequences from {source} "
+        f"({len(dev_texts):,} held out), V={len(vocab)}", err=True,
+    )
+    state = {"saved_step": None}
+
+    def on_eval(step: int, dev_nats: float) -> None:
+        model.save(out)  # atomic: an interrupted run keeps the last evaluated model
+        state["saved_step"] = step
+        names = ", ".join(model.sample(3, seed=step, max_len=50))
+        _write(f"step {step}: dev {dev_nats:.3f} nats/token (perplexity {math.exp(dev_nats):.2f}); samples: {names}")
+
+    evaluate_on = dev_texts or None
+    try:
+        history = model.fit(
+            train_texts, steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            clip_norm=clip_norm, seed=seed, progress=progress, dev_texts=evaluate_on,
+            eval_every=eval_every or max(1, steps // 10), on_eval=on_eval if evaluate_on else None,
+        )
+    except KeyboardInterrupt:
+        where = f"the model from step {state['saved_step']}" if state["saved_step"] else "nothing new"
+        click.echo(f"seqkit: interrupted; {out} holds {where}", err=True)
+        sys.exit(130)
+    except TrainingDiverged as exc:
+        where = f"{out} holds the model from step {state['saved_step']}" if state["saved_step"] else f"{out} was not written"
+        raise click.ClickException(f"{exc}; {where}") from None
+    model.save(out)
+    seconds = history.seconds
+    click.echo(f"wrote {out} after {steps} steps in {seconds:.1f} s ({history.tokens / max(seconds, 1e-9):,.0f} tokens/s)", err=True)
+    if history.evals:
+        dev = history.evals[-1][1]
+        click.echo(f"dev: {dev:.4f} nats/token, perplexity {math.exp(dev):.3f}")
+    if plot_path:
+        from seqkit.plots import plot_training
+
+        plot_training(history, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+    return model, history
+
+
+def _write(line: str) -> None:
+    try:
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        click.echo(line, err=True)
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False), default="surnames-demo.npz", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True)
+@click.option("--backend", default=None, help="Backend name (default: config, else numpy).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def demo(out, steps, backend, progress):
+    """Train a character-level GRU on US surnames, then print ten invented names."""
+    texts, source = _training_texts(None, "surnames")
+    model, history = _train_and_report(
+        texts, source, out, level="char", cell="gru", hidden_size=128, layers=1,
+        embedding_size=None, backend=backend, device=None, steps=steps, batch_size=64, lr=0.003,
+        optimizer="adam", clip_norm=5.0, seed=0, dev_fraction=0.1, eval_every=max(1, steps // 3),
+        plot_path=None, progress=progress,
+    )
+    click.echo("ten surnames seqkit invented:")
+    for name in model.sample(10, seed=0, max_len=30):
+        click.echo(f"  {name}")
+
+
+# --- sample, score ----------------------------------------------------------------------------
+
+
+def _load(path: str, backend: str | None, device: str | None = None):
+    from seqkit.models import load
+
+    return load(path, _backend(backend, device))
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("-n", "n", type=click.IntRange(min=1), default=10, show_default=True, help="How many sequences.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=None)
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
+@click.option("--greedy", is_flag=True, help="Take the most likely token at every step.")
+@click.option("--prefix", default="", help="Text every sample starts with.")
+@click.option("--max-len", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--backend", default=None)
+@click.option("--device", default=None)
+def sample(model_path, n, temperature, top_k, top_p, greedy, prefix, max_len, seed, backend, device):
+    """Print N sequences sampled from MODEL, one per line (same seed, same output)."""
+    model = _load(model_path, backend, device)
+    for text in model.sample(n, sampler="greedy" if greedy else "random", temperature=temperature,
+                             top_k=top_k, top_p=top_p, prefix=prefix, max_len=max_len, seed=seed):
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--backend", default=None)
+@click.option("--device", default=None)
+def score(model_path, file, as_json, backend, device):
+    """Log-probability of every line of FILE under MODEL, and the totals.
+
+    Tokens count each line's <EOS>; tokens outside the vocabulary score as <UNK>.
+    """
+    model = _load(model_path, backend, device)
+    lines = _read_lines(file)
+    per_line = model.token_log_probs(lines)
+    unknown = sum(ids.count(model.vocab.unk_id) for ids in (model.vocab.encode(t) for t in lines))
+    tokens = sum(len(p) for p in per_line)
+    total = float(sum(p.sum() for p in per_line))
+    nats = -total / tokens
+    if unknown:
+        click.echo(f"seqkit: note: {unknown} token(s) outside the vocabulary were scored as <UNK>", err=True)
+    if as_json:
+        click.echo(json.dumps({
+            "lines": len(lines), "tokens": tokens, "unknown_tokens": unknown,
+            "log_prob": total, "nats_per_token": nats, "perplexity": math.exp(nats),
+            "per_line": [float(p.sum()) for p in per_line],
+        }))
+        return
+    for text, p in zip(lines, per_line):
+        click.echo(f"{float(p.sum()):12.4f}  {text}")
+    click.echo(f"lines {len(lines)}  tokens {tokens}  log-prob {total:.4f}  nats/token {nats:.4f}  perplexity {math.exp(nats):.4f}")
+
+
+# --- plugins, figures -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json):
+    """Every plugin with its distribution, version and what it registered."""
+    from seqkit._plugins import list_plugins
+
+    infos = list_plugins()
+    if as_json:
+        click.echo(json.dumps([
+            {"name": p.name, "distribution": p.distribution, "version": p.version,
+             "entry_point": p.entry_point, "registered": {k: list(v) for k, v in p.registered.items()}}
+            for p in infos
+        ], indent=2))
+        return
+    for p in infos:
+        origin = f"{p.distribution} {p.version}" if p.distribution else "registered at run time"
+        click.echo(f"{p.name}  ({origin})")
+        for kind, names in p.registered.items():
+            click.echo(f"    {kind}: {', '.join(names)}")
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("--steps", type=click.IntRange(min=2), default=60, show_default=True, help="Sequence length T.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--cells", default="rnn,gru,lstm", show_default=True, help="Comma-separated cells.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def gradients(out, steps, hidden_size, cells, seed):
+    """Draw how the gradient of a loss at the last step w.r.t. h<t> decays with distance."""
+    from seqkit.plots import gradient_decay, plot_gradient_decay
+
+    curves = {cell: gradient_decay(cell, steps=steps, hidden_size=hidden_size, seed=seed) for cell in cells.split(",")}
+    plot_gradient_decay(curves, out)
+    for cell, norms in curves.items():
+        click.echo(f"{cell}: |dL/dh<T-1>| = {norms[0]:.3g}, |dL/dh<0>| = {norms[-1]:.3g}")
+    click.echo(f"wrote {out}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    cli.main(args=argv, prog_name="seqkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
