@@ -6,7 +6,11 @@ Layout (format version 1):
   ``{"format": "seqkit-checkpoint", "version": 1, "kind": <model class name>,
   "config": {...}, "extra": {...}}`` (``extra`` carries vocabularies, training state, ...);
 * one float array per parameter, under its PyTorch-style name (``rnn.weight_ih_l0``, ...),
-  saved as float64 or float32 as it was held.
+  saved as float64 or float32 as it was held;
+* for a resumable training checkpoint, arrays of the training state under ``state/``
+  (optimizer buffers ``state/optim/<buffer>/<parameter>``, the epoch's example order
+  ``state/order``); the rest of the training state (step, RNG state, options, history) is in
+  ``extra["training"]``.
 
 No pickle is ever written or read (``allow_pickle=False``). Files are written to a temporary file
 in the same folder, flushed to disk, then renamed over the target, so a crash or Ctrl-C never
@@ -31,6 +35,7 @@ __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "read_checkpoint"
 FORMAT = "seqkit-checkpoint"
 FORMAT_VERSION = 1
 _META = "__seqkit__"
+_STATE = "state/"
 
 
 class CheckpointError(SeqkitError):
@@ -46,6 +51,7 @@ class Checkpoint:
     params: dict[str, np.ndarray]
     extra: dict = attrs.field(factory=dict)
     version: int = FORMAT_VERSION
+    state: dict[str, np.ndarray] = attrs.field(factory=dict)
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
@@ -59,8 +65,9 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         "extra": checkpoint.extra,
     }
     arrays = {name: np.asarray(value) for name, value in checkpoint.params.items()}
-    if _META in arrays:
-        raise ValueError(f"parameter name {_META!r} is reserved")
+    if _META in arrays or any(name.startswith(_STATE) for name in arrays):
+        raise ValueError(f"parameter names {_META!r} and '{_STATE}...' are reserved")
+    arrays.update({_STATE + name: np.asarray(value) for name, value in checkpoint.state.items()})
     for name, value in arrays.items():
         if value.dtype.kind not in "fiub":
             raise ValueError(f"params[{name!r}] must be a numeric array (got dtype {value.dtype})")
@@ -88,7 +95,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             if _META not in data.files:
                 raise CheckpointError(f"{path}: not a seqkit checkpoint (no {_META!r} entry)")
             meta = json.loads(str(data[_META]))
-            params = {name: data[name] for name in data.files if name != _META}
+            params = {n: data[n] for n in data.files if n != _META and not n.startswith(_STATE)}
+            state = {n[len(_STATE) :]: data[n] for n in data.files if n.startswith(_STATE)}
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
@@ -108,4 +116,4 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     for key, kind in (("kind", str), ("config", dict), ("extra", dict)):
         if not isinstance(meta.get(key), kind):
             raise CheckpointError(f"{path}: checkpoint metadata {key!r} must be a {kind.__name__}")
-    return Checkpoint(meta["kind"], meta["config"], params, meta["extra"], version)
+    return Checkpoint(meta["kind"], meta["config"], params, meta["extra"], version, state)

@@ -84,12 +84,54 @@ def _train_options(func):
 @cli.command()
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--corpus", default=None, help="Built-in corpus instead of FILE: surnames, first-names.")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the model.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Where to write the model (required unless --resume).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Also write MODEL (with the training state) every N steps.")
+@click.option("--resume", "resume", type=click.Path(dir_okay=False), default=None, help="Continue the run saved in this checkpoint (same data and options).")
 @_train_options
-def train(file, corpus, out, **options):
+def train(file, corpus, out, checkpoint_every, resume, **options):
     """Train a language model on FILE (one sequence per line) or a built-in corpus."""
+    if resume is not None:
+        _resume(resume, file, corpus, out, checkpoint_every, options)
+        return
+    if out is None:
+        raise click.UsageError("--out MODEL is required (unless --resume MODEL)")
     texts, source = _training_texts(file, corpus)
-    _train_and_report(texts, source, out, **options)
+    run = {"file": str(Path(file).resolve()) if file else None, "corpus": corpus}
+    _train_and_report(texts, source, out, run=run, checkpoint_every=checkpoint_every, **options)
+
+
+# options that fix the model's shape or the data: a resumed run must keep them
+_SHAPE = ("level", "cell", "hidden_size", "layers", "embedding_size")
+_RUN = ("steps", "batch_size", "lr", "optimizer", "clip_norm", "seed", "dev_fraction", "eval_every")
+
+
+def _resume(path, file, corpus, out, checkpoint_every, options):
+    from seqkit.models import load
+
+    model = load(path, _backend(options["backend"], options["device"]))
+    saved = model.metadata.get("cli")
+    if model.training_state is None or not saved:
+        raise click.ClickException(f"{path}: holds no training state to resume (was it written by 'seqkit train'?)")
+    ctx = click.get_current_context()
+    given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE}
+    differs = [f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
+               for k in _SHAPE if k in given and given[k] != saved["options"][k]]
+    if differs:
+        raise click.ClickException(f"cannot resume {path} with a different model shape: {', '.join(differs)}")
+    run_options = {**saved["options"], **{k: given[k] for k in ("steps", "eval_every") if k in given}}
+    differs = [f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
+               for k in _RUN if k in given and k not in ("steps", "eval_every") and given[k] != saved["options"][k]]
+    if differs:
+        raise click.ClickException(f"cannot resume {path} with different training options: {', '.join(differs)}")
+    src_file = file or saved["run"]["file"]
+    src_corpus = corpus or saved["run"]["corpus"]
+    if file is None and corpus is None and src_file and not Path(src_file).is_file():
+        raise click.ClickException(f"{path} was trained on {src_file}, which no longer exists; give FILE")
+    texts, source = _training_texts(src_file if not corpus else None, src_corpus if not file else None)
+    run_options.update(backend=options["backend"], device=options["device"], progress=options["progress"],
+                       plot_path=options["plot_path"])
+    _train_and_report(texts, source, out or path, run=saved["run"], resume_model=model,
+                      checkpoint_every=checkpoint_every or saved.get("checkpoint_every"), **run_options)
 
 
 def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], str]:
@@ -104,7 +146,8 @@ def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], st
 
 def _train_and_report(texts, source, out, *, level, cell, hidden_size, layers, embedding_size, backend,
                       device, steps, batch_size, lr, optimizer, clip_norm, seed, dev_fraction,
-                      eval_every, plot_path, progress, samples_at_end=3):
+                      eval_every, plot_path, progress, run=None, checkpoint_every=None,
+                      resume_model=None):
     from seqkit.corpora import split_train_dev
     from seqkit.models import LanguageModel
     from seqkit.training import TrainingDiverged
@@ -114,36 +157,65 @@ def _train_and_report(texts, source, out, *, level, cell, hidden_size, layers, e
     if not train_texts:
         raise click.ClickException(f"{source}: no training sequences left after the dev split")
     vocab = Vocabulary.build(train_texts, level=level)
-    be = _backend(backend, device)
-    model = LanguageModel(vocab, cell=cell, hidden_size=hidden_size, num_layers=layers,
-                          embedding_size=embedding_size, backend=be, seed=seed)
-    click.echo(
-        f"training {model!r} on {len(train_texts):,} sequences from {source} "
-        f"({len(dev_texts):,} held out), V={len(vocab)}", err=True,
-    )
-    state = {"saved_step": None}
+    eval_every = eval_every or max(1, steps // 10)
+    if resume_model is not None:
+        model = resume_model
+        if model.vocab != vocab:
+            added = sorted(set(vocab.tokens) - set(model.vocab.tokens))
+            removed = sorted(set(model.vocab.tokens) - set(vocab.tokens))
+            raise click.ClickException(
+                f"cannot resume: the data's vocabulary differs from the checkpoint's "
+                f"(new tokens {added[:10]}, missing tokens {removed[:10]})"
+            )
+        click.echo(f"resuming {model!r} at step {model.training_state.step} of {steps}", err=True)
+    else:
+        model = LanguageModel(vocab, cell=cell, hidden_size=hidden_size, num_layers=layers,
+                              embedding_size=embedding_size, backend=_backend(backend, device), seed=seed)
+        click.echo(
+            f"training {model!r} on {len(train_texts):,} sequences from {source} "
+            f"({len(dev_texts):,} held out), V={len(vocab)}", err=True,
+        )
+    model.metadata = {"cli": {
+        "run": run or {"file": None, "corpus": None},
+        "checkpoint_every": checkpoint_every,
+        "options": {"level": level, "cell": cell, "hidden_size": hidden_size, "layers": layers,
+                    "embedding_size": embedding_size, "steps": steps, "batch_size": batch_size,
+                    "lr": lr, "optimizer": optimizer, "clip_norm": clip_norm, "seed": seed,
+                    "dev_fraction": dev_fraction, "eval_every": eval_every},
+    }}
+    state = {"saved_step": model.training_state.step if resume_model is not None else None}
+
+    def saved(step: int) -> None:
+        model.save(out)  # atomic: an interrupted run keeps the last checkpoint whole
+        state["saved_step"] = step
 
     def on_eval(step: int, dev_nats: float) -> None:
-        model.save(out)  # atomic: an interrupted run keeps the last evaluated model
-        state["saved_step"] = step
+        if not checkpoint_every:
+            saved(step)
         names = ", ".join(model.sample(3, seed=step, max_len=50))
         _write(f"step {step}: dev {dev_nats:.3f} nats/token (perplexity {math.exp(dev_nats):.2f}); samples: {names}")
 
-    evaluate_on = dev_texts or None
     try:
         history = model.fit(
             train_texts, steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            clip_norm=clip_norm, seed=seed, progress=progress, dev_texts=evaluate_on,
-            eval_every=eval_every or max(1, steps // 10), on_eval=on_eval if evaluate_on else None,
+            clip_norm=clip_norm, seed=seed, progress=progress, dev_texts=dev_texts or None,
+            eval_every=eval_every, on_eval=on_eval if dev_texts else None,
+            resume=resume_model is not None,
+            checkpoint=out if checkpoint_every else None, checkpoint_every=checkpoint_every,
         )
     except KeyboardInterrupt:
+        if checkpoint_every and Path(out).is_file():
+            from seqkit.checkpoint import read_checkpoint
+
+            state["saved_step"] = read_checkpoint(out).extra.get("training", {}).get("step")
         where = f"the model from step {state['saved_step']}" if state["saved_step"] else "nothing new"
         click.echo(f"seqkit: interrupted; {out} holds {where}", err=True)
         sys.exit(130)
     except TrainingDiverged as exc:
         where = f"{out} holds the model from step {state['saved_step']}" if state["saved_step"] else f"{out} was not written"
         raise click.ClickException(f"{exc}; {where}") from None
-    model.save(out)
+    if not checkpoint_every:
+        model.save(out)
     seconds = history.seconds
     click.echo(f"wrote {out} after {steps} steps in {seconds:.1f} s ({history.tokens / max(seconds, 1e-9):,.0f} tokens/s)", err=True)
     if history.evals:

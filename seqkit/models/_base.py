@@ -11,6 +11,8 @@ import numpy as np
 from seqkit.backend import Backend, get_backend
 from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
 from seqkit.errors import unknown
+from seqkit.optim import get_optimizer
+from seqkit.training import TrainingState
 
 __all__ = ["Model", "load"]
 
@@ -52,6 +54,12 @@ class Model(abc.ABC):
 
     backend: Backend
     params: dict
+    #: Set by ``fit`` (and by :func:`load` for a checkpoint written during training): what
+    #: ``fit(..., resume=True)`` continues from.
+    training_state: TrainingState | None = None
+    #: JSON-able notes saved with the model and restored by :func:`load` (the CLI records its
+    #: data source and options here so that ``seqkit train --resume`` can continue).
+    metadata: dict = {}
 
     def _set_params(self, values: dict[str, np.ndarray]) -> None:
         self.params = {name: self.backend.asarray(value) for name, value in values.items()}
@@ -85,9 +93,19 @@ class Model(abc.ABC):
     def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> Model:
         """Rebuild from a checkpoint's config and extra, without initialising parameters twice."""
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to ``path`` in the portable checkpoint format (atomic; no pickle)."""
-        save_checkpoint(path, Checkpoint(self.kind, self.config(), self.numpy_params(), self._extra()))
+    def save(self, path: str | os.PathLike, *, training_state: bool = True) -> None:
+        """Write the model to ``path`` in the portable checkpoint format (atomic; no pickle).
+
+        Args:
+            training_state: also store :attr:`training_state` (optimizer buffers, step, random
+                state) when there is one, so that ``fit(..., resume=True)`` continues exactly.
+        """
+        extra, state = {**self._extra(), "metadata": self.metadata}, {}
+        if training_state and self.training_state is not None:
+            ts = self.training_state
+            optimizer = get_optimizer(ts.options["optimizer"], lr=ts.options["lr"])
+            extra["training"], state = ts.to_checkpoint(optimizer, self.backend.ops)
+        save_checkpoint(path, Checkpoint(self.kind, self.config(), self.numpy_params(), extra, state=state))
 
     def _load_params(self, checkpoint: Checkpoint) -> None:
         expected = {name: tuple(value.shape) for name, value in self.params.items()}
@@ -114,7 +132,13 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, *, dtype
         raise CheckpointError(f"{path}: {unknown('model kind', checkpoint.kind, sorted(_KINDS))}")
     be = resolve_backend(backend, dtype)
     try:
-        return cls._from_checkpoint(checkpoint, be)
+        model = cls._from_checkpoint(checkpoint, be)
+        model.metadata = dict(checkpoint.extra.get("metadata", {}))
+        if "training" in checkpoint.extra:
+            model.training_state = TrainingState.from_checkpoint(
+                checkpoint.extra["training"], checkpoint.state, be.ops
+            )
+        return model
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

@@ -8,6 +8,7 @@ at every step predicts a softmax over the vocabulary for y<t>. Training is teach
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -172,6 +173,9 @@ class LanguageModel(Model):
         dev_texts: Sequence[str] | None = None,
         eval_every: int | None = None,
         on_eval=None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
     ) -> TrainingHistory:
         """Train by teacher forcing on ``texts`` (one sequence each), minimising nats per token.
 
@@ -182,6 +186,11 @@ class LanguageModel(Model):
             dev_texts: held-out sequences; their nats per token are evaluated every
                 ``eval_every`` steps (default: 10 times per run) and at the end.
             on_eval: called with ``(step, dev_nats_per_token)``.
+            checkpoint: write the model and its training state here (atomically) every
+                ``checkpoint_every`` steps and at the end.
+            resume: continue from :attr:`training_state` (set by :func:`seqkit.load` for a
+                checkpoint written during training) with the same data and options; ``steps``
+                is the total to reach. The result equals an uninterrupted run.
 
         Returns:
             the :class:`~seqkit.training.TrainingHistory`.
@@ -192,6 +201,12 @@ class LanguageModel(Model):
             dev = _check_texts("dev_texts", dev_texts)
             evaluate = lambda: self.nats_per_token(dev)  # noqa: E731
             eval_every = eval_every or max(1, steps // 10)
+        if resume and self.training_state is None:
+            raise ValueError("resume=True needs a model loaded from a training checkpoint (no training state)")
+        on_checkpoint = None
+        if checkpoint is not None:
+            on_checkpoint = lambda state: self.save(checkpoint)  # noqa: E731
+            checkpoint_every = checkpoint_every or steps
         return train(
             self,
             lambda index: self._encode_batch([texts[i] for i in index]),
@@ -207,6 +222,9 @@ class LanguageModel(Model):
             eval_every=eval_every,
             evaluate=evaluate,
             on_eval=on_eval,
+            resume=self.training_state if resume else None,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=on_checkpoint,
         )
 
     # --- probabilities -------------------------------------------------------------------------
