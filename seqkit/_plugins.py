@@ -125,7 +125,9 @@ class _Manager:
                 kind: tuple(sorted(n for n, (p, _) in reg.items() if p == name))
                 for kind, reg in registries.items()
             }
-            out.append(PluginInfo(name, dist, version, ep, {k: v for k, v in registered.items() if v}))
+            out.append(
+                PluginInfo(name, dist, version, ep, {k: v for k, v in registered.items() if v})
+            )
         return out
 
 
@@ -140,7 +142,7 @@ def plugin_manager() -> pluggy.PluginManager:
 
 
 def register_plugin(plugin: object, name: str | None = None) -> str:
-    """Register a plugin object (module or instance with ``@hookimpl`` functions); returns its name."""
+    """Register a plugin (a module or object with ``@hookimpl`` functions); returns its name."""
     return _manager().register(plugin, name=name)
 
 

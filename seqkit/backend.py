@@ -36,7 +36,8 @@ class Backend(abc.ABC):
         self.device = device
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name!r} dtype={self.dtype!r} device={self.device!r}>"
+        cls = type(self).__name__
+        return f"<{cls} name={self.name!r} dtype={self.dtype!r} device={self.device!r}>"
 
     # --- arrays ------------------------------------------------------------------------------
     def asarray(self, a: Any) -> Array:
@@ -81,7 +82,9 @@ class Backend(abc.ABC):
         out, final, cache = self._recurrent_forward(layer, params, x, state0, lengths)
         return out, _pack_state(layer, final), cache
 
-    def recurrent_backward(self, layer: Recurrent, cache: Any, d_out: Any, d_final_state: Any = None) -> dict:
+    def recurrent_backward(
+        self, layer: Recurrent, cache: Any, d_out: Any, d_final_state: Any = None
+    ) -> dict:
         """Gradients of a scalar loss, given its gradients with respect to the outputs.
 
         Args:
@@ -98,7 +101,9 @@ class Backend(abc.ABC):
         d_out = self.asarray(d_out)
         expected = (T, B, layer.output_size)
         if tuple(d_out.shape) != expected:
-            raise ShapeError(f"d_out must have shape (T, B, D*H) = {expected} (got {tuple(d_out.shape)})")
+            raise ShapeError(
+                f"d_out must have shape (T, B, D*H) = {expected} (got {tuple(d_out.shape)})"
+            )
         d_final = None
         if d_final_state is not None:
             d_final = self._check_state(layer, d_final_state, B, "d_final_state")
@@ -139,13 +144,16 @@ class Backend(abc.ABC):
         extra = [name for name in params if name not in shapes]
         if extra:
             raise ShapeError(
-                f"params has unexpected {', '.join(map(repr, extra))}; expected: {', '.join(shapes)}"
+                f"params has unexpected {', '.join(map(repr, extra))}; "
+                f"expected: {', '.join(shapes)}"
             )
         out = {}
         for name, shape in shapes.items():
             value = self.asarray(params[name])
             if tuple(value.shape) != shape:
-                raise ShapeError(f"params[{name!r}] must have shape {shape} (got {tuple(value.shape)})")
+                raise ShapeError(
+                    f"params[{name!r}] must have shape {shape} (got {tuple(value.shape)})"
+                )
             out[name] = value
         return out
 
@@ -155,10 +163,13 @@ class Backend(abc.ABC):
             raise ShapeError(f"x must be a (T, B, I) array (got shape {tuple(x.shape)})")
         if x.shape[2] != layer.input_size:
             raise ShapeError(
-                f"x must have input size I={layer.input_size} in its last axis (got shape {tuple(x.shape)})"
+                f"x must have input size I={layer.input_size} in its last axis "
+                f"(got shape {tuple(x.shape)})"
             )
         if x.shape[1] == 0:
-            raise ShapeError(f"x must hold at least one sequence, B > 0 (got shape {tuple(x.shape)})")
+            raise ShapeError(
+                f"x must hold at least one sequence, B > 0 (got shape {tuple(x.shape)})"
+            )
         return x
 
     def _check_state(self, layer: Recurrent, state: Any, batch: int, argname: str) -> tuple:
@@ -168,18 +179,27 @@ class Backend(abc.ABC):
             return tuple(self.ops.zeros(expected) for _ in names)
         if len(names) == 1:
             if isinstance(state, tuple | list):
-                raise ShapeError(f"{argname} for cell {layer.cell.name!r} must be one array h (L*D, B, H), not a {type(state).__name__}")
+                raise ShapeError(
+                    f"{argname} for cell {layer.cell.name!r} must be one array h (L*D, B, H), "
+                    f"not a {type(state).__name__}"
+                )
             parts = (state,)
         else:
             if not isinstance(state, tuple | list) or len(state) != len(names):
                 form = "(" + ", ".join(names) + ")"
-                raise ShapeError(f"{argname} for cell {layer.cell.name!r} must be a tuple {form} of (L*D, B, H) arrays (got {type(state).__name__})")
+                raise ShapeError(
+                    f"{argname} for cell {layer.cell.name!r} must be a tuple {form} of "
+                    f"(L*D, B, H) arrays (got {type(state).__name__})"
+                )
             parts = tuple(state)
         out = []
         for name, part in zip(names, parts):
             part = self.asarray(part)
             if tuple(part.shape) != expected:
-                raise ShapeError(f"{argname} {name} must have shape (L*D, B, H) = {expected} (got {tuple(part.shape)})")
+                raise ShapeError(
+                    f"{argname} {name} must have shape (L*D, B, H) = {expected} "
+                    f"(got {tuple(part.shape)})"
+                )
             out.append(part)
         return tuple(out)
 
@@ -190,11 +210,17 @@ def _check_lengths(lengths: Any, steps: int, batch: int) -> np.ndarray | None:
     if hasattr(lengths, "detach"):  # a tensor from an autograd backend
         lengths = lengths.detach().cpu().numpy()
     arr = np.asarray(lengths)
-    if arr.shape != (batch,) or not (arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and np.all(arr == np.round(arr)))):
-        raise ShapeError(f"lengths must be (B,) = ({batch},) integers (got shape {arr.shape}, dtype {arr.dtype})")
+    if arr.shape != (batch,) or not (
+        arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and np.all(arr == np.round(arr)))
+    ):
+        raise ShapeError(
+            f"lengths must be (B,) = ({batch},) integers (got shape {arr.shape}, dtype {arr.dtype})"
+        )
     arr = arr.astype(np.int64)
     if batch and (arr.min() < 1 or arr.max() > steps):
-        raise ShapeError(f"lengths must lie in 1..T = 1..{steps} (got min {arr.min()}, max {arr.max()})")
+        raise ShapeError(
+            f"lengths must lie in 1..T = 1..{steps} (got min {arr.min()}, max {arr.max()})"
+        )
     return arr
 
 
@@ -202,7 +228,9 @@ def _pack_state(layer: Recurrent, state: tuple) -> Any:
     return state[0] if len(state) == 1 else state
 
 
-def get_backend(name: str | None = None, *, dtype: str | None = None, device: str | None = None) -> Backend:
+def get_backend(
+    name: str | None = None, *, dtype: str | None = None, device: str | None = None
+) -> Backend:
     """A backend instance; arguments left out come from :func:`seqkit.load_config`.
 
     Args:

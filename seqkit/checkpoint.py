@@ -101,10 +101,14 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(
-            f"{path}: not a readable seqkit checkpoint (truncated or corrupted: {type(exc).__name__}: {exc})"
+            f"{path}: not a readable seqkit checkpoint "
+            f"(truncated or corrupted: {type(exc).__name__}: {exc})"
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a seqkit checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise CheckpointError(
+            f"{path}: not a seqkit checkpoint "
+            f"(format {meta.get('format') if isinstance(meta, dict) else None!r})"
+        )
     version = meta.get("version")
     if not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path}: invalid checkpoint version {version!r}")

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from seqkit.errors import SeqkitError
 
@@ -58,22 +57,63 @@ def cli() -> None:
 
 def _train_options(func):
     options = [
-        click.option("--level", type=click.Choice(["char", "word"]), default="char", show_default=True, help="Token level."),
-        click.option("--cell", default="gru", show_default=True, help="Registered cell (seqkit plugins)."),
+        click.option(
+            "--level",
+            type=click.Choice(["char", "word"]),
+            default="char",
+            show_default=True,
+            help="Token level.",
+        ),
+        click.option(
+            "--cell", default="gru", show_default=True, help="Registered cell (seqkit plugins)."
+        ),
         click.option("--hidden-size", type=click.IntRange(min=1), default=128, show_default=True),
         click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
-        click.option("--embedding-size", type=click.IntRange(min=1), default=None, help="Learned embedding instead of one-hot input."),
+        click.option(
+            "--embedding-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Learned embedding instead of one-hot input.",
+        ),
         click.option("--backend", default=None, help="Backend name (default: config, else numpy)."),
         click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (torch backend)."),
         click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.003, show_default=True),
-        click.option("--optimizer", type=click.Choice(["sgd", "adagrad", "adam"]), default="adam", show_default=True),
-        click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True),
+        click.option(
+            "--lr", type=click.FloatRange(min=0, min_open=True), default=0.003, show_default=True
+        ),
+        click.option(
+            "--optimizer",
+            type=click.Choice(["sgd", "adagrad", "adam"]),
+            default="adam",
+            show_default=True,
+        ),
+        click.option(
+            "--clip-norm",
+            type=click.FloatRange(min=0, min_open=True),
+            default=5.0,
+            show_default=True,
+        ),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
-        click.option("--dev-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True),
-        click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Steps between dev evaluations (default: steps/10)."),
-        click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write training and dev loss curves to this PNG."),
+        click.option(
+            "--dev-fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.1,
+            show_default=True,
+        ),
+        click.option(
+            "--eval-every",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Steps between dev evaluations (default: steps/10).",
+        ),
+        click.option(
+            "--plot",
+            "plot_path",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Write training and dev loss curves to this PNG.",
+        ),
         click.option("--progress/--no-progress", default=True, show_default=True),
     ]
     for option in reversed(options):
@@ -83,10 +123,29 @@ def _train_options(func):
 
 @cli.command()
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("--corpus", default=None, help="Built-in corpus instead of FILE: surnames, first-names.")
-@click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Where to write the model (required unless --resume).")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Also write MODEL (with the training state) every N steps.")
-@click.option("--resume", "resume", type=click.Path(dir_okay=False), default=None, help="Continue the run saved in this checkpoint (same data and options).")
+@click.option(
+    "--corpus", default=None, help="Built-in corpus instead of FILE: surnames, first-names."
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the model (required unless --resume).",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also write MODEL (with the training state) every N steps.",
+)
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Continue the run saved in this checkpoint (same data and options).",
+)
 @_train_options
 def train(file, corpus, out, checkpoint_every, resume, **options):
     """Train a language model on FILE (one sequence per line) or a built-in corpus."""
@@ -111,27 +170,61 @@ def _resume(path, file, corpus, out, checkpoint_every, options):
     model = load(path, _backend(options["backend"], options["device"]))
     saved = model.metadata.get("cli")
     if model.training_state is None or not saved:
-        raise click.ClickException(f"{path}: holds no training state to resume (was it written by 'seqkit train'?)")
+        raise click.ClickException(
+            f"{path}: holds no training state to resume (was it written by 'seqkit train'?)"
+        )
     ctx = click.get_current_context()
-    given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE}
-    differs = [f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
-               for k in _SHAPE if k in given and given[k] != saved["options"][k]]
+    given = {
+        k: v
+        for k, v in options.items()
+        if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
+    }
+    differs = [
+        f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
+        for k in _SHAPE
+        if k in given and given[k] != saved["options"][k]
+    ]
     if differs:
-        raise click.ClickException(f"cannot resume {path} with a different model shape: {', '.join(differs)}")
-    run_options = {**saved["options"], **{k: given[k] for k in ("steps", "eval_every") if k in given}}
-    differs = [f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
-               for k in _RUN if k in given and k not in ("steps", "eval_every") and given[k] != saved["options"][k]]
+        raise click.ClickException(
+            f"cannot resume {path} with a different model shape: {', '.join(differs)}"
+        )
+    run_options = {
+        **saved["options"],
+        **{k: given[k] for k in ("steps", "eval_every") if k in given},
+    }
+    differs = [
+        f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
+        for k in _RUN
+        if k in given and k not in ("steps", "eval_every") and given[k] != saved["options"][k]
+    ]
     if differs:
-        raise click.ClickException(f"cannot resume {path} with different training options: {', '.join(differs)}")
+        raise click.ClickException(
+            f"cannot resume {path} with different training options: {', '.join(differs)}"
+        )
     src_file = file or saved["run"]["file"]
     src_corpus = corpus or saved["run"]["corpus"]
     if file is None and corpus is None and src_file and not Path(src_file).is_file():
-        raise click.ClickException(f"{path} was trained on {src_file}, which no longer exists; give FILE")
-    texts, source = _training_texts(src_file if not corpus else None, src_corpus if not file else None)
-    run_options.update(backend=options["backend"], device=options["device"], progress=options["progress"],
-                       plot_path=options["plot_path"])
-    _train_and_report(texts, source, out or path, run=saved["run"], resume_model=model,
-                      checkpoint_every=checkpoint_every or saved.get("checkpoint_every"), **run_options)
+        raise click.ClickException(
+            f"{path} was trained on {src_file}, which no longer exists; give FILE"
+        )
+    texts, source = _training_texts(
+        src_file if not corpus else None, src_corpus if not file else None
+    )
+    run_options.update(
+        backend=options["backend"],
+        device=options["device"],
+        progress=options["progress"],
+        plot_path=options["plot_path"],
+    )
+    _train_and_report(
+        texts,
+        source,
+        out or path,
+        run=saved["run"],
+        resume_model=model,
+        checkpoint_every=checkpoint_every or saved.get("checkpoint_every"),
+        **run_options,
+    )
 
 
 def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], str]:
@@ -144,10 +237,32 @@ def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], st
     return _read_lines(file), file
 
 
-def _train_and_report(texts, source, out, *, level, cell, hidden_size, layers, embedding_size, backend,
-                      device, steps, batch_size, lr, optimizer, clip_norm, seed, dev_fraction,
-                      eval_every, plot_path, progress, run=None, checkpoint_every=None,
-                      resume_model=None):
+def _train_and_report(
+    texts,
+    source,
+    out,
+    *,
+    level,
+    cell,
+    hidden_size,
+    layers,
+    embedding_size,
+    backend,
+    device,
+    steps,
+    batch_size,
+    lr,
+    optimizer,
+    clip_norm,
+    seed,
+    dev_fraction,
+    eval_every,
+    plot_path,
+    progress,
+    run=None,
+    checkpoint_every=None,
+    resume_model=None,
+):
     from seqkit.corpora import split_train_dev
     from seqkit.models import LanguageModel
     from seqkit.training import TrainingDiverged
@@ -169,20 +284,41 @@ def _train_and_report(texts, source, out, *, level, cell, hidden_size, layers, e
             )
         click.echo(f"resuming {model!r} at step {model.training_state.step} of {steps}", err=True)
     else:
-        model = LanguageModel(vocab, cell=cell, hidden_size=hidden_size, num_layers=layers,
-                              embedding_size=embedding_size, backend=_backend(backend, device), seed=seed)
+        model = LanguageModel(
+            vocab,
+            cell=cell,
+            hidden_size=hidden_size,
+            num_layers=layers,
+            embedding_size=embedding_size,
+            backend=_backend(backend, device),
+            seed=seed,
+        )
         click.echo(
             f"training {model!r} on {len(train_texts):,} sequences from {source} "
-            f"({len(dev_texts):,} held out), V={len(vocab)}", err=True,
+            f"({len(dev_texts):,} held out), V={len(vocab)}",
+            err=True,
         )
-    model.metadata = {"cli": {
-        "run": run or {"file": None, "corpus": None},
-        "checkpoint_every": checkpoint_every,
-        "options": {"level": level, "cell": cell, "hidden_size": hidden_size, "layers": layers,
-                    "embedding_size": embedding_size, "steps": steps, "batch_size": batch_size,
-                    "lr": lr, "optimizer": optimizer, "clip_norm": clip_norm, "seed": seed,
-                    "dev_fraction": dev_fraction, "eval_every": eval_every},
-    }}
+    model.metadata = {
+        "cli": {
+            "run": run or {"file": None, "corpus": None},
+            "checkpoint_every": checkpoint_every,
+            "options": {
+                "level": level,
+                "cell": cell,
+                "hidden_size": hidden_size,
+                "layers": layers,
+                "embedding_size": embedding_size,
+                "steps": steps,
+                "batch_size": batch_size,
+                "lr": lr,
+                "optimizer": optimizer,
+                "clip_norm": clip_norm,
+                "seed": seed,
+                "dev_fraction": dev_fraction,
+                "eval_every": eval_every,
+            },
+        }
+    }
     state = {"saved_step": model.training_state.step if resume_model is not None else None}
 
     def saved(step: int) -> None:
@@ -193,31 +329,53 @@ def _train_and_report(texts, source, out, *, level, cell, hidden_size, layers, e
         if not checkpoint_every:
             saved(step)
         names = ", ".join(model.sample(3, seed=step, max_len=50))
-        _write(f"step {step}: dev {dev_nats:.3f} nats/token (perplexity {math.exp(dev_nats):.2f}); samples: {names}")
+        _write(
+            f"step {step}: dev {dev_nats:.3f} nats/token "
+            f"(perplexity {math.exp(dev_nats):.2f}); samples: {names}"
+        )
 
     try:
         history = model.fit(
-            train_texts, steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            clip_norm=clip_norm, seed=seed, progress=progress, dev_texts=dev_texts or None,
-            eval_every=eval_every, on_eval=on_eval if dev_texts else None,
+            train_texts,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            clip_norm=clip_norm,
+            seed=seed,
+            progress=progress,
+            dev_texts=dev_texts or None,
+            eval_every=eval_every,
+            on_eval=on_eval if dev_texts else None,
             resume=resume_model is not None,
-            checkpoint=out if checkpoint_every else None, checkpoint_every=checkpoint_every,
+            checkpoint=out if checkpoint_every else None,
+            checkpoint_every=checkpoint_every,
         )
     except KeyboardInterrupt:
         if checkpoint_every and Path(out).is_file():
             from seqkit.checkpoint import read_checkpoint
 
             state["saved_step"] = read_checkpoint(out).extra.get("training", {}).get("step")
-        where = f"the model from step {state['saved_step']}" if state["saved_step"] else "nothing new"
+        where = (
+            f"the model from step {state['saved_step']}" if state["saved_step"] else "nothing new"
+        )
         click.echo(f"seqkit: interrupted; {out} holds {where}", err=True)
         sys.exit(130)
     except TrainingDiverged as exc:
-        where = f"{out} holds the model from step {state['saved_step']}" if state["saved_step"] else f"{out} was not written"
+        where = (
+            f"{out} holds the model from step {state['saved_step']}"
+            if state["saved_step"]
+            else f"{out} was not written"
+        )
         raise click.ClickException(f"{exc}; {where}") from None
     if not checkpoint_every:
         model.save(out)
     seconds = history.seconds
-    click.echo(f"wrote {out} after {steps} steps in {seconds:.1f} s ({history.tokens / max(seconds, 1e-9):,.0f} tokens/s)", err=True)
+    click.echo(
+        f"wrote {out} after {steps} steps in {seconds:.1f} s "
+        f"({history.tokens / max(seconds, 1e-9):,.0f} tokens/s)",
+        err=True,
+    )
     if history.evals:
         dev = history.evals[-1][1]
         click.echo(f"dev: {dev:.4f} nats/token, perplexity {math.exp(dev):.3f}")
@@ -242,7 +400,9 @@ def _write(line: str) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(dir_okay=False), default="surnames-demo.npz", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default="surnames-demo.npz", show_default=True
+)
 @click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True)
 @click.option("--backend", default=None, help="Backend name (default: config, else numpy).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -250,10 +410,26 @@ def demo(out, steps, backend, progress):
     """Train a character-level GRU on US surnames, then print ten invented names."""
     texts, source = _training_texts(None, "surnames")
     model, history = _train_and_report(
-        texts, source, out, level="char", cell="gru", hidden_size=128, layers=1,
-        embedding_size=None, backend=backend, device=None, steps=steps, batch_size=64, lr=0.003,
-        optimizer="adam", clip_norm=5.0, seed=0, dev_fraction=0.1, eval_every=max(1, steps // 3),
-        plot_path=None, progress=progress,
+        texts,
+        source,
+        out,
+        level="char",
+        cell="gru",
+        hidden_size=128,
+        layers=1,
+        embedding_size=None,
+        backend=backend,
+        device=None,
+        steps=steps,
+        batch_size=64,
+        lr=0.003,
+        optimizer="adam",
+        clip_norm=5.0,
+        seed=0,
+        dev_fraction=0.1,
+        eval_every=max(1, steps // 3),
+        plot_path=None,
+        progress=progress,
     )
     click.echo("ten surnames seqkit invented:")
     for name in model.sample(10, seed=0, max_len=30):
@@ -271,8 +447,12 @@ def _load(path: str, backend: str | None, device: str | None = None):
 
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("-n", "n", type=click.IntRange(min=1), default=10, show_default=True, help="How many sequences.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option(
+    "-n", "n", type=click.IntRange(min=1), default=10, show_default=True, help="How many sequences."
+)
+@click.option(
+    "--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True
+)
 @click.option("--top-k", type=click.IntRange(min=1), default=None)
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None)
 @click.option("--greedy", is_flag=True, help="Take the most likely token at every step.")
@@ -281,11 +461,21 @@ def _load(path: str, backend: str | None, device: str | None = None):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--backend", default=None)
 @click.option("--device", default=None)
-def sample(model_path, n, temperature, top_k, top_p, greedy, prefix, max_len, seed, backend, device):
+def sample(
+    model_path, n, temperature, top_k, top_p, greedy, prefix, max_len, seed, backend, device
+):
     """Print N sequences sampled from MODEL, one per line (same seed, same output)."""
     model = _load(model_path, backend, device)
-    for text in model.sample(n, sampler="greedy" if greedy else "random", temperature=temperature,
-                             top_k=top_k, top_p=top_p, prefix=prefix, max_len=max_len, seed=seed):
+    for text in model.sample(
+        n,
+        sampler="greedy" if greedy else "random",
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        prefix=prefix,
+        max_len=max_len,
+        seed=seed,
+    ):
         click.echo(text)
 
 
@@ -308,17 +498,31 @@ def score(model_path, file, as_json, backend, device):
     total = float(sum(p.sum() for p in per_line))
     nats = -total / tokens
     if unknown:
-        click.echo(f"seqkit: note: {unknown} token(s) outside the vocabulary were scored as <UNK>", err=True)
+        click.echo(
+            f"seqkit: note: {unknown} token(s) outside the vocabulary were scored as <UNK>",
+            err=True,
+        )
     if as_json:
-        click.echo(json.dumps({
-            "lines": len(lines), "tokens": tokens, "unknown_tokens": unknown,
-            "log_prob": total, "nats_per_token": nats, "perplexity": math.exp(nats),
-            "per_line": [float(p.sum()) for p in per_line],
-        }))
+        click.echo(
+            json.dumps(
+                {
+                    "lines": len(lines),
+                    "tokens": tokens,
+                    "unknown_tokens": unknown,
+                    "log_prob": total,
+                    "nats_per_token": nats,
+                    "perplexity": math.exp(nats),
+                    "per_line": [float(p.sum()) for p in per_line],
+                }
+            )
+        )
         return
     for text, p in zip(lines, per_line):
         click.echo(f"{float(p.sum()):12.4f}  {text}")
-    click.echo(f"lines {len(lines)}  tokens {tokens}  log-prob {total:.4f}  nats/token {nats:.4f}  perplexity {math.exp(nats):.4f}")
+    click.echo(
+        f"lines {len(lines)}  tokens {tokens}  log-prob {total:.4f}  "
+        f"nats/token {nats:.4f}  perplexity {math.exp(nats):.4f}"
+    )
 
 
 # --- plugins, figures -------------------------------------------------------------------------
@@ -332,11 +536,21 @@ def plugins(as_json):
 
     infos = list_plugins()
     if as_json:
-        click.echo(json.dumps([
-            {"name": p.name, "distribution": p.distribution, "version": p.version,
-             "entry_point": p.entry_point, "registered": {k: list(v) for k, v in p.registered.items()}}
-            for p in infos
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "distribution": p.distribution,
+                        "version": p.version,
+                        "entry_point": p.entry_point,
+                        "registered": {k: list(v) for k, v in p.registered.items()},
+                    }
+                    for p in infos
+                ],
+                indent=2,
+            )
+        )
         return
     for p in infos:
         origin = f"{p.distribution} {p.version}" if p.distribution else "registered at run time"
@@ -347,7 +561,9 @@ def plugins(as_json):
 
 @cli.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
-@click.option("--steps", type=click.IntRange(min=2), default=60, show_default=True, help="Sequence length T.")
+@click.option(
+    "--steps", type=click.IntRange(min=2), default=60, show_default=True, help="Sequence length T."
+)
 @click.option("--hidden-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--cells", default="rnn,gru,lstm", show_default=True, help="Comma-separated cells.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -355,7 +571,10 @@ def gradients(out, steps, hidden_size, cells, seed):
     """Draw how the gradient of a loss at the last step w.r.t. h<t> decays with distance."""
     from seqkit.plots import gradient_decay, plot_gradient_decay
 
-    curves = {cell: gradient_decay(cell, steps=steps, hidden_size=hidden_size, seed=seed) for cell in cells.split(",")}
+    curves = {
+        cell: gradient_decay(cell, steps=steps, hidden_size=hidden_size, seed=seed)
+        for cell in cells.split(",")
+    }
     plot_gradient_decay(curves, out)
     for cell, norms in curves.items():
         click.echo(f"{cell}: |dL/dh<T-1>| = {norms[0]:.3g}, |dL/dh<0>| = {norms[-1]:.3g}")

@@ -12,7 +12,12 @@ __all__ = ["clip_grad_value", "clip_grad_norm", "global_norm"]
 
 
 def _check_threshold(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or not math.isfinite(value)
+    ):
         raise ValueError(f"{name!r} must be a positive finite number (got {value!r})")
     return float(value)
 

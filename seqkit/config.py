@@ -53,9 +53,7 @@ _ENV = {key: f"SEQKIT_{key.upper()}" for key in _KEYS}
 def _check(key: str, value: Any, source: str) -> Any:
     """Validate one value from one source; strings from the environment are parsed here."""
     if key not in _KEYS:
-        raise ConfigError(
-            f"{source}: unknown key {key!r}; allowed keys: {', '.join(_KEYS)}"
-        )
+        raise ConfigError(f"{source}: unknown key {key!r}; allowed keys: {', '.join(_KEYS)}")
     if key == "seed":
         if isinstance(value, str):
             try:
@@ -64,7 +62,9 @@ def _check(key: str, value: Any, source: str) -> Any:
                 raise ConfigError(
                     f"{source}: 'seed' must be a non-negative integer (got {value!r})"
                 ) from None
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
             raise ConfigError(f"{source}: 'seed' must be a non-negative integer (got {value!r})")
         return value
     if not isinstance(value, str):

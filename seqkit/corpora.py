@@ -62,12 +62,16 @@ def get_corpus(name: str) -> Corpus:
 
 
 def split_train_dev(texts: Sequence[str], dev_fraction: float) -> tuple[list[str], list[str]]:
-    """Split deterministically: a text goes to dev when ``crc32(text) mod 10**6 < fraction * 10**6``.
+    """Split by content: a text goes to dev when ``crc32(text) mod 10**6 < fraction * 10**6``.
 
     The rule looks at the text alone, so the split does not depend on the order of the lines, the
     machine or a seed, and a line always lands on the same side.
     """
-    if isinstance(dev_fraction, bool) or not isinstance(dev_fraction, int | float) or not 0 <= dev_fraction < 1:
+    if (
+        isinstance(dev_fraction, bool)
+        or not isinstance(dev_fraction, int | float)
+        or not 0 <= dev_fraction < 1
+    ):
         raise ValueError(f"'dev_fraction' must be a number in [0, 1) (got {dev_fraction!r})")
     cut = int(round(dev_fraction * 1_000_000))
     train: list[str] = []
@@ -80,6 +84,14 @@ def split_train_dev(texts: Sequence[str], dev_fraction: float) -> tuple[list[str
 @hookimpl
 def seqkit_register_corpora():
     return [
-        Corpus("surnames", "88,799 US census surnames (names package), lowercase", _census("dist.all.last")),
-        Corpus("first-names", "5,163 US census first names (female and male lists merged), lowercase", _first_names),
+        Corpus(
+            "surnames",
+            "88,799 US census surnames (names package), lowercase",
+            _census("dist.all.last"),
+        ),
+        Corpus(
+            "first-names",
+            "5,163 US census first names (female and male lists merged), lowercase",
+            _first_names,
+        ),
     ]

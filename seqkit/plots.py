@@ -22,8 +22,15 @@ def _pyplot():
     return plt
 
 
-def gradient_decay(cell: str, *, steps: int = 60, hidden_size: int = 32, input_size: int = 8,
-                   seed: int = 0, params: dict | None = None) -> np.ndarray:
+def gradient_decay(
+    cell: str,
+    *,
+    steps: int = 60,
+    hidden_size: int = 32,
+    input_size: int = 8,
+    seed: int = 0,
+    params: dict | None = None,
+) -> np.ndarray:
     """``norms[k] = |dL/dh<T-1-k>|`` for a loss that reads only the last step's output.
 
     L = w . h<T-1> with a fixed random w; the input is random. Each gradient is the

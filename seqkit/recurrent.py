@@ -13,7 +13,7 @@ __all__ = ["Recurrent", "get_cell"]
 
 
 def get_cell(name: str | Cell, **options) -> Cell:
-    """A registered cell by name, built with ``options`` (``get_cell("rnn", nonlinearity="relu")``)."""
+    """A registered cell built with ``options``: ``get_cell("rnn", nonlinearity="relu")``."""
     if isinstance(name, Cell):
         if options:
             raise TypeError(f"cell options {sorted(options)} given with a cell instance {name!r}")
@@ -57,7 +57,9 @@ class Recurrent:
     input_size: int = attrs.field(validator=_positive)
     hidden_size: int = attrs.field(validator=_positive)
     num_layers: int = attrs.field(default=1, validator=_positive, kw_only=True)
-    bidirectional: bool = attrs.field(default=False, kw_only=True, validator=attrs.validators.instance_of(bool))
+    bidirectional: bool = attrs.field(
+        default=False, kw_only=True, validator=attrs.validators.instance_of(bool)
+    )
 
     @property
     def num_directions(self) -> int:
@@ -106,7 +108,9 @@ class Recurrent:
         suffix = self.suffix(layer, direction)
         return {short: params[short + suffix] for short in self.direction_shapes(layer)}
 
-    def init_params(self, seed: int | np.random.Generator | None = None, *, dtype: str = "float64") -> dict[str, np.ndarray]:
+    def init_params(
+        self, seed: int | np.random.Generator | None = None, *, dtype: str = "float64"
+    ) -> dict[str, np.ndarray]:
         """PyTorch's default initialisation, U(-1/sqrt(H), 1/sqrt(H)), as NumPy arrays.
 
         Args:

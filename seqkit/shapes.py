@@ -23,5 +23,5 @@ __all__ = ["Array", "State"]
 #: An array of the backend in use (``numpy.ndarray`` or ``torch.Tensor``).
 Array: TypeAlias = Any
 
-#: A recurrent state: ``(h,)`` or ``(h, c)``, each ``(B, H)`` inside a step, ``(L*D, B, H)`` outside.
+#: A recurrent state ``(h,)`` or ``(h, c)``: each (B, H) inside a step, (L*D, B, H) outside.
 State: TypeAlias = tuple

@@ -66,7 +66,9 @@ class TrainingState:
 
     def to_checkpoint(self, optimizer: Optimizer, ops) -> tuple[dict, dict[str, np.ndarray]]:
         """``(json_part, arrays)`` for :class:`seqkit.checkpoint.Checkpoint`."""
-        arrays = {f"optim/{k}": v for k, v in optimizer.state_to_numpy(ops, self.optimizer_state).items()}
+        arrays = {
+            f"optim/{k}": v for k, v in optimizer.state_to_numpy(ops, self.optimizer_state).items()
+        }
         arrays["order"] = np.asarray(self.order, dtype=np.int64)
         meta = {
             "step": self.step,
@@ -87,8 +89,10 @@ class TrainingState:
         optimizer = get_optimizer(options["optimizer"], lr=options["lr"])
         optim_arrays = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
         history = TrainingHistory(
-            list(meta["losses"]), list(meta["grad_norms"]),
-            [tuple(e) for e in meta["evals"]], int(meta["tokens"]),
+            list(meta["losses"]),
+            list(meta["grad_norms"]),
+            [tuple(e) for e in meta["evals"]],
+            int(meta["tokens"]),
         )
         return cls(
             step=int(meta["step"]),
@@ -168,15 +172,31 @@ def train(
     backend = model.backend
     ops = backend.ops
     opt = get_optimizer(optimizer, lr=lr)
-    options = {"batch_size": batch_size, "lr": lr, "optimizer": opt.name, "clip_norm": clip_norm,
-               "clip_value": clip_value, "seed": seed, "n_items": n_items}
+    options = {
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": opt.name,
+        "clip_norm": clip_norm,
+        "clip_value": clip_value,
+        "seed": seed,
+        "n_items": n_items,
+    }
     if resume is None:
         rng = np.random.default_rng(seed)
-        state = TrainingState(0, options, opt.init_state(ops, model.params), rng.bit_generator.state,
-                              rng.permutation(n_items), 0, TrainingHistory())
+        state = TrainingState(
+            0,
+            options,
+            opt.init_state(ops, model.params),
+            rng.bit_generator.state,
+            rng.permutation(n_items),
+            0,
+            TrainingHistory(),
+        )
     else:
         state = resume
-        changed = {k: (state.options.get(k), v) for k, v in options.items() if state.options.get(k) != v}
+        changed = {
+            k: (state.options.get(k), v) for k, v in options.items() if state.options.get(k) != v
+        }
         if changed:
             detail = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in changed.items())
             raise ValueError(f"cannot resume with different training options ({detail})")
@@ -232,7 +252,11 @@ def train(
                 history.evals.append((step, value))
                 if on_eval is not None:
                     on_eval(step, value)
-            if on_checkpoint is not None and checkpoint_every and (step % checkpoint_every == 0 or step == steps):
+            if (
+                on_checkpoint is not None
+                and checkpoint_every
+                and (step % checkpoint_every == 0 or step == steps)
+            ):
                 on_checkpoint(state)
     finally:
         if bar is not None:

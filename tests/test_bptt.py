@@ -77,7 +77,9 @@ def test_rnn_relu_option():
 def test_dtype_is_kept(dtype, rng):
     be = seqkit.get_backend("numpy", dtype=dtype)
     layer = seqkit.Recurrent("lstm", 2, 3)
-    out, (h, c), cache = be.recurrent_forward(layer, layer.init_params(seed=0), rng.normal(size=(3, 2, 2)))
+    out, (h, c), cache = be.recurrent_forward(
+        layer, layer.init_params(seed=0), rng.normal(size=(3, 2, 2))
+    )
     grads = be.recurrent_backward(layer, cache, np.ones(out.shape))
     assert out.dtype == h.dtype == c.dtype == np.dtype(dtype)
     assert all(g.dtype == np.dtype(dtype) for g in grads.values())

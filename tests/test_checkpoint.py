@@ -7,7 +7,12 @@ from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save
 
 
 def make():
-    return Checkpoint("LanguageModel", {"hidden_size": 4}, {"w": np.arange(6.0).reshape(2, 3)}, {"vocab": {"a": 1}})
+    return Checkpoint(
+        "LanguageModel",
+        {"hidden_size": 4},
+        {"w": np.arange(6.0).reshape(2, 3)},
+        {"vocab": {"a": 1}},
+    )
 
 
 def test_round_trip(tmp_path):
@@ -32,11 +37,14 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary file left
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda p: p.write_bytes(p.read_bytes()[:100]), "truncated or corrupted"),
-    (lambda p: p.write_bytes(b"not a zip at all"), "truncated or corrupted"),
-    (lambda p: np.savez(p, x=np.ones(2)), "not a seqkit checkpoint"),
-])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), "truncated or corrupted"),
+        (lambda p: p.write_bytes(b"not a zip at all"), "truncated or corrupted"),
+        (lambda p: np.savez(p, x=np.ones(2)), "not a seqkit checkpoint"),
+    ],
+)
 def test_damaged_files_give_one_clear_line(tmp_path, damage, match):
     path = save_checkpoint(tmp_path / "m.npz", make())
     damage(path)

@@ -29,8 +29,22 @@ def run(*args):
 
 
 def train_small(corpus, out, *extra):
-    return run("train", corpus, "--out", out, "--steps", 30, "--hidden-size", 8, "--batch-size", 8,
-               "--no-progress", "--lr", 0.02, *extra)
+    return run(
+        "train",
+        corpus,
+        "--out",
+        out,
+        "--steps",
+        30,
+        "--hidden-size",
+        8,
+        "--batch-size",
+        8,
+        "--no-progress",
+        "--lr",
+        0.02,
+        *extra,
+    )
 
 
 def test_train_sample_score(tmp_path, corpus):
@@ -76,14 +90,29 @@ def test_damaged_checkpoints_give_one_line_and_non_zero_exit(tmp_path, corpus, d
     assert str(out) in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--corpus", "klingon", "--out", "x.npz"], "unknown corpus 'klingon'; available: first-names, surnames"),
-    (["train", "--corpus", "surnames", "--cell", "lstn", "--out", "x.npz", "--steps", "1"], "unknown cell 'lstn'; available: gru, gru_simple, lstm"),
-    (["train", "--corpus", "surnames", "--backend", "jaxx", "--out", "x.npz"], "unknown backend 'jaxx'; available:"),
-    (["train", "--corpus", "surnames", "--hidden-size", "0", "--out", "x.npz"], "0 is not in the range x>=1"),
-    (["train", "--out", "x.npz"], "give exactly one of FILE or --corpus NAME"),
-    (["train", "no-such-file.txt", "--out", "x.npz"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["train", "--corpus", "klingon", "--out", "x.npz"],
+            "unknown corpus 'klingon'; available: first-names, surnames",
+        ),
+        (
+            ["train", "--corpus", "surnames", "--cell", "lstn", "--out", "x.npz", "--steps", "1"],
+            "unknown cell 'lstn'; available: gru, gru_simple, lstm",
+        ),
+        (
+            ["train", "--corpus", "surnames", "--backend", "jaxx", "--out", "x.npz"],
+            "unknown backend 'jaxx'; available:",
+        ),
+        (
+            ["train", "--corpus", "surnames", "--hidden-size", "0", "--out", "x.npz"],
+            "0 is not in the range x>=1",
+        ),
+        (["train", "--out", "x.npz"], "give exactly one of FILE or --corpus NAME"),
+        (["train", "no-such-file.txt", "--out", "x.npz"], "does not exist"),
+    ],
+)
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     os.chdir(tmp_path)
     result = run(*args)
@@ -111,8 +140,24 @@ def test_unknown_characters_score_as_unk(tmp_path, corpus):
 
 def test_ctrl_c_keeps_the_last_good_checkpoint(tmp_path, corpus):
     out = tmp_path / "m.npz"
-    cmd = [sys.executable, "-m", "seqkit", "train", str(corpus), "--out", str(out), "--steps", "100000",
-           "--eval-every", "5", "--hidden-size", "8", "--batch-size", "4", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqkit",
+        "train",
+        str(corpus),
+        "--out",
+        str(out),
+        "--steps",
+        "100000",
+        "--eval-every",
+        "5",
+        "--hidden-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60

@@ -22,10 +22,14 @@ def test_precedence_explicit_over_env_over_file_over_default(tmp_path):
 
 
 def test_pyproject_tool_table_and_nearest_file_wins(tmp_path):
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.seqkit]\ndevice = "auto"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.seqkit]\ndevice = "auto"\n'
+    )
     inner = tmp_path / "inner"
     inner.mkdir()
-    (inner / "pyproject.toml").write_text('[project]\nname = "y"\n')  # no [tool.seqkit]: keep looking
+    (inner / "pyproject.toml").write_text(
+        '[project]\nname = "y"\n'
+    )  # no [tool.seqkit]: keep looking
     assert load_config(cwd=inner, environ={}).device == "auto"
     (inner / "seqkit.toml").write_text('device = "cuda:1"\n')
     assert load_config(cwd=inner, environ={}).device == "cuda:1"
@@ -41,9 +45,18 @@ def test_env_backend_is_used_by_get_backend(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ('colour = "red"\n', r"seqkit.toml: unknown key 'colour'; allowed keys: backend, dtype, device, seed"),
-        ('dtype = "float16"\n', r"seqkit.toml: 'dtype' must be one of 'float32', 'float64' \(got 'float16'\)"),
-        ('device = "tpu"\n', r"'device' must be one of 'cpu', 'cuda', 'cuda:N', 'auto' \(got 'tpu'\)"),
+        (
+            'colour = "red"\n',
+            r"seqkit.toml: unknown key 'colour'; allowed keys: backend, dtype, device, seed",
+        ),
+        (
+            'dtype = "float16"\n',
+            r"seqkit.toml: 'dtype' must be one of 'float32', 'float64' \(got 'float16'\)",
+        ),
+        (
+            'device = "tpu"\n',
+            r"'device' must be one of 'cpu', 'cuda', 'cuda:N', 'auto' \(got 'tpu'\)",
+        ),
         ('backend = "jaxx"\n', r"'backend' must be one of .*'numpy'.* \(got 'jaxx'\)"),
         ("seed = -1\n", r"'seed' must be a non-negative integer \(got -1\)"),
         ("dtype = [\n", r"not valid TOML"),
@@ -56,7 +69,9 @@ def test_bad_file_values_name_key_file_and_choices(tmp_path, text, match):
 
 
 def test_bad_environment_value_names_the_variable(tmp_path):
-    with pytest.raises(seqkit.ConfigError, match=r"environment variable SEQKIT_SEED: 'seed' must be"):
+    with pytest.raises(
+        seqkit.ConfigError, match=r"environment variable SEQKIT_SEED: 'seed' must be"
+    ):
         load_config(cwd=tmp_path, environ={"SEQKIT_SEED": "abc"})
 
 

@@ -14,8 +14,11 @@ MODULES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 def torch_reference(cell, layer, params, x, state, lengths, w_out, w_fin, nonlinearity="tanh"):
     kwargs = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
     module = getattr(torch.nn, MODULES[cell])(
-        layer.input_size, layer.hidden_size, num_layers=layer.num_layers,
-        bidirectional=layer.bidirectional, **kwargs,
+        layer.input_size,
+        layer.hidden_size,
+        num_layers=layer.num_layers,
+        bidirectional=layer.bidirectional,
+        **kwargs,
     ).double()
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -25,7 +28,9 @@ def torch_reference(cell, layer, params, x, state, lengths, w_out, w_fin, nonlin
     T = x.shape[0]
     inp = xt
     if lengths is not None:
-        inp = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), enforce_sorted=False)
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            xt, torch.tensor(lengths), enforce_sorted=False
+        )
     out, final = module(inp, st if len(st) == 2 else st[0])
     if lengths is not None:
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
@@ -36,7 +41,11 @@ def torch_reference(cell, layer, params, x, state, lengths, w_out, w_fin, nonlin
     loss.backward()
     grads = {"x": xt.grad, **{f"{n}0": s.grad for n, s in zip(layer.state_names, st)}}
     grads.update({name: p.grad for name, p in module.named_parameters()})
-    return out.detach().numpy(), [f.detach().numpy() for f in final], {k: v.numpy() for k, v in grads.items()}
+    return (
+        out.detach().numpy(),
+        [f.detach().numpy() for f in final],
+        {k: v.numpy() for k, v in grads.items()},
+    )
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -71,7 +80,9 @@ def test_relu_rnn_matches_torch(rng):
     out, final, cache = be.recurrent_forward(layer, params, x, state)
     w_out = rng.normal(size=out.shape)
     grads = be.recurrent_backward(layer, cache, w_out, np.zeros_like(final))
-    t_out, _, t_grads = torch_reference("rnn", layer, params, x, state, None, w_out, np.zeros_like(final), "relu")
+    t_out, _, t_grads = torch_reference(
+        "rnn", layer, params, x, state, None, w_out, np.zeros_like(final), "relu"
+    )
     np.testing.assert_allclose(out, t_out, rtol=1e-12, atol=1e-13)
     for name in grads:
         np.testing.assert_allclose(grads[name], t_grads[name], rtol=1e-10, atol=1e-12, err_msg=name)

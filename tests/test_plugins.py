@@ -19,9 +19,13 @@ def test_builtins_register_through_entry_points():
 
 
 def test_unknown_names_list_the_choices():
-    with pytest.raises(seqkit.UnknownNameError, match=r"unknown backend 'jaxx'; available: .*numpy"):
+    with pytest.raises(
+        seqkit.UnknownNameError, match=r"unknown backend 'jaxx'; available: .*numpy"
+    ):
         seqkit.get_backend("jaxx")
-    with pytest.raises(seqkit.UnknownNameError, match=r"unknown cell 'lstn'; available: gru, gru_simple, lstm"):
+    with pytest.raises(
+        seqkit.UnknownNameError, match=r"unknown cell 'lstn'; available: gru, gru_simple, lstm"
+    ):
         seqkit.Recurrent("lstn", 2, 3)
 
 
@@ -51,7 +55,10 @@ def test_duplicate_names_are_an_error_naming_both_plugins():
     plugin = types.SimpleNamespace(seqkit_register_cells=seqkit.hookimpl(lambda: [Clash]))
     seqkit.register_plugin(plugin, name="clash")
     try:
-        with pytest.raises(seqkit.PluginError, match=r"cell 'lstm' is registered twice: by plugin '.*' and by plugin '.*'"):
+        with pytest.raises(
+            seqkit.PluginError,
+            match=r"cell 'lstm' is registered twice: by plugin '.*' and by plugin '.*'",
+        ):
             seqkit.list_cells()
     finally:
         seqkit.unregister_plugin("clash")
@@ -61,7 +68,10 @@ def test_hook_returning_a_non_list_is_named():
     plugin = types.SimpleNamespace(seqkit_register_cells=seqkit.hookimpl(lambda: "lstm"))
     seqkit.register_plugin(plugin, name="bad-return")
     try:
-        with pytest.raises(seqkit.PluginError, match=r"plugin 'bad-return': seqkit_register_cells\(\) must return a list"):
+        with pytest.raises(
+            seqkit.PluginError,
+            match=r"plugin 'bad-return': seqkit_register_cells\(\) must return a list",
+        ):
             seqkit.list_cells()
     finally:
         seqkit.unregister_plugin("bad-return")
@@ -72,7 +82,10 @@ def test_broken_entry_point_names_plugin_and_entry_point(monkeypatch):
 
     broken = md.EntryPoint(name="broken", value="no_such_module_xyz", group="seqkit")
     monkeypatch.setattr(md, "entry_points", lambda group: [broken])
-    with pytest.raises(seqkit.PluginError, match=r"plugin 'broken' \(entry point 'broken = no_such_module_xyz'.*failed to import: ModuleNotFoundError"):
+    with pytest.raises(
+        seqkit.PluginError,
+        match=r"plugin 'broken' \(entry point 'broken = no_such_module_xyz'.*failed to import: ModuleNotFoundError",
+    ):
         _plugins._Manager()
 
 

@@ -11,11 +11,20 @@ CELLS = ["rnn", "gru", "gru_simple", "lstm"]
 
 layers = st.builds(
     lambda cell, i, h, n: seqkit.Recurrent(cell, i, h, num_layers=n),
-    st.sampled_from(CELLS), st.integers(1, 4), st.integers(1, 5), st.integers(1, 3),
+    st.sampled_from(CELLS),
+    st.integers(1, 4),
+    st.integers(1, 5),
+    st.integers(1, 3),
 )
 
 
-@given(layer=layers, T=st.integers(2, 8), B=st.integers(1, 4), split=st.data(), seed=st.integers(0, 2**16))
+@given(
+    layer=layers,
+    T=st.integers(2, 8),
+    B=st.integers(1, 4),
+    split=st.data(),
+    seed=st.integers(0, 2**16),
+)
 def test_two_chunks_with_carried_state_equal_one_pass(layer, T, B, split, seed):
     be, rng = backend64(), np.random.default_rng(seed)
     params = layer.init_params(seed=seed)
@@ -29,9 +38,22 @@ def test_two_chunks_with_carried_state_equal_one_pass(layer, T, B, split, seed):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-@given(layer=layers, T=st.integers(1, 6), pad=st.integers(1, 4), B=st.integers(1, 4), seed=st.integers(0, 2**16), bi=st.booleans())
+@given(
+    layer=layers,
+    T=st.integers(1, 6),
+    pad=st.integers(1, 4),
+    B=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    bi=st.booleans(),
+)
 def test_padded_steps_change_nothing(layer, T, pad, B, seed, bi):
-    layer = seqkit.Recurrent(layer.cell, layer.input_size, layer.hidden_size, num_layers=layer.num_layers, bidirectional=bi)
+    layer = seqkit.Recurrent(
+        layer.cell,
+        layer.input_size,
+        layer.hidden_size,
+        num_layers=layer.num_layers,
+        bidirectional=bi,
+    )
     be, rng = backend64(), np.random.default_rng(seed)
     params = layer.init_params(seed=seed)
     x, state, _ = random_inputs(layer, T, B, rng)
@@ -44,7 +66,12 @@ def test_padded_steps_change_nothing(layer, T, pad, B, seed, bi):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-@given(cell=st.sampled_from(CELLS), T=st.integers(1, 6), B=st.integers(1, 4), seed=st.integers(0, 2**16))
+@given(
+    cell=st.sampled_from(CELLS),
+    T=st.integers(1, 6),
+    B=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_reverse_direction_is_forward_cell_on_reversed_prefix(cell, T, B, seed):
     be, rng = backend64(), np.random.default_rng(seed)
     bi = seqkit.Recurrent(cell, 3, 4, bidirectional=True)

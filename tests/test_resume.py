@@ -19,12 +19,16 @@ TEXTS = ["anna", "anne", "bob", "bobby", "carl", "carla", "dana", "dan", "eve", 
 
 def fresh():
     vocab = seqkit.Vocabulary.build(TEXTS, level="char")
-    return seqkit.LanguageModel(vocab, cell="lstm", hidden_size=6, backend="numpy", dtype="float64", seed=0)
+    return seqkit.LanguageModel(
+        vocab, cell="lstm", hidden_size=6, backend="numpy", dtype="float64", seed=0
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "adagrad"])
 def test_resumed_run_is_bit_identical(tmp_path, optimizer):
-    options = dict(batch_size=7, lr=0.01, optimizer=optimizer, seed=3)  # 7 does not divide 40: epochs wrap
+    options = dict(
+        batch_size=7, lr=0.01, optimizer=optimizer, seed=3
+    )  # 7 does not divide 40: epochs wrap
     whole = fresh()
     whole.fit(TEXTS, steps=15, **options)
     path = tmp_path / "ckpt.npz"
@@ -53,13 +57,37 @@ def _params(path):
 def test_sigkill_then_resume_from_the_command_line(tmp_path):
     data = tmp_path / "names.txt"
     data.write_text("\n".join(TEXTS) + "\n")
-    common = ["--steps", "60", "--hidden-size", "6", "--batch-size", "5", "--seed", "1", "--no-progress",
-              "--eval-every", "1000"]
+    common = [
+        "--steps",
+        "60",
+        "--hidden-size",
+        "6",
+        "--batch-size",
+        "5",
+        "--seed",
+        "1",
+        "--no-progress",
+        "--eval-every",
+        "1000",
+    ]
     whole = tmp_path / "whole.npz"
-    assert CliRunner().invoke(cli, ["train", str(data), "--out", str(whole), *common]).exit_code == 0
+    assert (
+        CliRunner().invoke(cli, ["train", str(data), "--out", str(whole), *common]).exit_code == 0
+    )
 
     killed = tmp_path / "killed.npz"
-    cmd = [sys.executable, "-m", "seqkit", "train", str(data), "--out", str(killed), "--checkpoint-every", "4", *common]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqkit",
+        "train",
+        str(data),
+        "--out",
+        str(killed),
+        "--checkpoint-every",
+        "4",
+        *common,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     step = 0
@@ -91,10 +119,31 @@ def test_resume_refuses_a_changed_shape_or_vocabulary(tmp_path):
     data.write_text("\n".join(TEXTS) + "\n")
     out = tmp_path / "m.npz"
     runner = CliRunner()
-    assert runner.invoke(cli, ["train", str(data), "--out", str(out), "--steps", "3", "--hidden-size", "6", "--no-progress"]).exit_code == 0
+    assert (
+        runner.invoke(
+            cli,
+            [
+                "train",
+                str(data),
+                "--out",
+                str(out),
+                "--steps",
+                "3",
+                "--hidden-size",
+                "6",
+                "--no-progress",
+            ],
+        ).exit_code
+        == 0
+    )
     result = runner.invoke(cli, ["train", "--resume", str(out), "--hidden-size", "8"])
-    assert result.exit_code == 1 and "different model shape: --hidden-size 8 (saved 6)" in result.stderr
+    assert (
+        result.exit_code == 1
+        and "different model shape: --hidden-size 8 (saved 6)" in result.stderr
+    )
     other = tmp_path / "other.txt"
     other.write_text("\n".join(TEXTS + ["zzyzx"]) + "\n")
     result = runner.invoke(cli, ["train", str(other), "--resume", str(out), "--steps", "5"])
-    assert result.exit_code == 1 and "vocabulary differs" in result.stderr and "'x'" in result.stderr
+    assert (
+        result.exit_code == 1 and "vocabulary differs" in result.stderr and "'x'" in result.stderr
+    )

@@ -105,7 +105,9 @@ class Model(abc.ABC):
             ts = self.training_state
             optimizer = get_optimizer(ts.options["optimizer"], lr=ts.options["lr"])
             extra["training"], state = ts.to_checkpoint(optimizer, self.backend.ops)
-        save_checkpoint(path, Checkpoint(self.kind, self.config(), self.numpy_params(), extra, state=state))
+        save_checkpoint(
+            path, Checkpoint(self.kind, self.config(), self.numpy_params(), extra, state=state)
+        )
 
     def _load_params(self, checkpoint: Checkpoint) -> None:
         expected = {name: tuple(value.shape) for name, value in self.params.items()}
@@ -120,7 +122,9 @@ class Model(abc.ABC):
         self._set_params(checkpoint.params)
 
 
-def load(path: str | os.PathLike, backend: str | Backend | None = None, *, dtype: str | None = None) -> Model:
+def load(
+    path: str | os.PathLike, backend: str | Backend | None = None, *, dtype: str | None = None
+) -> Model:
     """Load a model saved with ``save`` onto ``backend`` (any backend, whichever saved it).
 
     Raises:
@@ -142,4 +146,6 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None, *, dtype
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: checkpoint contents are invalid: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(
+            f"{path}: checkpoint contents are invalid: {type(exc).__name__}: {exc}"
+        ) from None

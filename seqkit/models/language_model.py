@@ -68,7 +68,9 @@ class LanguageModel(Model):
         V = len(vocab)
         self.embedding_size = embedding_size
         self.encoder = OneHot(V) if embedding_size is None else Embedding(V, embedding_size)
-        self.rnn = Recurrent(get_cell(cell), self.encoder.output_size, hidden_size, num_layers=num_layers)
+        self.rnn = Recurrent(
+            get_cell(cell), self.encoder.output_size, hidden_size, num_layers=num_layers
+        )
         self.head = DenseStack((hidden_size, *head_sizes, V))
         self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
         self._sum_loss = get_loss("softmax_cross_entropy", reduction="sum")
@@ -99,7 +101,13 @@ class LanguageModel(Model):
     def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> LanguageModel:
         cfg = dict(checkpoint.config)
         cell = get_cell(cfg.pop("cell"), **cfg.pop("cell_options"))
-        model = cls(Vocabulary.from_dict(checkpoint.extra["vocab"]), cell=cell, backend=backend, _init=False, **cfg)
+        model = cls(
+            Vocabulary.from_dict(checkpoint.extra["vocab"]),
+            cell=cell,
+            backend=backend,
+            _init=False,
+            **cfg,
+        )
         model.params = {
             name: np.zeros(shape)
             for name, shape in {
@@ -114,7 +122,8 @@ class LanguageModel(Model):
     def __repr__(self) -> str:
         c = self.config()
         return (
-            f"LanguageModel(V={len(self.vocab)}, cell={c['cell']!r}, hidden_size={c['hidden_size']}, "
+            f"LanguageModel(V={len(self.vocab)}, cell={c['cell']!r}, "
+            f"hidden_size={c['hidden_size']}, "
             f"num_layers={c['num_layers']}, backend={self.backend.name!r})"
         )
 
@@ -134,7 +143,9 @@ class LanguageModel(Model):
 
     def _loss_forward(self, params, inputs, targets, lengths, mask, n_tokens, loss_fn=None):
         logits, _, caches = self._run(params, inputs, lengths)
-        loss, loss_cache = (loss_fn or self.loss_fn).forward(self.backend.ops, logits, targets, mask)
+        loss, loss_cache = (loss_fn or self.loss_fn).forward(
+            self.backend.ops, logits, targets, mask
+        )
         return loss, (caches, loss_cache, loss_fn or self.loss_fn)
 
     def _loss_backward(self, params, cache) -> dict:
@@ -202,7 +213,9 @@ class LanguageModel(Model):
             evaluate = lambda: self.nats_per_token(dev)  # noqa: E731
             eval_every = eval_every or max(1, steps // 10)
         if resume and self.training_state is None:
-            raise ValueError("resume=True needs a model loaded from a training checkpoint (no training state)")
+            raise ValueError(
+                "resume=True needs a model loaded from a training checkpoint (no training state)"
+            )
         on_checkpoint = None
         if checkpoint is not None:
             on_checkpoint = lambda state: self.save(checkpoint)  # noqa: E731
@@ -291,7 +304,11 @@ class LanguageModel(Model):
             raise ValueError(f"'n' must be a positive integer (got {n!r})")
         if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
             raise ValueError(f"'max_len' must be a positive integer (got {max_len!r})")
-        options = {} if sampler == "greedy" else {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+        options = (
+            {}
+            if sampler == "greedy"
+            else {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+        )
         chooser = get_sampler(sampler, **options)
         rng = np.random.default_rng(seed)
         logits, state = self._prefix_logits([prefix] * n)
@@ -318,7 +335,9 @@ def _check_texts(name: str, texts: Any) -> list[str]:
         raise TypeError(f"{name!r} must be a sequence of strings (got {type(texts).__name__})")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
-        raise TypeError(f"{name!r} must hold strings only (item {bad[0]} is {type(texts[bad[0]]).__name__})")
+        raise TypeError(
+            f"{name!r} must hold strings only (item {bad[0]} is {type(texts[bad[0]]).__name__})"
+        )
     if not texts:
         raise ValueError(f"{name!r} must hold at least one sequence (got none)")
     return list(texts)

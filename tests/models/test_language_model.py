@@ -11,15 +11,28 @@ TEXTS = ["abcab", "bca", "", "cabbac", "a"]
 
 def small(cell="gru", embedding_size=None, **kwargs):
     vocab = Vocabulary.build(TEXTS, level="char")
-    return LanguageModel(vocab, cell=cell, hidden_size=4, embedding_size=embedding_size,
-                         backend="numpy", dtype="float64", seed=0, **kwargs)
+    return LanguageModel(
+        vocab,
+        cell=cell,
+        hidden_size=4,
+        embedding_size=embedding_size,
+        backend="numpy",
+        dtype="float64",
+        seed=0,
+        **kwargs,
+    )
 
 
-@pytest.mark.parametrize("cell, embedding_size, head", [("gru", None, ()), ("lstm", 3, (5,)), ("gru_simple", None, ()), ("rnn", 3, ())])
+@pytest.mark.parametrize(
+    "cell, embedding_size, head",
+    [("gru", None, ()), ("lstm", 3, (5,)), ("gru_simple", None, ()), ("rnn", 3, ())],
+)
 def test_whole_model_gradients_match_finite_differences(cell, embedding_size, head):
     model = small(cell, embedding_size, head_sizes=head, num_layers=2)
     batch = model._encode_batch(TEXTS)
-    loss, grads = model.backend.loss_and_grads(model._loss_forward, model._loss_backward, model.params, *batch)
+    loss, grads = model.backend.loss_and_grads(
+        model._loss_forward, model._loss_backward, model.params, *batch
+    )
     assert set(grads) == set(model.params)
     for name, arr in model.params.items():
         expected = numeric_grad(lambda: float(model._loss_forward(model.params, *batch)[0]), arr)
@@ -56,7 +69,9 @@ def test_learns_a_task_that_needs_memory():
         first = "ab"[rng.integers(2)]
         texts.append(first + "x" * int(rng.integers(3, 8)) + first)
     vocab = Vocabulary.build(texts, level="char")
-    model = LanguageModel(vocab, cell="gru", hidden_size=16, backend="numpy", dtype="float64", seed=1)
+    model = LanguageModel(
+        vocab, cell="gru", hidden_size=16, backend="numpy", dtype="float64", seed=1
+    )
     model.fit(texts, steps=300, batch_size=32, lr=0.02, seed=0)
     for first in "ab":
         probs = model.next_token_probs(first + "xxxxx")
@@ -89,7 +104,10 @@ def test_non_finite_training_stops_and_keeps_last_good_parameters():
     model = small()
     model.params["head.0.bias"][0] = np.inf  # the seed's exploding case: an overflowed value
     before = model.numpy_params()
-    with pytest.raises(seqkit.TrainingDiverged, match=r"step 1: the (loss|gradient norm) is (nan|inf).*keeps its parameters from step 0"):
+    with pytest.raises(
+        seqkit.TrainingDiverged,
+        match=r"step 1: the (loss|gradient norm) is (nan|inf).*keeps its parameters from step 0",
+    ):
         model.fit(TEXTS, steps=3, batch_size=2, lr=0.1, seed=0)
     after = model.numpy_params()
     assert all(np.array_equal(before[k], after[k]) for k in before)

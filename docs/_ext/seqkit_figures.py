@@ -1,0 +1,38 @@
+"""Sphinx extension: compute the docs' figures from seqkit at build time.
+
+Each figure is a function ``name(path)`` in :mod:`gradient_decay` (and friends) that writes one
+PNG. They run on ``builder-inited`` into ``docs/_generated/`` (ignored by git), before any page
+is read, so that every builder, the doctest one included, finds the images it references.
+matplotlib is a docs dependency: without it the build stops here with a message that says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sphinx.errors import ExtensionError
+
+FIGURES = ("gradient_decay",)
+
+
+def _generate(app) -> None:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ExtensionError(
+            "the seqkit docs compute their figures with matplotlib, which is not installed "
+            f"({exc}); install the docs dependencies: pip install 'seqkit[docs]' "
+            "(sphinx, furo, matplotlib)"
+        ) from None
+    matplotlib.use("Agg", force=True)
+    out = Path(app.srcdir) / "_generated"
+    out.mkdir(exist_ok=True)
+    import gradient_decay
+
+    for name in FIGURES:
+        getattr(gradient_decay, name)(out / f"{name}.png")
+
+
+def setup(app):
+    app.connect("builder-inited", _generate)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
