@@ -234,6 +234,7 @@ def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], st
         from seqkit.corpora import get_corpus
 
         return get_corpus(corpus).load(), f"corpus {corpus!r}"
+    assert file is not None
     return _read_lines(file), file
 
 

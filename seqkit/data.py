@@ -73,7 +73,7 @@ def _check_sequences(sequences: Any) -> list[np.ndarray]:
 
 
 def pad_batch(
-    sequences: Sequence[Sequence[int]], pad_id: int, *, max_len: int | None = None
+    sequences: Sequence[Sequence[int] | np.ndarray], pad_id: int, *, max_len: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stack id sequences of different lengths into one time-major padded array.
 

@@ -19,6 +19,8 @@ its range).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import math
 from typing import Any
 
@@ -181,6 +183,10 @@ class Dense:
         return dx, grads
 
 
+def _int_tuple(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class DenseStack:
     """A per-step head of dense layers: hidden layers with ``activation``, then linear logits.
@@ -197,7 +203,7 @@ class DenseStack:
     weights copy 1:1 to and from that Sequential.
     """
 
-    sizes: tuple[int, ...] = attrs.field(converter=tuple)
+    sizes: tuple[int, ...] = attrs.field(converter=_int_tuple)
     activation: str | None = attrs.field(default="tanh", kw_only=True, validator=_activation)
 
     @sizes.validator

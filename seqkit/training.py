@@ -59,7 +59,7 @@ class TrainingState:
     step: int
     options: dict
     optimizer_state: dict
-    rng: dict
+    rng: dict[str, Any]
     order: np.ndarray
     cursor: int
     history: TrainingHistory
@@ -187,7 +187,7 @@ def train(
             0,
             options,
             opt.init_state(ops, model.params),
-            rng.bit_generator.state,
+            dict(rng.bit_generator.state),
             rng.permutation(n_items),
             0,
             TrainingHistory(),
@@ -238,7 +238,7 @@ def train(
             opt.update(ops, model.params, grads, state.optimizer_state)
             state.cursor += batch_size
             state.step = step
-            state.rng = rng.bit_generator.state
+            state.rng = dict(rng.bit_generator.state)
             history.losses.append(loss)
             history.grad_norms.append(norm)
             history.tokens += model._batch_tokens(args)

@@ -80,4 +80,4 @@ class Cell(abc.ABC):
         """The cell's options as a plain dict (what a checkpoint stores beside the name)."""
         import attrs
 
-        return attrs.asdict(self) if attrs.has(type(self)) else {}
+        return attrs.asdict(self) if attrs.has(type(self)) else {}  # type: ignore[arg-type]

@@ -100,7 +100,8 @@ class Model(abc.ABC):
             training_state: also store :attr:`training_state` (optimizer buffers, step, random
                 state) when there is one, so that ``fit(..., resume=True)`` continues exactly.
         """
-        extra, state = {**self._extra(), "metadata": self.metadata}, {}
+        extra: dict = {**self._extra(), "metadata": self.metadata}
+        state: dict[str, np.ndarray] = {}
         if training_state and self.training_state is not None:
             ts = self.training_state
             optimizer = get_optimizer(ts.options["optimizer"], lr=ts.options["lr"])
