@@ -1,0 +1,165 @@
+"""seqkit's torch backend against calling torch.nn.LSTM directly: forward + backward, float32.
+
+Both sides compute the same thing: the output and final state, then the gradients of the input,
+the initial state and every weight for a given output gradient (seqkit's recurrent_backward
+contract). The fused path should cost at most 1.15x torch.nn.LSTM; the generic path (a cell
+without a fused kernel, here an LSTM-shaped registered copy of ``lstm``) is reported beside it,
+and beside a plain per-step autograd loop for scale.
+
+    python benchmarks/bench_torch.py                # CPU, torch's default thread count
+    python benchmarks/bench_torch.py --device cuda  # cuDNN
+    python benchmarks/bench_torch.py --threads 1 --repeat 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import attrs
+import torch
+from seqkit_torch import TorchBackend
+
+import seqkit
+from seqkit.cells import LSTM
+
+SIZES = [(64, 32, 64, 256), (100, 64, 128, 512)]
+FLOOR = 1.15
+
+
+@attrs.frozen
+class CustomLSTM(LSTM):
+    """The LSTM under another name: a third-party cell with no fused twin."""
+
+    name = "lstm_custom"
+
+
+class CustomPlugin:
+    @seqkit.hookimpl
+    def seqkit_register_cells(self):
+        return [CustomLSTM]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def race(fns: dict, repeat: int, device) -> dict:
+    """Best time of each function, run round-robin so that load from elsewhere hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up: allocator, cuDNN plans, first-call dispatch
+    sync(device)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def plain_autograd_loop(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """One LSTM layer as a Python loop of autograd ops: what an un-fused cell costs naively."""
+    xg = torch.matmul(x, w_ih.t()) + b_ih
+    outs = []
+    for t in range(x.shape[0]):
+        i, f, g, o = (xg[t] + h @ w_hh.t() + b_hh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+def run(T, B, I, H, device, repeat, skip_generic):
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(I, H).to(device)
+    weights = dict(module.named_parameters())  # leaf tensors: seqkit uses them as they are
+    names = list(weights)
+    x = torch.randn(T, B, I, device=device, requires_grad=True)
+    h0 = torch.randn(1, B, H, device=device, requires_grad=True)
+    c0 = torch.randn(1, B, H, device=device, requires_grad=True)
+    d_out = torch.randn(T, B, H, device=device)
+    inputs = [x, h0, c0, *weights.values()]
+
+    def direct():
+        out, _ = module(x, (h0, c0))
+        return torch.autograd.grad(out, inputs, d_out)
+
+    be = TorchBackend(dtype="float32", device=str(device))
+
+    def seqkit_fn(layer):
+        def fn():
+            out, _, cache = be.recurrent_forward(layer, weights, x, (h0, c0))
+            return be.recurrent_backward(layer, cache, d_out)
+
+        return fn
+
+    def naive():
+        out, _, _ = plain_autograd_loop(x, h0[0], c0[0], *(weights[n] for n in names))
+        return torch.autograd.grad(out, inputs, d_out)
+
+    fused_layer = seqkit.Recurrent("lstm", I, H)
+    custom_layer = seqkit.Recurrent("lstm_custom", I, H)
+    cases = {"direct": direct, "fused": seqkit_fn(fused_layer)}
+    if not skip_generic:
+        cases.update(generic=seqkit_fn(custom_layer), naive=naive)
+    t = race(cases, repeat, device)
+    shape = f"(T, B, I, H) = ({T}, {B}, {I}, {H})"
+    print(f"{shape}  torch.nn.LSTM                  {t['direct'] * 1e3:9.2f} ms")
+    ratio = t["fused"] / t["direct"]
+    ok = "ok" if ratio <= FLOOR else f"ABOVE the {FLOOR}x floor"
+    path = be.layer_path(fused_layer)
+    print(
+        f"{shape}  seqkit 'lstm', path {path!r}     {t['fused'] * 1e3:9.2f} ms"
+        f"   ratio {ratio:5.2f}x ({ok})"
+    )
+    if skip_generic:
+        return
+    path = be.layer_path(custom_layer)
+    print(
+        f"{shape}  seqkit 'lstm_custom', path {path!r} {t['generic'] * 1e3:9.2f} ms"
+        f"   ratio {t['generic'] / t['direct']:5.2f}x"
+        "  (the cell's hand-written BPTT in one torch.autograd.Function)"
+    )
+    print(
+        f"{shape}  for scale: plain per-step autograd loop {t['naive'] * 1e3:9.2f} ms"
+        f"   ratio {t['naive'] / t['direct']:5.2f}x"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="timed runs per case; the best counts"
+    )
+    parser.add_argument("--small", action="store_true", help="only the first size")
+    parser.add_argument("--skip-generic", action="store_true", help="only the fused path")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    device = torch.device(args.device)
+    seqkit.register_plugin(CustomPlugin(), name="bench-custom-lstm")
+    print(
+        f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''}, "
+        f"{os.cpu_count()} CPUs; torch {torch.__version__}, {threads} threads "
+        f"(same for every case); float32; best of {args.repeat}"
+    )
+    if device.type == "cuda":
+        print(
+            f"device: {torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()}"
+        )
+    for T, B, I, H in SIZES[:1] if args.small else SIZES:
+        run(T, B, I, H, device, args.repeat, args.skip_generic)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The generic path: any cell, through its backend-neutral ``step`` and hand-written backward.
+
+One :class:`torch.autograd.Function` wraps the whole stack: its forward runs
+:func:`seqkit.bptt.recurrent_forward` on :class:`~seqkit_torch.ops.TorchOps` (no autograd graph,
+in-place activations), its backward runs :func:`seqkit.bptt.recurrent_backward`. Autograd then
+sees one node per layer stack instead of dozens per step, which is what makes the path fast, and
+the result still composes with the rest of a model's graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from seqkit import bptt
+from seqkit.recurrent import Recurrent
+
+__all__ = ["generic_forward"]
+
+
+class _RecurrentFunction(torch.autograd.Function):
+    """``(x, *state0, *params) -> (out, *final)`` with the cells' hand-written gradients."""
+
+    @staticmethod
+    def forward(ctx, ops, layer, names, lengths, n_state, x, *tensors):
+        state0, values = tensors[:n_state], tensors[n_state:]
+        params = dict(zip(names, values, strict=True))
+        out, final, cache = bptt.recurrent_forward(ops, layer, params, x, tuple(state0), lengths)
+        # the cache holds tensors that are neither inputs nor outputs, so ctx may keep it directly
+        ctx.ops, ctx.cache, ctx.n_state, ctx.names = ops, cache, n_state, names
+        return (out, *final)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, *d_final):
+        grads = bptt.recurrent_backward(ctx.ops, ctx.cache, d_out.contiguous(), tuple(d_final))
+        layer = ctx.cache.layer
+        d_state = [grads[f"{name}0"] for name in layer.state_names]
+        return (None, None, None, None, None, grads["x"], *d_state, *(grads[n] for n in ctx.names))
+
+
+def generic_forward(
+    ops, layer: Recurrent, params: dict, x, state0: tuple, lengths: np.ndarray | None
+):
+    """Run any cell's stack through its hand-written BPTT, differentiable by autograd.
+
+    Arguments and returns as in :func:`seqkit_torch._fused.fused_forward`.
+    """
+    names = tuple(layer.param_shapes())
+    result = _RecurrentFunction.apply(
+        ops, layer, names, lengths, len(state0), x, *state0, *(params[n] for n in names)
+    )
+    return result[0], tuple(result[1:])

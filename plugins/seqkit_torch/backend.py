@@ -1,0 +1,252 @@
+"""The PyTorch backend: tensors on a CPU or a GPU, gradients by autograd, fused RNN kernels.
+
+torch is imported when a :class:`TorchBackend` is built, not when this module is, so the plugin
+registers (and ``seqkit plugins`` lists it) on a machine without torch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from seqkit.backend import Backend
+from seqkit.errors import ConfigError, PluginError
+from seqkit.recurrent import Recurrent
+
+__all__ = ["TorchBackend", "TorchCache", "PATHS"]
+
+#: How a layer runs: ``"fused"`` (torch's RNN kernels) or ``"generic"`` (the cell's hand-written
+#: BPTT inside one ``torch.autograd.Function``); ``"auto"`` picks fused where there is a kernel.
+PATHS = ("auto", "fused", "generic")
+
+_INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
+_DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise PluginError(
+            f"backend 'torch' needs PyTorch, which is not installed ({exc}); "
+            f"install it with {_INSTALL}"
+        ) from None
+    return torch
+
+
+def _resolve_device(torch, device: str) -> str:
+    """``device`` checked against this machine; ``"auto"`` becomes cuda when there is one."""
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ConfigError(
+            "backend 'torch': 'device' must be one of 'cpu', 'cuda', 'cuda:N', 'auto' "
+            f"(got {device!r})"
+        )
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"backend 'torch': device {device!r} needs CUDA, but torch.cuda.is_available() is "
+                f"False (torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
+                "use device 'cpu' or 'auto'"
+            )
+        index = int(device.split(":")[1]) if ":" in device else 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ConfigError(
+                f"backend 'torch': device {device!r} does not exist; this machine has {count} CUDA "
+                f"device(s): {', '.join(f'cuda:{i}' for i in range(count))}"
+            )
+    return device
+
+
+@attrs.define(eq=False)
+class TorchCache:
+    """What :meth:`TorchBackend.recurrent_backward` needs: the graph's ends and the path taken."""
+
+    path: str  # "fused" or "generic"
+    outputs: tuple  # (out, *final)
+    inputs: tuple  # (x, *state0, *params), each requiring grad
+    steps: int
+    batch: int
+
+
+class TorchBackend(Backend):
+    """PyTorch tensors on ``device``, ``float32`` or ``float64``, gradients by autograd.
+
+    Args:
+        dtype: ``"float32"`` or ``"float64"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (cuda when available).
+        path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``, the generic path for every
+            other cell), ``"fused"`` (an error for a cell without a kernel) or ``"generic"``.
+
+    :meth:`recurrent_forward` builds an autograd graph from the caller's tensors (parameters
+    that require grad get their gradients from ``loss.backward()`` as usual);
+    :meth:`recurrent_backward` runs ``torch.autograd.grad`` on that graph.
+    """
+
+    name = "torch"
+
+    def __init__(self, *, dtype: str = "float32", device: str = "cpu", path: str = "auto") -> None:
+        torch = _import_torch()
+        if path not in PATHS:
+            raise ConfigError(
+                f"backend 'torch': 'path' must be one of {', '.join(map(repr, PATHS))} "
+                f"(got {path!r})"
+            )
+        from seqkit_torch.ops import TorchOps
+
+        device = _resolve_device(torch, device)
+        super().__init__(dtype=dtype, device=device)
+        self.ops = TorchOps(dtype, device)
+        self.path = path
+        self._torch = torch
+
+    # --- which path ---------------------------------------------------------------------------
+    def layer_path(self, layer: Recurrent) -> str:
+        """``"fused"`` or ``"generic"``: how :meth:`recurrent_forward` will run ``layer``."""
+        from seqkit_torch._fused import fused_kernel
+
+        has_kernel = fused_kernel(layer) is not None
+        if self.path == "fused" and not has_kernel:
+            raise ConfigError(
+                f"backend 'torch' with path 'fused': cell {layer.cell.name!r} has no fused kernel; "
+                "fused kernels exist for: gru, lstm, rnn (exact built-in classes)"
+            )
+        if self.path == "generic" or not has_kernel:
+            return "generic"
+        return "fused"
+
+    # --- recurrent stack ----------------------------------------------------------------------
+    def _recurrent_forward(self, layer, params, x, state0, lengths):
+        from seqkit_torch._fused import fused_forward
+        from seqkit_torch._generic import generic_forward
+
+        torch = self._torch
+        path = self.layer_path(layer)
+        names = list(layer.param_shapes())
+        grad = torch.is_grad_enabled()
+        if grad:
+            # recurrent_backward asks autograd for d x, d state0 and every d param, so each must
+            # be part of the graph; an alias (no copy) keeps the caller's tensor untouched
+            x = _track(x)
+            state0 = tuple(_track(s) for s in state0)
+            params = {name: _track(params[name]) for name in names}
+        if path == "fused":
+            out, final = fused_forward(layer, params, x, state0, lengths)
+        else:
+            out, final = generic_forward(self.ops, layer, params, x, state0, lengths)
+        T, B = x.shape[0], x.shape[1]
+        inputs = (x, *state0, *(params[n] for n in names)) if grad else ()
+        cache = TorchCache(path, (out, *final), inputs, T, B)
+        return out, final, cache
+
+    def _recurrent_backward(self, layer, cache, d_out, d_final):
+        torch = self._torch
+        if not cache.inputs:
+            raise RuntimeError(
+                "recurrent_backward needs a forward run with autograd enabled; this cache came "
+                "from recurrent_forward under torch.no_grad() or torch.inference_mode()"
+            )
+        n_state = len(layer.state_names)
+        if d_final is None:
+            d_final = tuple(torch.zeros_like(f) for f in cache.outputs[1:])
+        grads = torch.autograd.grad(
+            cache.outputs,
+            cache.inputs,
+            grad_outputs=(d_out, *d_final),
+            retain_graph=True,  # like the NumPy cache, this one may be differentiated again
+            allow_unused=True,
+        )
+        grads = [
+            torch.zeros_like(i) if g is None else g
+            for g, i in zip(grads, cache.inputs, strict=True)
+        ]
+        result = {"x": grads[0]}
+        result.update(
+            {f"{n}0": g for n, g in zip(layer.state_names, grads[1 : 1 + n_state], strict=True)}
+        )
+        result.update(zip(layer.param_shapes(), grads[1 + n_state :], strict=True))
+        return result
+
+    def _cache_shape(self, cache) -> tuple[int, int]:
+        if not isinstance(cache, TorchCache):
+            # the NumPy backend's message, word for word
+            raise TypeError("cache must be the third value returned by recurrent_forward")
+        return cache.steps, cache.batch
+
+    # --- whole-model gradients --------------------------------------------------------------
+    def loss_and_grads(self, forward, backward, params: dict, *args) -> tuple[float, dict]:
+        """A model's loss and every parameter's gradient, by autograd (``backward`` is unused).
+
+        ``forward(params, *args) -> (loss, cache)`` receives tensors on this backend that are
+        part of the graph; the caller's tensors are not modified and their ``.grad`` is untouched.
+        """
+        torch = self._torch
+        tracked = {name: _track(self.asarray(value)) for name, value in params.items()}
+        with torch.enable_grad():
+            loss, _ = forward(tracked, *args)
+        names = list(tracked)
+        grads = torch.autograd.grad(loss, [tracked[n] for n in names], allow_unused=True)
+        return float(loss.detach()), {
+            n: torch.zeros_like(tracked[n]) if g is None else g
+            for n, g in zip(names, grads, strict=True)
+        }
+
+    # --- parameters ---------------------------------------------------------------------------
+    def init_params(
+        self, layer: Recurrent, seed: Any = None, *, requires_grad: bool = True
+    ) -> dict:
+        """``layer.init_params(seed)`` as leaf tensors on this device (see flatten_params)."""
+        values = layer.init_params(seed, dtype=self.dtype)
+        return self.flatten_params(layer, values, requires_grad=requires_grad)
+
+    def flatten_params(self, layer: Recurrent, params: dict, *, requires_grad: bool = True) -> dict:
+        """New leaf tensors with the values of ``params``, laid out for the fused kernels.
+
+        On a GPU cuDNN wants every weight of a stack in one contiguous buffer and copies them
+        there on every call otherwise (what ``torch.nn.LSTM.flatten_parameters`` avoids); the
+        tensors returned are views into such a buffer. On a CPU they are plain tensors.
+        """
+        torch = self._torch
+        names = list(layer.param_shapes())
+        params = self._check_params(layer, params)
+        tensors = [params[n].detach().clone() for n in names]
+        if self.ops.device.type == "cuda" and self.layer_path(layer) == "fused":
+            _flatten_cudnn(torch, layer, tensors)
+        return {n: t.requires_grad_(requires_grad) for n, t in zip(names, tensors, strict=True)}
+
+
+def _track(t):
+    """``t`` itself when it is in the graph already, else an alias of it that requires grad."""
+    if t.requires_grad:
+        return t
+    return t.detach().requires_grad_(True)
+
+
+def _flatten_cudnn(torch, layer: Recurrent, tensors: list) -> None:
+    """Point ``tensors`` (in ``param_shapes`` order) into one buffer in cuDNN's layout, in place."""
+    mode = {"lstm": "LSTM", "gru": "GRU"}.get(layer.cell.name)
+    if mode is None:
+        mode = "RNN_TANH" if layer.cell.nonlinearity == "tanh" else "RNN_RELU"
+    if not torch.backends.cudnn.is_acceptable(tensors[0]):
+        return
+    with torch.no_grad():
+        torch._cudnn_rnn_flatten_weight(
+            tensors,
+            4,
+            layer.input_size,
+            _cudnn_mode(mode),
+            layer.hidden_size,
+            0,
+            layer.num_layers,
+            False,
+            layer.bidirectional,
+        )
+
+
+def _cudnn_mode(mode: str) -> int:
+    # the values of torch.backends.cudnn.rnn.get_cudnn_mode, which needs cuDNN to import
+    return {"RNN_RELU": 0, "RNN_TANH": 1, "LSTM": 2, "GRU": 3}[mode]

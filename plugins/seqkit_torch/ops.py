@@ -1,0 +1,156 @@
+"""Torch tensors on one device and dtype behind :class:`seqkit.ops.Ops`.
+
+This module imports torch at the top; :mod:`seqkit_torch` imports it only when a
+:class:`~seqkit_torch.TorchBackend` is built, so ``import seqkit_torch`` works without torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from seqkit.errors import ShapeError
+from seqkit.ops import Ops
+
+__all__ = ["TorchOps"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TorchOps(Ops):
+    """:class:`seqkit.ops.Ops` on torch tensors of one ``device`` and ``dtype``.
+
+    The in-place methods (``sigmoid_``...) are for the hand-written BPTT driver, which runs under
+    ``torch.no_grad``; every method without a trailing ``_`` is safe inside an autograd graph.
+    """
+
+    xp = torch
+
+    def __init__(self, dtype: str = "float32", device: str = "cpu") -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(
+                f"'dtype' must be one of {', '.join(map(repr, _DTYPES))} (got {dtype!r})"
+            )
+        self.dtype = dtype
+        self.torch_dtype = _DTYPES[dtype]
+        self.device = torch.device(device)
+
+    def __repr__(self) -> str:
+        return f"TorchOps(dtype={self.dtype!r}, device={str(self.device)!r})"
+
+    # --- conversion -----------------------------------------------------------------------
+    def asarray(self, a):
+        if isinstance(a, torch.Tensor):
+            if a.is_complex():
+                raise ShapeError(f"expected a real floating tensor (got dtype {a.dtype})")
+            if a.dtype == self.torch_dtype and a.device == self.device:
+                return a
+            # .to keeps the autograd graph, so a cast input still gets its gradient
+            return a.to(device=self.device, dtype=self.torch_dtype)
+        # everything else goes through NumPy, so lists and bad values fail exactly as there
+        arr = np.asarray(a, dtype=np.dtype(self.dtype))
+        return torch.from_numpy(arr).to(self.device)
+
+    def to_numpy(self, a):
+        if isinstance(a, torch.Tensor):
+            return a.detach().cpu().numpy()
+        return np.asarray(a)
+
+    # --- creation --------------------------------------------------------------------------
+    def empty(self, shape):
+        return torch.empty(shape, dtype=self.torch_dtype, device=self.device)
+
+    def copy(self, a):
+        return a.clone()
+
+    def zeros(self, shape):
+        return torch.zeros(shape, dtype=self.torch_dtype, device=self.device)
+
+    def mask(self, lengths, steps):
+        lens = torch.as_tensor(np.asarray(lengths), device=self.device)
+        t = torch.arange(steps, device=self.device)
+        return (t[:, None] < lens[None, :])[:, :, None]
+
+    # --- linear algebra and indexing -----------------------------------------------------------
+    def matmul(self, a, b, out=None):
+        if out is None:
+            return torch.matmul(a, b)
+        return torch.matmul(a, b, out=out)
+
+    def take_time(self, x, index):
+        index = torch.as_tensor(np.asarray(index), device=x.device)
+        return x[index, torch.arange(x.shape[1], device=x.device)[None, :]]
+
+    def where(self, cond, a, b):
+        return torch.where(cond, a, b)
+
+    def sum_leading(self, a):
+        return a.reshape(-1, a.shape[-1]).sum(dim=0)
+
+    # --- activations ---------------------------------------------------------------------------
+    def sigmoid_(self, x):
+        return x.sigmoid_()  # torch's sigmoid is stable for every finite input
+
+    def tanh_(self, x):
+        return x.tanh_()
+
+    def relu_(self, x):
+        return x.relu_()
+
+    def tanh(self, x):
+        return torch.tanh(x)
+
+    def sigmoid(self, x):
+        return torch.sigmoid(x)
+
+    def relu(self, x):
+        return torch.relu(x)
+
+    # --- losses, layers and optimizers: new tensors, autograd-safe (except add_rows_) ------------
+    def int_array(self, a):
+        if isinstance(a, torch.Tensor):
+            if a.is_floating_point() or a.is_complex():
+                raise ShapeError(f"expected an integer tensor of ids (got dtype {a.dtype})")
+            return a.to(device=self.device, dtype=torch.int64)
+        return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(self.device)
+
+    def exp(self, x):
+        return torch.exp(x)
+
+    def log(self, x):
+        return torch.log(x)
+
+    def sqrt(self, x):
+        return torch.sqrt(x)
+
+    def sum(self, x, axis=None, keepdims=False):
+        if axis is None:
+            total = x.sum()
+            return total.reshape((1,) * x.ndim) if keepdims else total
+        return x.sum(dim=axis, keepdim=keepdims)
+
+    def logsumexp(self, x, keepdims=False):
+        return torch.logsumexp(x, dim=-1, keepdim=keepdims)
+
+    def log_softmax(self, x):
+        return torch.log_softmax(x, dim=-1)
+
+    def softmax(self, x):
+        return torch.softmax(x, dim=-1)
+
+    def log_sigmoid(self, x):
+        return torch.nn.functional.logsigmoid(x)
+
+    def take_last(self, x, ids):
+        return torch.gather(x, -1, ids.unsqueeze(-1)).squeeze(-1)
+
+    def one_hot(self, ids, n):
+        return torch.nn.functional.one_hot(ids, n).to(self.torch_dtype)
+
+    def rows(self, W, ids):
+        return torch.nn.functional.embedding(ids, W)
+
+    def add_rows_(self, dW, ids, d):
+        # index_put_ with accumulate sums repeated ids, like numpy.add.at
+        dW.index_put_((ids.reshape(-1),), d.reshape(-1, dW.shape[-1]), accumulate=True)
+        return dW

@@ -1,0 +1,408 @@
+"""The torch backend: registration, devices, conversion, the contract, fused and generic paths."""
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import seqkit
+from seqkit.errors import ConfigError, PluginError, ShapeError
+from seqkit.testing import make_batch
+
+torch = pytest.importorskip("torch")
+from seqkit_torch import TorchBackend  # noqa: E402
+
+CELLS = ["rnn", "gru", "gru_simple", "lstm"]
+FUSED = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def parts(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def torch64(**kw):
+    return TorchBackend(dtype="float64", **kw)
+
+
+# --- registration, config, devices ------------------------------------------------------------
+def test_registered_through_the_hook():
+    assert "torch" in seqkit.list_backends()
+    be = seqkit.get_backend("torch")
+    assert isinstance(be, TorchBackend) and be.name == "torch" and be.dtype == "float32"
+    info = {p.name: p for p in seqkit.list_plugins()}
+    assert info["torch"].registered == {"backend": ("torch",)}
+
+
+def test_selected_by_environment(monkeypatch):
+    monkeypatch.setenv("SEQKIT_BACKEND", "torch")
+    monkeypatch.setenv("SEQKIT_DTYPE", "float64")
+    be = seqkit.get_backend()
+    assert be.name == "torch" and be.dtype == "float64" and be.ops.torch_dtype == torch.float64
+
+
+def test_without_torch_the_error_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" now raises ImportError
+    with pytest.raises(PluginError, match=r"pip install 'seqkit\[torch\]'"):
+        seqkit.get_backend("torch")
+
+
+def test_package_imports_without_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import seqkit, seqkit_torch\n"
+        "assert 'torch' in seqkit.list_backends()\n"
+        "try:\n    seqkit.get_backend('torch')\nexcept seqkit.PluginError as e:\n    print(e)\n"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install" in out.stdout
+
+
+def test_auto_device_is_cuda_only_when_available():
+    be = seqkit.get_backend("torch", device="auto")
+    assert be.device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_is_a_clear_error(device):
+    with pytest.raises(
+        ConfigError, match=rf"device '{device}' needs CUDA.*use device 'cpu' or 'auto'"
+    ):
+        seqkit.get_backend("torch", device=device)
+
+
+def test_bad_path_lists_choices():
+    with pytest.raises(ConfigError, match="'path' must be one of 'auto', 'fused', 'generic'"):
+        TorchBackend(path="cudnn")
+
+
+def test_layer_path():
+    be = seqkit.get_backend("torch")
+    assert be.layer_path(seqkit.Recurrent("lstm", 2, 3)) == "fused"
+    assert (
+        be.layer_path(seqkit.Recurrent(seqkit.get_cell("rnn", nonlinearity="relu"), 2, 3))
+        == "fused"
+    )
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 3)) == "generic"
+    assert TorchBackend(path="generic").layer_path(seqkit.Recurrent("lstm", 2, 3)) == "generic"
+    with pytest.raises(ConfigError, match="cell 'gru_simple' has no fused kernel"):
+        TorchBackend(path="fused").layer_path(seqkit.Recurrent("gru_simple", 2, 3))
+
+
+# --- arrays -----------------------------------------------------------------------------------
+def test_asarray_and_to_numpy():
+    be = torch64()
+    a = np.arange(6.0).reshape(2, 3)
+    t = be.asarray(a)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float64
+    assert be.asarray(t) is t
+    np.testing.assert_array_equal(be.to_numpy(t), a)
+    assert be.asarray(torch.arange(3)).dtype == torch.float64  # ints are cast
+    f32 = torch.ones(2, dtype=torch.float32, requires_grad=True)
+    cast = be.asarray(f32)
+    assert cast.dtype == torch.float64
+    cast.sum().backward()  # the cast stays in the graph
+    assert f32.grad is not None
+    with pytest.raises(ShapeError, match="real floating tensor"):
+        be.asarray(torch.ones(2, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="could not convert"):
+        be.asarray(["a"])
+
+
+# --- the contract -----------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bi", [False, True])
+def test_shapes_and_grad_keys(cell, bi):
+    layer = seqkit.Recurrent(cell, 3, 4, num_layers=2, bidirectional=bi)
+    be = seqkit.get_backend("torch")
+    data = make_batch(layer, 5, 2, with_lengths=True, dtype="float32")
+    out, final, cache = be.recurrent_forward(
+        layer, layer.init_params(0), data.x, data.initial_state, data.lengths
+    )
+    D = 2 if bi else 1
+    assert out.shape == (5, 2, D * 4) and out.dtype == torch.float32
+    assert len(parts(final)) == len(layer.state_names)
+    assert all(f.shape == (2 * D, 2, 4) for f in parts(final))
+    assert not out[data.lengths[1] :, 1].any()  # zeros past the length
+    grads = be.recurrent_backward(layer, cache, data.d_out)
+    expected = ["x", *(f"{n}0" for n in layer.state_names), *layer.param_shapes()]
+    assert list(grads) == expected
+    assert grads["x"].shape == (5, 2, 3)
+    # the cache may be differentiated again, as on NumPy
+    again = be.recurrent_backward(layer, cache, data.d_out)
+    torch.testing.assert_close(again["x"], grads["x"])
+
+
+def test_default_initial_state_is_zeros():
+    layer = seqkit.Recurrent("lstm", 2, 3)
+    be, data = torch64(), make_batch(layer, 3, 2)
+    params = layer.init_params(0)
+    zeros = tuple(np.zeros_like(p) for p in data.initial_state)
+    a, _, _ = be.recurrent_forward(layer, params, data.x)
+    b, _, _ = be.recurrent_forward(layer, params, data.x, zeros)
+    torch.testing.assert_close(a, b)
+
+
+def nn_module(layer, params):
+    """``torch.nn.RNN/GRU/LSTM`` with ``params`` copied in, float64."""
+    kwargs = {"nonlinearity": layer.cell.nonlinearity} if layer.cell.name == "rnn" else {}
+    module = getattr(torch.nn, FUSED[layer.cell.name])(
+        layer.input_size,
+        layer.hidden_size,
+        num_layers=layer.num_layers,
+        bidirectional=layer.bidirectional,
+        **kwargs,
+    ).double()
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.from_numpy(params[name]))
+    return module
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn-relu", "gru", "lstm"])
+@pytest.mark.parametrize("bi", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_fused_path_equals_torch_nn(cell, bi, with_lengths):
+    c = seqkit.get_cell("rnn", nonlinearity="relu") if cell == "rnn-relu" else cell
+    layer = seqkit.Recurrent(c, 3, 4, num_layers=2, bidirectional=bi)
+    params = layer.init_params(1)
+    data = make_batch(layer, 5, 3, seed=2, with_lengths=with_lengths)
+    be = torch64()
+    assert be.layer_path(layer) == "fused"
+    out, final, cache = be.recurrent_forward(
+        layer, params, data.x, data.initial_state, data.lengths
+    )
+    assert cache.path == "fused"
+    grads = be.recurrent_backward(layer, cache, data.d_out, data.d_final)
+
+    module = nn_module(layer, params)
+    x = torch.tensor(data.x, requires_grad=True)
+    s0 = tuple(torch.tensor(s, requires_grad=True) for s in parts(data.initial_state))
+    inp = x
+    if with_lengths:
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            x, torch.tensor(data.lengths), enforce_sorted=False
+        )
+    ref_out, ref_final = module(inp, s0 if len(s0) == 2 else s0[0])
+    if with_lengths:
+        ref_out, _ = torch.nn.utils.rnn.pad_packed_sequence(ref_out, total_length=5)
+    ref_final = parts(ref_final)
+    loss = (ref_out * torch.from_numpy(data.d_out)).sum()
+    loss = loss + sum(
+        (f * torch.from_numpy(w)).sum() for f, w in zip(ref_final, parts(data.d_final), strict=True)
+    )
+    loss.backward()
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    for a, b in zip(parts(final), ref_final, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads["x"], x.grad, rtol=1e-10, atol=1e-12)
+    for n, s in zip(layer.state_names, s0, strict=True):
+        torch.testing.assert_close(grads[f"{n}0"], s.grad, rtol=1e-10, atol=1e-12)
+    for name, p in module.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_generic_path_equals_fused_path(cell):
+    layer = seqkit.Recurrent(cell, 3, 4, num_layers=2, bidirectional=True)
+    params = layer.init_params(3)
+    data = make_batch(layer, 6, 3, seed=4, with_lengths=True)
+    results = []
+    for path in ["fused", "generic"]:
+        be = torch64(path=path)
+        out, final, cache = be.recurrent_forward(
+            layer, params, data.x, data.initial_state, data.lengths
+        )
+        assert cache.path == path
+        results.append(
+            (out, parts(final), be.recurrent_backward(layer, cache, data.d_out, data.d_final))
+        )
+    (o1, f1, g1), (o2, f2, g2) = results
+    torch.testing.assert_close(o1, o2, rtol=1e-10, atol=1e-12)
+    for a, b in zip(f1, f2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for k in g1:
+        torch.testing.assert_close(g1[k], g2[k], rtol=1e-10, atol=1e-12, msg=k)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_simple"])
+def test_inside_a_model_graph_params_get_their_grads(cell):
+    """A model passes leaf parameters and calls loss.backward(): nothing is detached."""
+    layer = seqkit.Recurrent(cell, 3, 4, num_layers=2)
+    be = torch64()
+    params = be.init_params(layer, seed=0)
+    assert all(p.is_leaf and p.requires_grad for p in params.values())
+    data = make_batch(layer, 4, 2)
+    emb = torch.tensor(data.x, requires_grad=True)
+    x = emb * 2.0  # an upstream op: x is not a leaf
+    out, final, cache = be.recurrent_forward(layer, params, x, data.initial_state)
+    loss = (out * torch.from_numpy(data.d_out)).sum()
+    grads = be.recurrent_backward(layer, cache, data.d_out)
+    loss.backward()
+    for name, p in params.items():
+        torch.testing.assert_close(p.grad, grads[name], msg=name)
+    torch.testing.assert_close(emb.grad, 2.0 * grads["x"])
+
+
+def test_caller_tensors_are_not_modified():
+    layer = seqkit.Recurrent("lstm", 3, 4)
+    be = torch64()
+    params = {k: torch.from_numpy(v) for k, v in layer.init_params(0).items()}
+    data = make_batch(layer, 3, 2)
+    x = torch.from_numpy(data.x)
+    be.recurrent_forward(layer, params, x, data.initial_state)
+    assert not x.requires_grad and not any(p.requires_grad for p in params.values())
+
+
+def test_backward_after_no_grad_forward_is_a_clear_error():
+    layer = seqkit.Recurrent("gru", 2, 3)
+    be, data = torch64(), make_batch(layer, 3, 2)
+    with torch.no_grad():
+        out, _, cache = be.recurrent_forward(layer, layer.init_params(0), data.x)
+    assert not out.requires_grad
+    with pytest.raises(RuntimeError, match=r"under torch.no_grad\(\)"):
+        be.recurrent_backward(layer, cache, data.d_out)
+
+
+# --- bad input: the NumPy backend's messages --------------------------------------------------
+def _error(be, call):
+    with pytest.raises(Exception) as info:
+        call(be)
+    return type(info.value), str(info.value)
+
+
+BAD_CALLS = {
+    "x rank": lambda be, L, p: be.recurrent_forward(L, p, np.zeros((3, 2))),
+    "input size": lambda be, L, p: be.recurrent_forward(L, p, np.zeros((3, 2, 5))),
+    "empty batch": lambda be, L, p: be.recurrent_forward(L, p, np.zeros((3, 0, 2))),
+    "state shape": lambda be, L, p: be.recurrent_forward(
+        L, p, np.zeros((3, 2, 2)), (np.zeros((1, 2, 4)), np.zeros((1, 2, 3)))
+    ),
+    "state form": lambda be, L, p: be.recurrent_forward(
+        L, p, np.zeros((3, 2, 2)), np.zeros((1, 2, 3))
+    ),
+    "lengths range": lambda be, L, p: be.recurrent_forward(
+        L, p, np.zeros((3, 2, 2)), lengths=[4, 1]
+    ),
+    "lengths shape": lambda be, L, p: be.recurrent_forward(L, p, np.zeros((3, 2, 2)), lengths=[3]),
+    "missing param": lambda be, L, p: be.recurrent_forward(
+        L, {k: v for k, v in list(p.items())[1:]}, np.zeros((3, 2, 2))
+    ),
+    "extra param": lambda be, L, p: be.recurrent_forward(L, {**p, "w": 1}, np.zeros((3, 2, 2))),
+    "param shape": lambda be, L, p: be.recurrent_forward(
+        L, {**p, "bias_ih_l0": np.zeros(3)}, np.zeros((3, 2, 2))
+    ),
+    "params type": lambda be, L, p: be.recurrent_forward(L, [1], np.zeros((3, 2, 2))),
+    "layer type": lambda be, L, p: be.recurrent_forward("lstm", p, np.zeros((3, 2, 2))),
+    "cache type": lambda be, L, p: be.recurrent_backward(L, object(), np.zeros((3, 2, 3))),
+    "d_out shape": lambda be, L, p: be.recurrent_backward(
+        L, be.recurrent_forward(L, p, np.zeros((3, 2, 2)))[2], np.zeros((3, 2, 4))
+    ),
+    "d_final shape": lambda be, L, p: be.recurrent_backward(
+        L,
+        be.recurrent_forward(L, p, np.zeros((3, 2, 2)))[2],
+        np.zeros((3, 2, 3)),
+        (np.zeros((1, 2, 3)), np.zeros((2, 2, 3))),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_bad_input_gives_the_numpy_message(case):
+    layer = seqkit.Recurrent("lstm", 2, 3)
+    params = layer.init_params(0)
+    call = BAD_CALLS[case]
+    expected = _error(seqkit.get_backend("numpy"), lambda be: call(be, layer, params))
+    got = _error(seqkit.get_backend("torch"), lambda be: call(be, layer, params))
+    assert got == expected
+
+
+def test_tensor_of_wrong_dtype_is_converted():
+    layer = seqkit.Recurrent("gru", 2, 3)
+    be = torch64()
+    data = make_batch(layer, 3, 2)
+    params = {k: torch.from_numpy(v).float() for k, v in layer.init_params(0).items()}
+    out, final, _ = be.recurrent_forward(
+        layer, params, torch.from_numpy(data.x).half(), torch.from_numpy(data.initial_state).float()
+    )
+    assert out.dtype == torch.float64 and final.dtype == torch.float64
+
+
+def test_tensor_lengths_are_accepted():
+    layer = seqkit.Recurrent("lstm", 2, 3)
+    be, data = torch64(), make_batch(layer, 4, 3, with_lengths=True)
+    a, _, _ = be.recurrent_forward(
+        layer, layer.init_params(0), data.x, lengths=torch.from_numpy(data.lengths)
+    )
+    b, _, _ = be.recurrent_forward(layer, layer.init_params(0), data.x, lengths=data.lengths)
+    torch.testing.assert_close(a, b)
+
+
+# --- CUDA -------------------------------------------------------------------------------------
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("cell", CELLS)
+def test_cuda_agrees_with_numpy_reference(cell):
+    from seqkit.testing import check_backends_agree
+
+    for dtype in ["float64", "float32"]:
+        gpu = TorchBackend(dtype=dtype, device="cuda")
+        check_backends_agree(cell, backends=[gpu], num_layers=(1, 2), seed=7)
+        if gpu.layer_path(seqkit.Recurrent(cell, 2, 2)) == "fused":
+            check_backends_agree(
+                cell,
+                backends=[TorchBackend(dtype=dtype, device="cuda", path="generic")],
+                num_layers=(1, 2),
+            )
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_tensor_given_to_cpu_backend_is_moved():
+    be = torch64()
+    t = be.asarray(torch.ones(2, 3, device="cuda"))
+    assert t.device.type == "cpu" and t.dtype == torch.float64
+    gpu = TorchBackend(device="cuda")
+    assert gpu.asarray(torch.ones(2)).device.type == "cuda"
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_flattened_params_are_used_without_copy_warning():
+    layer = seqkit.Recurrent("lstm", 8, 16, num_layers=2, bidirectional=True)
+    be = TorchBackend(device="cuda")
+    params = be.init_params(layer, seed=0)
+    data = make_batch(layer, 5, 4, dtype="float32", with_lengths=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*contiguous chunk of memory.*")
+        out, _, cache = be.recurrent_forward(
+            layer, params, data.x, data.initial_state, data.lengths
+        )
+        out.sum().backward()
+    assert all(p.grad is not None for p in params.values())
+
+
+def test_loss_and_grads_differentiates_the_forward():
+    layer = seqkit.Recurrent("gru", 2, 3)
+    data = make_batch(layer, 3, 2)
+    params = layer.init_params(0)
+
+    def forward(p, be):
+        out, _, cache = be.recurrent_forward(layer, p, data.x, data.initial_state)
+        return (out * be.asarray(data.d_out)).sum(), cache
+
+    def backward(p, cache, be):
+        return {k: v for k, v in be.recurrent_backward(layer, cache, data.d_out).items() if k in p}
+
+    np_be, t_be = seqkit.get_backend("numpy", dtype="float64"), torch64()
+    loss_np, grads_np = np_be.loss_and_grads(
+        lambda p: forward(p, np_be), lambda p, c: backward(p, c, np_be), params
+    )
+    loss_t, grads_t = t_be.loss_and_grads(lambda p: forward(p, t_be), None, params)
+    assert loss_t == pytest.approx(loss_np, rel=1e-12)
+    for k in params:
+        np.testing.assert_allclose(t_be.to_numpy(grads_t[k]), grads_np[k], rtol=1e-10, atol=1e-12)
