@@ -21,7 +21,7 @@ from seqkit.errors import ConfigError, PluginError, SeqkitError, ShapeError, Unk
 from seqkit.hookspecs import hookimpl
 from seqkit.layers import Dense, DenseStack, Embedding, OneHot
 from seqkit.losses import Loss, get_loss
-from seqkit.models import LanguageModel, Model, load
+from seqkit.models import LanguageModel, Model, Seq2Seq, SequenceClassifier, SequenceTagger, load
 from seqkit.ops import Ops
 from seqkit.optim import Optimizer, get_optimizer, list_optimizers
 from seqkit.recurrent import Recurrent, get_cell
@@ -50,7 +50,10 @@ __all__ = [
     "PluginInfo",
     "Recurrent",
     "Sampler",
+    "Seq2Seq",
     "SeqkitError",
+    "SequenceClassifier",
+    "SequenceTagger",
     "ShapeError",
     "TrainingDiverged",
     "TrainingHistory",

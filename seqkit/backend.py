@@ -121,6 +121,26 @@ class Backend(abc.ABC):
         loss, cache = forward(params, *args)
         return float(loss), backward(params, cache)
 
+    # --- data-parallel training (seqkit.distributed) ---------------------------------------------
+    def init_distributed(self, info) -> None:
+        """Join the process group of a multi-process job (``seqkit.distributed``)."""
+        raise NotImplementedError(
+            f"backend {self.name!r} does not train across processes; use backend 'torch'"
+        )
+
+    def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
+        """The ``weight``-weighted mean of every rank's loss and gradients, on every rank."""
+        raise NotImplementedError(
+            f"backend {self.name!r} does not train across processes; use backend 'torch'"
+        )
+
+    @classmethod
+    def launch(cls, nproc: int, argv: list[str]) -> int:
+        """Run ``python -m seqkit *argv`` in ``nproc`` processes on this machine; exit status."""
+        raise NotImplementedError(
+            f"backend {cls.name!r} does not train across processes; use --backend torch"
+        )
+
     def _recurrent_forward(self, layer, params, x, state0, lengths):
         return bptt.recurrent_forward(self.ops, layer, params, x, state0, lengths)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from seqkit.distributed import from_environment
 from seqkit.errors import SeqkitError
 
 __all__ = ["main", "cli"]
@@ -29,6 +29,14 @@ class _Group(click.Group):
             if isinstance(exc, click.ClickException):
                 raise
             raise click.ClickException(str(exc)) from None
+
+
+def _device(device: str | None) -> str | None:
+    """In a multi-process job on CUDA each rank takes the GPU of its local rank."""
+    info = from_environment()
+    if info is None or info.world_size == 1 or device not in ("cuda", "auto"):
+        return device
+    return f"cuda:{info.local_rank}" if device == "cuda" else device
 
 
 def _backend(name: str | None, device: str | None = None, dtype: str | None = None):
@@ -77,6 +85,19 @@ def _train_options(func):
         ),
         click.option("--backend", default=None, help="Backend name (default: config, else numpy)."),
         click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (torch backend)."),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float64"]),
+            default=None,
+            help="Default: config, else float32.",
+        ),
+        click.option(
+            "--nproc",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Data-parallel processes on this machine (backend torch; torchrun works too).",
+        ),
         click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
         click.option(
@@ -148,7 +169,14 @@ def _train_options(func):
 )
 @_train_options
 def train(file, corpus, out, checkpoint_every, resume, **options):
-    """Train a language model on FILE (one sequence per line) or a built-in corpus."""
+    """Train a language model on FILE (one sequence per line) or a built-in corpus.
+
+    With --nproc N (or under torchrun) N processes share every global batch of --batch-size
+    sequences and end with the parameters one process would reach; rank 0 prints and writes.
+    """
+    nproc = options.pop("nproc")
+    if nproc > 1 and from_environment() is None:
+        sys.exit(_launch(nproc, options["backend"]))
     if resume is not None:
         _resume(resume, file, corpus, out, checkpoint_every, options)
         return
@@ -164,11 +192,30 @@ _SHAPE = ("level", "cell", "hidden_size", "layers", "embedding_size")
 _RUN = ("steps", "batch_size", "lr", "optimizer", "clip_norm", "seed", "dev_fraction", "eval_every")
 
 
+def _launch(nproc: int, backend: str | None) -> int:
+    """Re-run this command line in ``nproc`` processes through the backend's launcher."""
+    from seqkit._plugins import lookup
+    from seqkit.config import load_config
+
+    argv = list(click.get_current_context().find_root().obj or sys.argv[1:])
+    i = argv.index("--nproc")
+    del argv[i : i + 2]
+    cls = lookup("backend", load_config(backend=backend).backend)
+    try:
+        return cls.launch(nproc, argv)
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _resume(path, file, corpus, out, checkpoint_every, options):
+    from seqkit.checkpoint import read_checkpoint
     from seqkit.models import load
 
-    model = load(path, _backend(options["backend"], options["device"]))
-    saved = model.metadata.get("cli")
+    saved = read_checkpoint(path).extra.get("metadata", {}).get("cli")
+    if saved:  # continue on the backend and dtype the run used, unless told otherwise
+        options["backend"] = options["backend"] or saved["options"].get("backend")
+        options["dtype"] = options["dtype"] or saved["options"].get("dtype")
+    model = load(path, _backend(options["backend"], _device(options["device"]), options["dtype"]))
     if model.training_state is None or not saved:
         raise click.ClickException(
             f"{path}: holds no training state to resume (was it written by 'seqkit train'?)"
@@ -213,6 +260,7 @@ def _resume(path, file, corpus, out, checkpoint_every, options):
     run_options.update(
         backend=options["backend"],
         device=options["device"],
+        dtype=options["dtype"],
         progress=options["progress"],
         plot_path=options["plot_path"],
     )
@@ -252,6 +300,7 @@ def _train_and_report(
     device,
     steps,
     batch_size,
+    dtype=None,
     lr,
     optimizer,
     clip_norm,
@@ -274,6 +323,9 @@ def _train_and_report(
         raise click.ClickException(f"{source}: no training sequences left after the dev split")
     vocab = Vocabulary.build(train_texts, level=level)
     eval_every = eval_every or max(1, steps // 10)
+    info = from_environment()
+    main = info is None or info.is_main
+    say = (lambda *a, **k: click.echo(*a, **k)) if main else (lambda *a, **k: None)
     if resume_model is not None:
         model = resume_model
         if model.vocab != vocab:
@@ -283,7 +335,7 @@ def _train_and_report(
                 f"cannot resume: the data's vocabulary differs from the checkpoint's "
                 f"(new tokens {added[:10]}, missing tokens {removed[:10]})"
             )
-        click.echo(f"resuming {model!r} at step {model.training_state.step} of {steps}", err=True)
+        say(f"resuming {model!r} at step {model.training_state.step} of {steps}", err=True)
     else:
         model = LanguageModel(
             vocab,
@@ -291,10 +343,10 @@ def _train_and_report(
             hidden_size=hidden_size,
             num_layers=layers,
             embedding_size=embedding_size,
-            backend=_backend(backend, device),
+            backend=_backend(backend, _device(device), dtype),
             seed=seed,
         )
-        click.echo(
+        say(
             f"training {model!r} on {len(train_texts):,} sequences from {source} "
             f"({len(dev_texts):,} held out), V={len(vocab)}",
             err=True,
@@ -317,6 +369,8 @@ def _train_and_report(
                 "seed": seed,
                 "dev_fraction": dev_fraction,
                 "eval_every": eval_every,
+                "backend": model.backend.name,
+                "dtype": model.backend.dtype,
             },
         }
     }
@@ -351,6 +405,7 @@ def _train_and_report(
             resume=resume_model is not None,
             checkpoint=out if checkpoint_every else None,
             checkpoint_every=checkpoint_every,
+            distributed=info if info is not None and info.world_size > 1 else False,
         )
     except KeyboardInterrupt:
         if checkpoint_every and Path(out).is_file():
@@ -369,10 +424,12 @@ def _train_and_report(
             else f"{out} was not written"
         )
         raise click.ClickException(f"{exc}; {where}") from None
+    if not main:
+        return model, history
     if not checkpoint_every:
         model.save(out)
     seconds = history.seconds
-    click.echo(
+    say(
         f"wrote {out} after {steps} steps in {seconds:.1f} s "
         f"({history.tokens / max(seconds, 1e-9):,.0f} tokens/s)",
         err=True,
@@ -584,8 +641,8 @@ def gradients(out, steps, hidden_size, cells, seed):
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
-    cli.main(args=argv, prog_name="seqkit")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cli.main(args=argv, prog_name="seqkit", obj=argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,9 +19,8 @@ its range).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import attrs

@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 
 from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
+from seqkit.distributed import DistributedInfo
 from seqkit.errors import SeqkitError
 from seqkit.optim import Optimizer, get_optimizer
 
@@ -138,6 +139,7 @@ def train(
     resume: TrainingState | None = None,
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[TrainingState], None] | None = None,
+    distributed: DistributedInfo | None = None,
 ) -> TrainingHistory:
     """Train ``model`` in place with minibatch gradient descent.
 
@@ -160,6 +162,10 @@ def train(
             :func:`seqkit.load`); its options must equal this call's.
         checkpoint_every: call ``on_checkpoint(state)`` every this many steps and at the end.
         on_checkpoint: receives the current :class:`TrainingState` (the model's ``fit`` saves it).
+        distributed: this process's place in a data-parallel job (``seqkit.distributed``): each
+            rank computes its shard ``index[rank::world_size]`` of every global batch and the
+            backend averages the gradients; progress, ``on_eval`` and ``on_checkpoint`` run on
+            rank 0 only. The parameters equal a one-process run with the same global batch.
 
     Raises:
         TrainingDiverged: the loss or a gradient became non-finite; parameters are unchanged
@@ -169,6 +175,12 @@ def train(
     batch_size = _positive_int("batch_size", batch_size)
     if n_items <= 0:
         raise ValueError(f"training data must hold at least one example (got {n_items})")
+    world = distributed.world_size if distributed is not None else 1
+    main = distributed is None or distributed.is_main
+    if batch_size < world:
+        raise ValueError(
+            f"'batch_size' must be at least the number of processes, {world} (got {batch_size})"
+        )
     backend = model.backend
     ops = backend.ops
     opt = get_optimizer(optimizer, lr=lr)
@@ -205,7 +217,7 @@ def train(
     model.training_state = state
     history = state.history
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=state.step, unit="step", dynamic_ncols=True, leave=True)
@@ -218,12 +230,16 @@ def train(
                 state.order = rng.permutation(n_items)
                 state.cursor = 0
             index = state.order[state.cursor : state.cursor + batch_size]
+            if world > 1:
+                index = index[distributed.rank :: world]  # this rank's shard of the global batch
             args = make_batch(index)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 # overflow is detected below and reported as one clear error, not as warnings
                 loss, grads = backend.loss_and_grads(
                     model._loss_forward, model._loss_backward, model.params, *args
                 )
+                if world > 1:
+                    loss, grads = backend.all_reduce_mean(loss, grads, model._batch_weight(args))
                 norm = global_norm(grads)
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 raise TrainingDiverged(
@@ -241,12 +257,14 @@ def train(
             state.rng = dict(rng.bit_generator.state)
             history.losses.append(loss)
             history.grad_norms.append(norm)
-            history.tokens += model._batch_tokens(args)
+            history.tokens += model._batch_tokens(args) * world
             if bar is not None:
                 elapsed = time.perf_counter() - start
                 rate = (history.tokens - tokens_before) / max(elapsed, 1e-9)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
                 bar.update(1)
+            if not main:
+                continue
             if evaluate is not None and eval_every and (step % eval_every == 0 or step == steps):
                 value = float(evaluate())
                 history.evals.append((step, value))

@@ -195,6 +195,26 @@ class TorchBackend(Backend):
             for n, g in zip(names, grads, strict=True)
         }
 
+    # --- data-parallel training ---------------------------------------------------------------
+    def init_distributed(self, info) -> None:
+        from seqkit_torch import distributed
+
+        distributed.init_process_group(self._torch, info, self.ops.device)
+
+    def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
+        from seqkit_torch import distributed
+
+        return distributed.all_reduce_mean(
+            self._torch, loss, grads, weight, self.ops.device, self.ops.torch_dtype
+        )
+
+    @classmethod
+    def launch(cls, nproc: int, argv: list[str]) -> int:
+        _import_torch()
+        from seqkit_torch import distributed
+
+        return distributed.launch(nproc, argv)
+
     # --- parameters ---------------------------------------------------------------------------
     def init_params(
         self, layer: Recurrent, seed: Any = None, *, requires_grad: bool = True

@@ -84,6 +84,11 @@ class Model(abc.ABC):
         """Tokens in a batch, for throughput reports."""
         return 0
 
+    def _batch_weight(self, batch: tuple) -> float:
+        """What the training loss of ``batch`` is a mean over (its tokens or its examples):
+        data-parallel training weights each process's shard by it."""
+        raise NotImplementedError(f"{type(self).__name__} does not support data-parallel training")
+
     def _extra(self) -> dict:
         """JSON-able state beyond config and parameters (vocabularies)."""
         return {}

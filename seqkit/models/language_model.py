@@ -17,6 +17,7 @@ import numpy as np
 from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import lm_batch
+from seqkit.distributed import DistributedInfo, from_environment
 from seqkit.layers import DenseStack, Embedding, OneHot
 from seqkit.losses import get_loss
 from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
@@ -163,6 +164,9 @@ class LanguageModel(Model):
     def _batch_tokens(self, batch: tuple) -> int:
         return int(batch[-1])
 
+    def _batch_weight(self, batch: tuple) -> float:
+        return float(batch[-1])  # the training loss is a mean over tokens (token_mean)
+
     def _encode_batch(self, texts: Sequence[str]) -> tuple:
         inputs, targets, lengths = lm_batch([self.vocab.encode(t) for t in texts], self.vocab)
         mask = np.arange(inputs.shape[0])[:, None] < lengths[None, :]
@@ -187,6 +191,7 @@ class LanguageModel(Model):
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         resume: bool = False,
+        distributed: bool | DistributedInfo = False,
     ) -> TrainingHistory:
         """Train by teacher forcing on ``texts`` (one sequence each), minimising nats per token.
 
@@ -202,6 +207,10 @@ class LanguageModel(Model):
             resume: continue from :attr:`training_state` (set by :func:`seqkit.load` for a
                 checkpoint written during training) with the same data and options; ``steps``
                 is the total to reach. The result equals an uninterrupted run.
+            distributed: True to train data-parallel in a job started by torchrun or
+                ``seqkit train --nproc`` (read from the environment), or a
+                :class:`~seqkit.distributed.DistributedInfo`; needs backend 'torch'. Rank 0 writes
+                ``checkpoint``; every rank ends with the same parameters.
 
         Returns:
             the :class:`~seqkit.training.TrainingHistory`.
@@ -216,6 +225,7 @@ class LanguageModel(Model):
             raise ValueError(
                 "resume=True needs a model loaded from a training checkpoint (no training state)"
             )
+        info = _distributed(distributed, self.backend)
         on_checkpoint = None
         if checkpoint is not None:
             on_checkpoint = lambda state: self.save(checkpoint)  # noqa: E731
@@ -238,6 +248,7 @@ class LanguageModel(Model):
             resume=self.training_state if resume else None,
             checkpoint_every=checkpoint_every,
             on_checkpoint=on_checkpoint,
+            distributed=info,
         )
 
     # --- probabilities -------------------------------------------------------------------------
@@ -328,6 +339,21 @@ class LanguageModel(Model):
             logits = np.asarray(self.backend.to_numpy(step_logits[0]), dtype=np.float64)
         joiner = self.vocab.decode
         return [joiner(self.vocab.encode(prefix) + g) for g in generated]
+
+
+def _distributed(distributed: bool | DistributedInfo, backend: Backend) -> DistributedInfo | None:
+    """The job to join (initialising the backend's process group), or None."""
+    if distributed is False or distributed is None:
+        return None
+    info = from_environment() if distributed is True else distributed
+    if info is None:
+        raise ValueError(
+            "distributed=True needs a multi-process launch (torchrun or seqkit train --nproc): "
+            "RANK and WORLD_SIZE are not set"
+        )
+    if info.world_size > 1:
+        backend.init_distributed(info)
+    return info
 
 
 def _check_texts(name: str, texts: Any) -> list[str]:

@@ -1,0 +1,74 @@
+"""torch.distributed for seqkit: the process group, the gradient all-reduce, and the launcher.
+
+gloo on the CPU, NCCL on CUDA. The launcher is torchrun's own (``torch.distributed.launcher``),
+with no restarts: when one rank dies the agent stops the others, and the failure is reported as
+one line naming the rank.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import uuid
+
+
+def init_process_group(torch, info, device) -> None:
+    """Join the job of ``info`` once (env:// rendezvous from torchrun's variables)."""
+    dist = torch.distributed
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+
+
+def all_reduce_mean(torch, loss: float, grads: dict, weight: float, device, dtype):
+    """Every rank's ``(loss, grads)`` averaged with weights ``weight``, in one all-reduce."""
+    names = list(grads)
+    flat = torch.cat(
+        [grads[n].reshape(-1) * weight for n in names]
+        + [torch.tensor([loss * weight, weight], dtype=dtype, device=device)]
+    )
+    torch.distributed.all_reduce(flat)  # sum over ranks
+    total = flat[-1]
+    mean = flat / total
+    out, start = {}, 0
+    for n in names:
+        size = grads[n].numel()
+        out[n] = mean[start : start + size].view_as(grads[n])
+        start += size
+    return float(mean[-2]), out
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """``python -m seqkit *argv`` in ``nproc`` local processes under torchrun's agent."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"seqkit-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+    try:
+        elastic_launch(config, entrypoint=sys.executable)("-m", "seqkit", *argv)
+    except ChildFailedError as exc:
+        # the first rank to fail is the cause; the agent then stops the others with SIGTERM
+        # (timestamps have one-second resolution, so a SIGTERM is never taken for the cause)
+        rank, failure = min(
+            exc.failures.items(),
+            key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0]),
+        )
+        code = failure.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        print(
+            f"seqkit: error: rank {rank} of {nproc} died ({how}); the whole job was stopped",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

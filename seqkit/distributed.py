@@ -1,0 +1,58 @@
+"""Data-parallel training across processes, on an existing engine (``torch.distributed``).
+
+seqkit does not start or connect processes itself: the standard launcher does
+(``torchrun --nproc-per-node N -m seqkit train ...``, multi-node through torchrun's rendezvous
+arguments), or ``seqkit train --nproc N``, which asks the backend to run that launcher. Each
+process finds its place in the environment variables the launcher sets (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``).
+
+Every process holds the same parameters and the same training state (same seed, same global
+batch order). At each step, rank r computes the gradient of its shard of the global batch,
+``index[r::world_size]``; the backend all-reduces the shards' gradients weighted by their
+tokens, so every rank applies the gradient of the whole global batch, exactly as one process
+would. Only rank 0 prints and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import attrs
+
+__all__ = ["DistributedInfo", "from_environment"]
+
+
+@attrs.frozen
+class DistributedInfo:
+    """This process's place in a data-parallel job."""
+
+    rank: int
+    world_size: int
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that prints and writes checkpoints."""
+        return self.rank == 0
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> DistributedInfo | None:
+    """The job described by torchrun's variables, or None outside a multi-process launch."""
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in env or "RANK" not in env:
+        return None
+    try:
+        info = DistributedInfo(
+            int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0"))
+        )
+    except ValueError:
+        raise ValueError(
+            f"RANK, WORLD_SIZE and LOCAL_RANK must be integers (got {env.get('RANK')!r}, "
+            f"{env.get('WORLD_SIZE')!r}, {env.get('LOCAL_RANK')!r})"
+        ) from None
+    if not 0 <= info.rank < info.world_size:
+        raise ValueError(
+            f"RANK must lie in 0..WORLD_SIZE-1 (got RANK={info.rank}, WORLD_SIZE={info.world_size})"
+        )
+    return info

@@ -1,0 +1,147 @@
+"""Data-parallel training on torch.distributed (gloo, loopback): real processes, real kills."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqkit.checkpoint import CheckpointError, read_checkpoint
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="kills workers found through /proc")
+
+NAMES = [
+    "anna",
+    "anne",
+    "bob",
+    "bobby",
+    "carl",
+    "carla",
+    "dana",
+    "dan",
+    "eve",
+    "evelyn",
+    "gina",
+    "gino",
+] * 5
+COMMON = [
+    "--backend",
+    "torch",
+    "--dtype",
+    "float64",
+    "--batch-size",
+    "8",
+    "--hidden-size",
+    "8",
+    "--no-progress",
+    "--eval-every",
+    "1000",
+    "--seed",
+    "2",
+]
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n")
+    return path
+
+
+def seqkit(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqkit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def assert_same_params(a, b, tol):
+    pa, pb = read_checkpoint(a).params, read_checkpoint(b).params
+    assert set(pa) == set(pb)
+    for name in pa:
+        np.testing.assert_allclose(pa[name], pb[name], rtol=tol, atol=tol, err_msg=name)
+
+
+def test_two_processes_equal_one(tmp_path, data):
+    seqkit("train", data, "--out", tmp_path / "one.npz", "--steps", 12, *COMMON)
+    two = seqkit("train", data, "--out", tmp_path / "two.npz", "--steps", 12, "--nproc", 2, *COMMON)
+    assert two.stderr.count("wrote ") == 1  # only rank 0 reports and writes
+    assert_same_params(tmp_path / "one.npz", tmp_path / "two.npz", 1e-12)
+
+
+def test_checkpoint_from_two_processes_resumes_on_one(tmp_path, data):
+    seqkit("train", data, "--out", tmp_path / "whole.npz", "--steps", 16, *COMMON)
+    part = tmp_path / "part.npz"
+    seqkit(
+        "train", data, "--out", part, "--steps", 8, "--checkpoint-every", 4, "--nproc", 2, *COMMON
+    )
+    seqkit("train", "--resume", part, "--steps", 16, "--no-progress")
+    assert_same_params(tmp_path / "whole.npz", part, 1e-12)
+
+
+def _worker_pid(out: Path, rank: int) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            str(out).encode() in cmd
+            and f"RANK={rank}".encode() in env
+            and b"LOCAL_RANK" in b"".join(env)
+        ):
+            return int(entry.name)
+    return None
+
+
+def test_a_dead_rank_stops_the_job_and_the_checkpoint_survives(tmp_path, data):
+    out = tmp_path / "m.npz"
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqkit",
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "3",
+        "--nproc",
+        "2",
+        *COMMON,
+    ]
+    launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not out.exists() and time.time() < deadline and launcher.poll() is None:
+            time.sleep(0.1)
+        assert out.exists(), "no checkpoint was written"
+        pid = _worker_pid(out, rank=1)
+        assert pid is not None, "rank 1 not found"
+        os.kill(pid, signal.SIGKILL)
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 1
+    assert "rank 1 of 2 died (signal SIGKILL)" in err
+    try:
+        saved = read_checkpoint(out).extra["training"]["step"]
+    except CheckpointError as exc:  # pragma: no cover - would mean a torn write
+        pytest.fail(f"checkpoint damaged: {exc}")
+    resumed = seqkit("train", "--resume", out, "--steps", saved + 3, "--no-progress")
+    assert f"at step {saved} of {saved + 3}" in resumed.stderr
