@@ -121,6 +121,14 @@ class Backend(abc.ABC):
         loss, cache = forward(params, *args)
         return float(loss), backward(params, cache)
 
+    def flatten_params(self, layer: Recurrent, params: dict, *, requires_grad: bool = True) -> dict:
+        """``params`` as this backend's arrays, laid out as its kernels want them.
+
+        The reference keeps them as they are; a GPU backend may place a stack's weights in one
+        buffer (cuDNN) so that no call copies them. Models hold their recurrent parameters so.
+        """
+        return self._check_params(layer, params)
+
     # --- data-parallel training (seqkit.distributed) ---------------------------------------------
     def init_distributed(self, info) -> None:
         """Join the process group of a multi-process job (``seqkit.distributed``)."""

@@ -12,6 +12,7 @@ from seqkit.backend import Backend, get_backend
 from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
 from seqkit.errors import unknown
 from seqkit.optim import get_optimizer
+from seqkit.recurrent import Recurrent
 from seqkit.training import TrainingState
 
 __all__ = ["Model", "load"]
@@ -62,7 +63,16 @@ class Model(abc.ABC):
     metadata: dict = {}
 
     def _set_params(self, values: dict[str, np.ndarray]) -> None:
-        self.params = {name: self.backend.asarray(value) for name, value in values.items()}
+        params = {name: self.backend.asarray(value) for name, value in values.items()}
+        for prefix, layer in self._recurrent_layers().items():
+            # laid out for the backend's kernels once (cuDNN's one buffer), not on every call
+            flat = self.backend.flatten_params(layer, unprefixed(prefix, params), requires_grad=False)
+            params.update(prefixed(prefix, flat))
+        self.params = params
+
+    def _recurrent_layers(self) -> dict[str, Recurrent]:
+        """``{parameter prefix: Recurrent}`` of every recurrent stack the model holds."""
+        return {}
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """Every parameter as a NumPy array, by name."""

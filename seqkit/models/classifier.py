@@ -115,6 +115,9 @@ class SequenceClassifier(Model):
             })
 
     # --- description ---------------------------------------------------------------------------
+    def _recurrent_layers(self) -> dict:
+        return {"rnn": self.rnn}
+
     def config(self) -> dict:
         return {
             "num_classes": self.num_classes,

@@ -85,6 +85,9 @@ class LanguageModel(Model):
             self._set_params(values)
 
     # --- description ---------------------------------------------------------------------------
+    def _recurrent_layers(self) -> dict:
+        return {"rnn": self.rnn}
+
     def config(self) -> dict:
         return {
             "cell": self.rnn.cell.name,

@@ -107,6 +107,9 @@ class Seq2Seq(Model):
             })
 
     # --- description ---------------------------------------------------------------------------
+    def _recurrent_layers(self) -> dict:
+        return {"encoder.rnn": self.encoder, "decoder.rnn": self.decoder}
+
     def config(self) -> dict:
         return {
             "cell": self.encoder.cell.name,

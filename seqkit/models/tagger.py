@@ -92,6 +92,9 @@ class SequenceTagger(Model):
             })
 
     # --- description ---------------------------------------------------------------------------
+    def _recurrent_layers(self) -> dict:
+        return {"rnn": self.rnn}
+
     def config(self) -> dict:
         return {
             "cell": self.rnn.cell.name,
