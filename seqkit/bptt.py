@@ -7,7 +7,8 @@ code. The cell computes one step (:class:`seqkit.Cell`); this module owns everyt
 Notation (shape letters in :mod:`seqkit.shapes`; we are at step t of one direction)::
 
     F1. xg = x @ W_ih^T + b_ih            all T steps in one matrix product, before the loop
-    F2. hg<t> = h<t-1> @ W_hh^T + b_hh    one matrix product per step
+    F2. hg<t> = h<t-1> @ W_hh^T + b_hh    one matrix product per step; b_hh joins b_ih in F1
+                                          for a cell with ``sums_projections`` (uses xg + hg only)
     F3. s<t> = cell.step(xg<t>, hg<t>, s<t-1>)
     F4. padded rows keep s<t-1>: s<t> = where(t < length, s<t>, s<t-1>); out<t> = h<t> or 0
 
@@ -80,7 +81,9 @@ def recurrent_forward(
 
     Returns:
         ``(out, final, cache)``: out (T, B, D*H) with zeros past each length, final state as a
-        tuple of (L*D, B, H) arrays, and the cache for :func:`recurrent_backward`.
+        tuple of (L*D, B, H) arrays, and the cache for :func:`recurrent_backward`. The cache
+        may share memory with ``out`` (one direction, no padding): leave ``out`` unmodified until
+        the backward pass has run.
     """
     T, B, _ = x.shape
     L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
@@ -94,7 +97,7 @@ def recurrent_forward(
     cache = RecurrentCache(layer, params, lengths, mask, partial, reverse, [])
     layer_in = x
     for lyr in range(L):
-        out = ops.empty((T, B, D * H))
+        out = ops.empty((T, B, D * H)) if D == 2 else None
         cache.dirs.append([])
         for d in range(D):
             k = lyr * D + d
@@ -102,7 +105,10 @@ def recurrent_forward(
             x_d = layer_in if d == 0 else ops.take_time(layer_in, reverse)
             s0 = tuple(s[k] for s in state0)
             o, sT, direction = _direction_forward(ops, layer.cell, p, x_d, s0, mask, partial)
-            out[:, :, d * H : (d + 1) * H] = o if d == 0 else ops.take_time(o, reverse)
+            if D == 1:
+                out = o  # one direction: its h<t> are the layer's output, no copy
+            else:
+                out[:, :, d * H : (d + 1) * H] = o if d == 0 else ops.take_time(o, reverse)
             for part, s in zip(final, sT):
                 part[k] = s
             cache.dirs[lyr].append(direction)
@@ -116,9 +122,11 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
     T, B, I = x.shape
     GH = p["weight_ih"].shape[0]
     H = GH // cell.num_gates
-    # F1. input projection of every step at once
+    # F1. input projection of every step at once. A cell that only adds xg and hg takes bias_hh
+    # here too, once, instead of once per step in F2.
+    summed = cell.sums_projections
     xg = ops.matmul(x.reshape(T * B, I), p["weight_ih"].T).reshape(T, B, GH)
-    xg += p["bias_ih"]
+    xg += (p["bias_ih"] + p["bias_hh"]) if summed else p["bias_ih"]
     w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
     out = ops.empty((T, B, H))
     steps = []
@@ -126,7 +134,8 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
     for t in range(T):
         # F2. recurrent projection (a fresh array: the cell may keep views of it)
         hg = ops.matmul(state[0], w_hh_t)
-        hg += b_hh
+        if not summed:
+            hg += b_hh
         # F3. one cell step
         new, step_cache = cell.step(ops, xg[t], hg, state, p)
         # F4. rows past their length keep their state
@@ -237,7 +246,10 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
                 d_hg_all[1:].reshape((T - 1) * B, GH).T, out[:-1].reshape((T - 1) * B, H)
             )
     grads["weight_hh"] = d_w_hh
-    grads["bias_hh"] = ops.sum_leading(d_hg_all)
+    if d_hg_all is d_xg_all:  # the same sum: take it once
+        grads["bias_hh"] = ops.copy(grads["bias_ih"])
+    else:
+        grads["bias_hh"] = ops.sum_leading(d_hg_all)
     return d_x, d_state, grads
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -20,13 +21,16 @@ __all__ = ["main", "cli"]
 
 
 class _Group(click.Group):
-    """Turns seqkit's own errors into one clear line instead of a traceback."""
+    """Turns errors about the input into one clear line instead of a traceback.
+
+    ``SEQKIT_DEBUG=1`` in the environment shows the traceback instead.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
-            if isinstance(exc, click.ClickException):
+            if isinstance(exc, click.ClickException) or os.environ.get("SEQKIT_DEBUG"):
                 raise
             raise click.ClickException(str(exc)) from None
 
@@ -34,9 +38,9 @@ class _Group(click.Group):
 def _device(device: str | None) -> str | None:
     """In a multi-process job on CUDA each rank takes the GPU of its local rank."""
     info = from_environment()
-    if info is None or info.world_size == 1 or device not in ("cuda", "auto"):
-        return device
-    return f"cuda:{info.local_rank}" if device == "cuda" else device
+    if info is None or info.world_size == 1 or device != "cuda":
+        return device  # "auto" is resolved the same way by the torch backend
+    return f"cuda:{info.local_rank}"
 
 
 def _backend(name: str | None, device: str | None = None, dtype: str | None = None):

@@ -6,6 +6,7 @@ registers (and ``seqkit plugins`` lists it) on a machine without torch.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -44,7 +45,11 @@ def _resolve_device(torch, device: str) -> str:
             f"(got {device!r})"
         )
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        # in a multi-process job (torchrun's variables) each rank takes the GPU of its local rank
+        world, local = os.environ.get("WORLD_SIZE", "1"), os.environ.get("LOCAL_RANK", "0")
+        return f"cuda:{local}" if world != "1" and local.isdigit() else "cuda"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(

@@ -37,6 +37,10 @@ class Cell(abc.ABC):
     num_gates: ClassVar[int]
     #: Names of the state tensors; ``state[0]`` is always the output ``h``.
     state_names: ClassVar[tuple[str, ...]] = ("h",)
+    #: True when :meth:`step` uses ``xg`` and ``hg`` only through their sum ``xg + hg`` (rnn,
+    #: lstm, gru_simple; not the GRU, whose reset gate multiplies ``hg_n``). The backend then adds
+    #: ``bias_hh`` once to the hoisted input projection instead of once per step.
+    sums_projections: ClassVar[bool] = False
 
     def extra_param_shapes(self, hidden_size: int) -> dict[str, tuple[int, ...]]:
         """Extra per-layer parameters beyond the four matrices: ``{name: shape}`` (default none)."""

@@ -26,6 +26,8 @@ class SimpleGRU(Cell):
 
     name = "gru_simple"
     num_gates = 2
+    #: Step 1 only adds xg and hg, so the backend may fold bias_hh into xg before the loop.
+    sums_projections = True
 
     def step(self, ops, xg, hg, state, params):
         (c_prev,) = state

@@ -26,6 +26,8 @@ class LSTM(Cell):
     name = "lstm"
     num_gates = 4
     state_names = ("h", "c")
+    #: Step 1 only adds xg and hg, so the backend may fold bias_hh into xg before the loop.
+    sums_projections = True
 
     def step(self, ops, xg, hg, state, params):
         h_prev, c_prev = state
@@ -33,37 +35,54 @@ class LSTM(Cell):
         # 1. pre-activations, in xg's memory
         z = xg
         z += hg
-        # 2. gates
-        ops.sigmoid_(z[:, : 2 * H])
-        ops.tanh_(z[:, 2 * H : 3 * H])
-        ops.sigmoid_(z[:, 3 * H :])
-        i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
+        # 2. gates. tanh(g) = 2 sigmoid(2g) - 1, so one sigmoid pass (one exp) serves all four
+        #    blocks: a pass over 4H costs less than two passes over 3H and H.
+        g = z[:, 2 * H : 3 * H]
+        g *= 2.0
+        ops.sigmoid_(z)
+        g *= 2.0
+        g -= 1.0
+        i, f, o = z[:, :H], z[:, H : 2 * H], z[:, 3 * H :]
         # 3. c<t> = f * c<t-1> + i * g
         c = f * c_prev
         c += i * g
         # 4. h<t> = o * tanh(c<t>)
-        tanh_c = ops.tanh(c)
-        h = o * tanh_c
-        return (h, c), (z, c_prev, tanh_c)
+        h = ops.tanh(c)
+        h *= o
+        # keep c<t> itself, not tanh(c<t>): it is the next step's c<t-1> anyway, so the cache
+        # costs no memory for it, and the backward recomputes tanh once
+        return (h, c), (z, c_prev, c)
 
     def step_backward(self, ops, d_state, cache, params, grads):
         d_h, d_c = d_state
-        z, c_prev, tanh_c = cache
+        z, c_prev, c = cache
         H = d_h.shape[1]
         i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
-        d_z = ops.empty(z.shape)
-        # undo 4: h = o * tanh(c)
-        d_o = d_h * tanh_c
-        d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
+        # undo 2 first, on all four blocks: sigmoid' = s (1 - s), tanh' = 1 - g^2 = (1 - g)(1 + g);
+        # d_z starts as 1 - z (a new array in z's layout) and collects the other factors in place
+        d_z = 1.0 - z
+        d_i, d_f, d_g, d_o = d_z[:, :H], d_z[:, H : 2 * H], d_z[:, 2 * H : 3 * H], d_z[:, 3 * H :]
+        d_z[:, : 2 * H] *= z[:, : 2 * H]
+        d_g *= g + 1.0
+        # undo 4: h = o * tanh(c), with u = d_h * o and w = u * tanh(c):
+        #   d o_pre = d_h tanh(c) o (1 - o) = w (1 - o)
+        #   d c = d_c + d_h o (1 - tanh(c)^2) = d_c + u - w tanh(c)
+        tanh_c = ops.tanh(c)
+        u = d_h * o
+        w = u * tanh_c
+        d_o *= w
+        w *= tanh_c
+        u -= w
+        u += d_c
+        d_c = u
         # undo 3: c = f * c_prev + i * g
-        d_i = d_c * g
-        d_f = d_c * c_prev
-        d_g = d_c * i
+        d_i *= g
+        d_i *= d_c
+        d_f *= c_prev
+        d_f *= d_c
+        d_g *= i
+        d_g *= d_c
         d_c_prev = d_c * f
-        # undo 2: sigmoid' = s (1 - s), tanh' = 1 - t^2
-        d_z[:, :H] = d_i * i * (1 - i)
-        d_z[:, H : 2 * H] = d_f * f * (1 - f)
-        d_z[:, 2 * H : 3 * H] = d_g * (1 - g * g)
-        d_z[:, 3 * H :] = d_o * o * (1 - o)
         # undo 1: h<t-1> reaches the step only through hg
         return d_z, d_z, (None, d_c_prev)
+

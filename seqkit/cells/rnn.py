@@ -19,6 +19,8 @@ class RNN(Cell):
 
     name = "rnn"
     num_gates = 1
+    #: Step 1 only adds xg and hg, so the backend may fold bias_hh into xg before the loop.
+    sums_projections = True
 
     nonlinearity: str = attrs.field(default="tanh", validator=attrs.validators.in_(("tanh", "relu")))
 

@@ -1,0 +1,165 @@
+"""The NumPy reference LSTM against torch.nn.LSTM on the CPU: time and memory of forward+backward.
+
+Run: ``python benchmarks/bench_numpy.py [--repeat N] [--threads N] [--skip-torch]``
+
+Both run float32 in one process, with torch limited to as many threads as NumPy's BLAS uses, and
+the best of N interleaved runs is kept (the machine is shared; the best run is the least noisy).
+Both compute the same gradients: the input's, the initial state's and every parameter's.
+
+Memory is NumPy's own bookkeeping (``tracemalloc`` sees every array NumPy allocates): the peak of
+one forward+backward above what was allocated before it (inputs, parameters), against the
+activations BPTT must keep, ``T*B*(G+2)*H`` numbers for the LSTM (G = 4 gates, c and h).
+
+Benchmark-only dependencies: torch (CPU) and threadpoolctl (to read and set the BLAS threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+
+import numpy as np
+
+import seqkit
+
+SIZES = [(64, 32, 64, 256), (100, 64, 128, 512)]  # (T, B, I, H)
+FLOOR = 1.3  # numpy/torch time ratio the issue allows
+MEMORY_FLOOR = 2.0  # peak / activations
+G = 4  # LSTM gate blocks
+
+
+def blas_threads(requested: int | None) -> int:
+    """Set (when requested) and return the number of threads NumPy's BLAS uses."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if requested is not None:
+        threadpool_limits(limits=requested, user_api="blas")
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    if not counts:
+        raise RuntimeError("threadpoolctl found no BLAS library behind NumPy")
+    return counts[0]
+
+
+def numpy_case(T, B, I, H, rng):
+    """Inputs on the NumPy backend and a closure running one forward+backward."""
+    be = seqkit.get_backend("numpy", dtype="float32")
+    layer = seqkit.Recurrent("lstm", I, H)
+    params = {k: be.asarray(v) for k, v in layer.init_params(seed=0, dtype="float32").items()}
+    x = be.asarray(rng.standard_normal((T, B, I)))
+    d_out = be.asarray(np.ones((T, B, H)))
+
+    def run():
+        out, final, cache = be.recurrent_forward(layer, params, x)
+        return be.recurrent_backward(layer, cache, d_out)
+
+    return run, params
+
+
+def torch_case(T, B, I, H, rng, params):
+    """The same LSTM in torch.nn.LSTM, same weights, and a closure running forward+backward."""
+    import torch
+
+    module = torch.nn.LSTM(I, H)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.from_numpy(np.asarray(params[name])))
+    x = torch.from_numpy(rng.standard_normal((T, B, I)).astype(np.float32)).requires_grad_(True)
+    d_out = torch.ones(T, B, H)
+
+    def run():
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _ = module(x)
+        out.backward(d_out)
+
+    return run
+
+
+def best_of(runs: dict, repeat: int) -> dict:
+    """Best wall time of each closure, the closures interleaved so that noise hits all alike."""
+    for run in runs.values():
+        run()  # warm up: first-touch allocations, BLAS thread start
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def peak_memory(run) -> int:
+    """Peak bytes NumPy allocates during ``run()``, above what is live before it."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = run()
+        peak = tracemalloc.get_traced_memory()[1]
+        del result
+    finally:
+        tracemalloc.stop()
+    return peak - base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs per size (best kept)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="BLAS and torch threads (default: BLAS's)"
+    )
+    parser.add_argument("--skip-torch", action="store_true", help="time the NumPy backend only")
+    args = parser.parse_args()
+
+    threads = blas_threads(args.threads)
+    torch = None
+    if not args.skip_torch:
+        import torch
+
+        torch.set_num_threads(threads)
+    print(f"numpy {np.__version__}, BLAS threads {threads}", end="")
+    print(f"; torch {torch.__version__}, threads {torch.get_num_threads()}" if torch else "")
+    print("LSTM forward+backward, float32, best of", args.repeat)
+
+    for T, B, I, H in SIZES:
+        rng = np.random.default_rng(0)
+        run_np, params = numpy_case(T, B, I, H, rng)
+        runs = {"numpy": run_np}
+        if torch:
+            runs["torch"] = torch_case(T, B, I, H, rng, params)
+        best = best_of(runs, args.repeat)
+
+        peak = peak_memory(run_np)
+        activations = T * B * (G + 2) * H * np.dtype(np.float32).itemsize
+        mem_ratio = peak / activations
+        # the same size at half the steps: what grows with T must be the activations only
+        half = numpy_case(T // 2, B, I, H, rng)[0]
+        peak_half = peak_memory(half)
+        per_step = (peak - peak_half) / (T - T // 2)
+        per_step_act = activations / T
+
+        size = f"T={T} B={B} I={I} H={H}"
+        line = f"{size}: numpy {best['numpy'] * 1e3:7.1f} ms"
+        ok_time = True
+        if torch:
+            ratio = best["numpy"] / best["torch"]
+            ok_time = ratio <= FLOOR
+            line += f"  torch {best['torch'] * 1e3:7.1f} ms  ratio numpy/torch {ratio:.2f}"
+        print(line)
+        print(
+            f"{size}: peak {peak / 2**20:6.1f} MiB  activations {activations / 2**20:6.1f} MiB  "
+            f"ratio {mem_ratio:.2f}  growth per step {per_step / 2**10:.0f} KiB "
+            f"(activations {per_step_act / 2**10:.0f} KiB)"
+        )
+        ok_mem = mem_ratio <= MEMORY_FLOOR and per_step <= MEMORY_FLOOR * per_step_act
+        verdict = "PASS" if ok_time and ok_mem else "FAIL"
+        speed = f"time ratio {ratio:.2f} <= {FLOOR}" if torch else "time not compared"
+        beat = " (faster than torch)" if torch and ratio < 1.0 else ""
+        print(f"{size}: {verdict}: {speed}{beat}, memory {mem_ratio:.2f}x <= {MEMORY_FLOOR}x")
+
+
+if __name__ == "__main__":
+    main()
