@@ -65,7 +65,7 @@ class RecurrentCache:
     lengths: np.ndarray | None
     mask: Array | None  # (T, B, 1) bool, or None when no step is padded
     partial: list[bool]  # partial[t]: some row is padded at step t
-    reverse: np.ndarray | None  # (T, B) reverse_index, for bidirectional layers
+    reverse: np.ndarray  # (T, B) reverse_index, for bidirectional layers
     dirs: list[list[_Direction]]  # [layer][direction]
 
 
@@ -87,17 +87,17 @@ def recurrent_forward(
     """
     T, B, _ = x.shape
     L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
-    padded = lengths is not None and T > 0 and int(lengths.min()) < T
-    mask = ops.mask(lengths, T) if padded else None
-    partial = [padded and t >= int(lengths.min()) for t in range(T)]
-    reverse = reverse_index(T, lengths, B) if D == 2 else None
+    shortest = int(lengths.min()) if lengths is not None and T > 0 else T
+    mask = ops.mask(lengths, T) if lengths is not None and shortest < T else None
+    partial = [t >= shortest for t in range(T)]  # some row is padded at step t
+    reverse = reverse_index(T, lengths, B)  # (T, B) ints; used by a second direction only
     if mask is not None:
         x = ops.where(mask, x, 0.0)  # padding never reaches a cell, whatever values it holds
     final = tuple(ops.empty((L * D, B, H)) for _ in layer.state_names)
     cache = RecurrentCache(layer, params, lengths, mask, partial, reverse, [])
     layer_in = x
     for lyr in range(L):
-        out = ops.empty((T, B, D * H)) if D == 2 else None
+        out: Array = ops.empty((T, B, D * H)) if D == 2 else None
         cache.dirs.append([])
         for d in range(D):
             k = lyr * D + d

@@ -230,7 +230,7 @@ def train(
                 state.order = rng.permutation(n_items)
                 state.cursor = 0
             index = state.order[state.cursor : state.cursor + batch_size]
-            if world > 1:
+            if distributed is not None and world > 1:
                 index = index[distributed.rank :: world]  # this rank's shard of the global batch
             args = make_batch(index)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
