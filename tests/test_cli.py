@@ -200,3 +200,15 @@ def test_failed_run_leaves_an_existing_model_untouched(tmp_path, corpus):
     result = run("train", corpus, "--out", out, "--cell", "nope", "--steps", 5)
     assert result.exit_code == 1
     assert out.read_bytes() == before
+
+
+def test_a_plugin_cell_trains_from_the_command_line(tmp_path, corpus):
+    import seqkit
+
+    if "lstm_peephole" not in seqkit.list_cells():
+        pytest.skip("the seqkit-peephole example plugin is not installed")
+    out = tmp_path / "p.npz"
+    result = train_small(corpus, out, "--cell", "lstm_peephole")
+    assert result.exit_code == 0, result.output
+    assert "cell='lstm_peephole'" in result.stderr
+    assert run("sample", out, "-n", 2, "--backend", "torch").exit_code == 0
