@@ -147,7 +147,9 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
     return out, state, _Direction(x, out, state0, steps)
 
 
-def recurrent_backward(ops: Ops, cache: RecurrentCache, d_out: Array, d_final: tuple | None) -> dict:
+def recurrent_backward(
+    ops: Ops, cache: RecurrentCache, d_out: Array, d_final: tuple | None
+) -> dict:
     """Backpropagation through time for the stack that produced ``cache``.
 
     Args:
@@ -219,7 +221,10 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         d_h_prev = ops.matmul(d_hg, w_hh)
         if d_prev[0] is not None:
             d_h_prev += d_prev[0]
-        d_prev = (d_h_prev, *(dp if dp is not None else ops.zeros((B, d_h_prev.shape[1])) for dp in d_prev[1:]))
+        d_prev = (
+            d_h_prev,
+            *(dp if dp is not None else ops.zeros((B, d_h_prev.shape[1])) for dp in d_prev[1:]),
+        )
         if partial[t]:
             d_prev = tuple(ops.where(mask[t], dp, ds) for dp, ds in zip(d_prev, d_state))
         d_xg_all[t] = d_xg

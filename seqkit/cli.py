@@ -1,7 +1,8 @@
 """The ``seqkit`` command line: train, sample, score, list plugins, and draw figures.
 
-Every command exits 0 on success and 1 with one line on stderr (``seqkit: error: ...``) when the
-input is bad, a checkpoint is unreadable, or training diverges; click's usage errors exit 2.
+Every command exits 0 on success and 1 with one line on stderr (``Error: ...``) when the input
+is bad, a checkpoint is unreadable, or training diverges; usage errors exit 2, Ctrl-C during
+training 130.
 """
 
 from __future__ import annotations

@@ -147,3 +147,22 @@ def test_resume_refuses_a_changed_shape_or_vocabulary(tmp_path):
     assert (
         result.exit_code == 1 and "vocabulary differs" in result.stderr and "'x'" in result.stderr
     )
+
+
+def test_every_architecture_resumes_exactly(tmp_path):
+    texts = ["ab", "ba", "aab", "bba", "abab", "b"] * 3
+    labels = np.array([0, 1, 0, 1, 0, 1] * 3)
+    vocab = seqkit.Vocabulary.build(texts, level="char")
+
+    def make():
+        return seqkit.SequenceClassifier(vocab, 2, cell="gru", hidden_size=4, backend="numpy", dtype="float64", seed=0)
+
+    options = dict(batch_size=5, lr=0.02, seed=1)
+    whole = make()
+    whole.fit(texts, labels, steps=9, **options)
+    path = tmp_path / "clf.npz"
+    make().fit(texts, labels, steps=4, checkpoint=path, **options)
+    resumed = seqkit.load(path, backend="numpy", dtype="float64")
+    resumed.fit(texts, labels, steps=9, resume=True, **options)
+    for name, value in whole.numpy_params().items():
+        np.testing.assert_array_equal(resumed.numpy_params()[name], value, err_msg=name)

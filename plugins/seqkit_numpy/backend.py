@@ -127,6 +127,9 @@ class NumpyBackend(Backend):
 
     def __init__(self, *, dtype: str = "float32", device: str = "cpu") -> None:
         if device not in ("cpu", "auto"):
-            raise ConfigError(f"backend 'numpy' runs on device 'cpu' only (got device {device!r}); use backend 'torch' for {device!r}")
+            raise ConfigError(
+                f"backend 'numpy' runs on device 'cpu' only (got device {device!r}); "
+                f"use backend 'torch' for {device!r}"
+            )
         super().__init__(dtype=dtype, device="cpu")
         self.ops = NumpyOps(dtype)

@@ -47,7 +47,9 @@ class Cell(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def step(self, ops: Ops, xg: Array, hg: Array, state: State, params: dict[str, Array]) -> tuple[State, Any]:
+    def step(
+        self, ops: Ops, xg: Array, hg: Array, state: State, params: dict[str, Array]
+    ) -> tuple[State, Any]:
         """Advance one step.
 
         Args:
@@ -64,7 +66,12 @@ class Cell(abc.ABC):
 
     @abc.abstractmethod
     def step_backward(
-        self, ops: Ops, d_state: State, cache: Any, params: dict[str, Array], grads: dict[str, Array]
+        self,
+        ops: Ops,
+        d_state: State,
+        cache: Any,
+        params: dict[str, Array],
+        grads: dict[str, Array],
     ) -> tuple[Array, Array, State]:
         """Undo one step.
 

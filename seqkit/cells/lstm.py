@@ -85,4 +85,3 @@ class LSTM(Cell):
         d_c_prev = d_c * f
         # undo 1: h<t-1> reaches the step only through hg
         return d_z, d_z, (None, d_c_prev)
-

@@ -22,7 +22,9 @@ class RNN(Cell):
     #: Step 1 only adds xg and hg, so the backend may fold bias_hh into xg before the loop.
     sums_projections = True
 
-    nonlinearity: str = attrs.field(default="tanh", validator=attrs.validators.in_(("tanh", "relu")))
+    nonlinearity: str = attrs.field(
+        default="tanh", validator=attrs.validators.in_(("tanh", "relu"))
+    )
 
     # Notation: z = xg + hg is the pre-activation, h = g(z).
     def step(self, ops, xg, hg, state, params):

@@ -10,10 +10,11 @@ import numpy as np
 
 from seqkit.backend import Backend, get_backend
 from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
+from seqkit.distributed import DistributedInfo, from_environment
 from seqkit.errors import unknown
 from seqkit.optim import get_optimizer
 from seqkit.recurrent import Recurrent
-from seqkit.training import TrainingState
+from seqkit.training import TrainingHistory, TrainingState, train
 
 __all__ = ["Model", "load"]
 
@@ -31,11 +32,17 @@ def unprefixed(prefix: str, values: dict) -> dict:
     return {name[len(start) :]: value for name, value in values.items() if name.startswith(start)}
 
 
-def resolve_backend(backend: str | Backend | None, dtype: str | None = None) -> Backend:
+def resolve_backend(
+    backend: str | Backend | None, dtype: str | None = None, device: str | None = None
+) -> Backend:
     """A backend instance from a name, an instance, or the config (``None``)."""
     if isinstance(backend, Backend):
+        if dtype is not None or device is not None:
+            raise ValueError(
+                "give 'dtype' and 'device' to get_backend(), not with a backend instance"
+            )
         return backend
-    return get_backend(backend, dtype=dtype)
+    return get_backend(backend, dtype=dtype, device=device)
 
 
 class Model(abc.ABC):
@@ -66,7 +73,8 @@ class Model(abc.ABC):
         params = {name: self.backend.asarray(value) for name, value in values.items()}
         for prefix, layer in self._recurrent_layers().items():
             # laid out for the backend's kernels once (cuDNN's one buffer), not on every call
-            flat = self.backend.flatten_params(layer, unprefixed(prefix, params), requires_grad=False)
+            own = unprefixed(prefix, params)
+            flat = self.backend.flatten_params(layer, own, requires_grad=False)
             params.update(prefixed(prefix, flat))
         self.params = params
 
@@ -98,6 +106,58 @@ class Model(abc.ABC):
         """What the training loss of ``batch`` is a mean over (its tokens or its examples):
         data-parallel training weights each process's shard by it."""
         raise NotImplementedError(f"{type(self).__name__} does not support data-parallel training")
+
+    def _fit(
+        self,
+        make_batch,
+        n_items: int,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
+        distributed: bool | DistributedInfo = False,
+        **options: Any,
+    ) -> TrainingHistory:
+        """Every model's ``fit``: checkpoints, exact resume and data parallelism, then
+        :func:`seqkit.training.train` with ``options`` (steps, batch_size, lr, ...).
+
+        Args:
+            checkpoint: write the model and its training state here (atomically) every
+                ``checkpoint_every`` steps (default: only at the end).
+            resume: continue from :attr:`training_state` (set by :func:`seqkit.load` for a
+                checkpoint written during training) with the same data and options; ``steps``
+                is the total to reach. The result equals an uninterrupted run.
+            distributed: True to train data-parallel in a job started by torchrun or
+                ``seqkit train --nproc`` (read from the environment), or a
+                :class:`~seqkit.distributed.DistributedInfo`; needs backend 'torch'. Rank 0
+                writes ``checkpoint``; every rank ends with the same parameters.
+        """
+        if resume and self.training_state is None:
+            raise ValueError(
+                "resume=True needs a model loaded from a training checkpoint (no training state)"
+            )
+        info = from_environment() if distributed is True else (distributed or None)
+        if distributed is True and info is None:
+            raise ValueError(
+                "distributed=True needs a multi-process launch (torchrun or seqkit train "
+                "--nproc): RANK and WORLD_SIZE are not set"
+            )
+        if info is not None and info.world_size > 1:
+            self.backend.init_distributed(info)
+        on_checkpoint = None
+        if checkpoint is not None:
+            on_checkpoint = lambda state: self.save(checkpoint)  # noqa: E731
+            checkpoint_every = checkpoint_every or options["steps"]
+        return train(
+            self,
+            make_batch,
+            n_items,
+            resume=self.training_state if resume else None,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=on_checkpoint,
+            distributed=info,
+            **options,
+        )
 
     def _extra(self) -> dict:
         """JSON-able state beyond config and parameters (vocabularies)."""
@@ -139,9 +199,15 @@ class Model(abc.ABC):
 
 
 def load(
-    path: str | os.PathLike, backend: str | Backend | None = None, *, dtype: str | None = None
+    path: str | os.PathLike,
+    backend: str | Backend | None = None,
+    *,
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> Model:
     """Load a model saved with ``save`` onto ``backend`` (any backend, whichever saved it).
+
+    ``dtype`` and ``device`` choose the backend's when ``backend`` is a name or None (config).
 
     Raises:
         CheckpointError: missing, truncated, corrupted, foreign or newer-version file.
@@ -150,7 +216,7 @@ def load(
     cls = _KINDS.get(checkpoint.kind)
     if cls is None:
         raise CheckpointError(f"{path}: {unknown('model kind', checkpoint.kind, sorted(_KINDS))}")
-    be = resolve_backend(backend, dtype)
+    be = resolve_backend(backend, dtype, device)
     try:
         model = cls._from_checkpoint(checkpoint, be)
         model.metadata = dict(checkpoint.extra.get("metadata", {}))

@@ -9,6 +9,7 @@ through the final state alone (``recurrent_backward(..., d_final_state=...)``).
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,13 +18,14 @@ import numpy as np
 from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import pad_batch
+from seqkit.distributed import DistributedInfo
 from seqkit.layers import DenseStack, Embedding, OneHot
 from seqkit.losses import get_loss
 from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
 from seqkit.models.language_model import _check_texts
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import log_softmax
-from seqkit.training import TrainingHistory, train
+from seqkit.training import TrainingHistory
 from seqkit.vocab import Vocabulary
 
 __all__ = ["SequenceClassifier"]
@@ -50,6 +52,7 @@ class SequenceClassifier(Model):
             (none by default: one linear layer).
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
         seed: initialises the parameters.
 
     The training loss is the cross-entropy averaged over the sequences of a batch. Every text
@@ -72,6 +75,7 @@ class SequenceClassifier(Model):
         head_sizes: Sequence[int] = (),
         backend: str | Backend | None = None,
         dtype: str | None = None,
+        device: str | None = None,
         seed: int | None = None,
         _init: bool = True,
     ) -> None:
@@ -95,12 +99,15 @@ class SequenceClassifier(Model):
         self.num_classes = num_classes
         self.binary = binary
         self.embedding_size = embedding_size
-        self.backend = resolve_backend(backend, dtype)
+        self.backend = resolve_backend(backend, dtype, device)
         V = len(vocab)
         self.encoder = OneHot(V) if embedding_size is None else Embedding(V, embedding_size)
         self.rnn = Recurrent(
-            get_cell(cell), self.encoder.output_size, hidden_size,
-            num_layers=num_layers, bidirectional=bidirectional,
+            get_cell(cell),
+            self.encoder.output_size,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
         )
         self.head = DenseStack((self.rnn.output_size, *head_sizes, 1 if binary else num_classes))
         # one step per sequence: "batch_mean" is the mean over the batch's sequences
@@ -108,11 +115,13 @@ class SequenceClassifier(Model):
         self.loss_fn = get_loss(name, reduction="batch_mean")
         if _init:
             rng = np.random.default_rng(seed)
-            self._set_params({
-                **prefixed("encoder", self.encoder.init_params(rng)),
-                **prefixed("rnn", self.rnn.init_params(rng)),
-                **prefixed("head", self.head.init_params(rng)),
-            })
+            self._set_params(
+                {
+                    **prefixed("encoder", self.encoder.init_params(rng)),
+                    **prefixed("rnn", self.rnn.init_params(rng)),
+                    **prefixed("head", self.head.init_params(rng)),
+                }
+            )
 
     # --- description ---------------------------------------------------------------------------
     def _recurrent_layers(self) -> dict:
@@ -195,6 +204,9 @@ class SequenceClassifier(Model):
     def _batch_tokens(self, batch: tuple) -> int:
         return int(batch[-1])
 
+    def _batch_weight(self, batch: tuple) -> float:
+        return float(len(batch[1]))  # the loss is a mean over sequences (batch_mean)
+
     def _encode_batch(self, texts: Sequence[str], labels: np.ndarray | None = None) -> tuple:
         ids, lengths = encode_texts(self.vocab, texts)
         if labels is None:
@@ -219,6 +231,10 @@ class SequenceClassifier(Model):
         clip_value: float | None = None,
         seed: int | None = None,
         progress: bool = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
+        distributed: bool | DistributedInfo = False,
     ) -> TrainingHistory:
         """Train on ``texts`` with one label each, minimising the mean cross-entropy.
 
@@ -227,6 +243,8 @@ class SequenceClassifier(Model):
             labels: B ints in ``0..K-1``.
             steps, batch_size, lr, optimizer, clip_norm, clip_value, seed, progress: as in
                 :func:`seqkit.training.train`.
+            checkpoint, checkpoint_every, resume, distributed: as in
+                :meth:`seqkit.Model._fit` (exact resume; data-parallel training).
 
         Returns:
             the :class:`~seqkit.training.TrainingHistory`.
@@ -234,8 +252,7 @@ class SequenceClassifier(Model):
         texts = _check_texts("texts", texts)
         y = check_labels("labels", labels, len(texts), self.num_classes)
         check_nonempty(self.vocab, texts)  # now, not at a random step
-        return train(
-            self,
+        return self._fit(
             lambda index: self._encode_batch([texts[i] for i in index], y[index]),
             len(texts),
             steps=steps,
@@ -246,6 +263,10 @@ class SequenceClassifier(Model):
             clip_value=clip_value,
             seed=seed,
             progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            distributed=distributed,
         )
 
     # --- prediction ----------------------------------------------------------------------------

@@ -17,13 +17,13 @@ import numpy as np
 from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import lm_batch
-from seqkit.distributed import DistributedInfo, from_environment
+from seqkit.distributed import DistributedInfo
 from seqkit.layers import DenseStack, Embedding, OneHot
 from seqkit.losses import get_loss
 from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import get_sampler, log_softmax
-from seqkit.training import TrainingHistory, train
+from seqkit.training import TrainingHistory
 from seqkit.vocab import Vocabulary
 
 __all__ = ["LanguageModel"]
@@ -43,6 +43,7 @@ class LanguageModel(Model):
             (none by default: one linear layer).
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
         seed: initialises the parameters.
     """
 
@@ -59,13 +60,14 @@ class LanguageModel(Model):
         head_sizes: Sequence[int] = (),
         backend: str | Backend | None = None,
         dtype: str | None = None,
+        device: str | None = None,
         seed: int | None = None,
         _init: bool = True,
     ) -> None:
         if not isinstance(vocab, Vocabulary):
             raise TypeError(f"vocab must be a seqkit.Vocabulary (got {type(vocab).__name__})")
         self.vocab = vocab
-        self.backend = resolve_backend(backend, dtype)
+        self.backend = resolve_backend(backend, dtype, device)
         V = len(vocab)
         self.embedding_size = embedding_size
         self.encoder = OneHot(V) if embedding_size is None else Embedding(V, embedding_size)
@@ -224,17 +226,7 @@ class LanguageModel(Model):
             dev = _check_texts("dev_texts", dev_texts)
             evaluate = lambda: self.nats_per_token(dev)  # noqa: E731
             eval_every = eval_every or max(1, steps // 10)
-        if resume and self.training_state is None:
-            raise ValueError(
-                "resume=True needs a model loaded from a training checkpoint (no training state)"
-            )
-        info = _distributed(distributed, self.backend)
-        on_checkpoint = None
-        if checkpoint is not None:
-            on_checkpoint = lambda state: self.save(checkpoint)  # noqa: E731
-            checkpoint_every = checkpoint_every or steps
-        return train(
-            self,
+        return self._fit(
             lambda index: self._encode_batch([texts[i] for i in index]),
             len(texts),
             steps=steps,
@@ -248,10 +240,10 @@ class LanguageModel(Model):
             eval_every=eval_every,
             evaluate=evaluate,
             on_eval=on_eval,
-            resume=self.training_state if resume else None,
+            checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
-            on_checkpoint=on_checkpoint,
-            distributed=info,
+            resume=resume,
+            distributed=distributed,
         )
 
     # --- probabilities -------------------------------------------------------------------------
@@ -306,11 +298,13 @@ class LanguageModel(Model):
         prefix: str = "",
         max_len: int = 100,
         seed: int | None = None,
+        allow_unk: bool = False,
     ) -> list[str]:
         """Generate ``n`` sequences token by token until ``<EOS>`` or ``max_len`` tokens.
 
-        Each step's distribution is the softmax of the logits (``<PAD>`` excluded), reshaped by
-        ``temperature``, ``top_k`` and ``top_p``; ``sampler="random"`` draws from it (the seed's
+        Each step's distribution is the softmax of the logits over every token but ``<PAD>``
+        (and ``<UNK>``, unless ``allow_unk``: a generated "unknown token" is seldom wanted),
+        reshaped by ``temperature``, ``top_k`` and ``top_p``; ``sampler="random"`` draws from it (the seed's
         method), ``"greedy"`` takes the most likely token. The returned texts include ``prefix``.
         The same seed gives the same samples on the same backend.
         """
@@ -330,6 +324,8 @@ class LanguageModel(Model):
         alive = np.ones(n, dtype=bool)
         for _ in range(max_len):
             logits[:, self.vocab.pad_id] = -np.inf
+            if not allow_unk:
+                logits[:, self.vocab.unk_id] = -np.inf
             ids = np.asarray(chooser.choose(logits, rng))
             for b in np.flatnonzero(alive):
                 if ids[b] == self.vocab.eos_id:
@@ -342,21 +338,6 @@ class LanguageModel(Model):
             logits = np.asarray(self.backend.to_numpy(step_logits[0]), dtype=np.float64)
         joiner = self.vocab.decode
         return [joiner(self.vocab.encode(prefix) + g) for g in generated]
-
-
-def _distributed(distributed: bool | DistributedInfo, backend: Backend) -> DistributedInfo | None:
-    """The job to join (initialising the backend's process group), or None."""
-    if distributed is False or distributed is None:
-        return None
-    info = from_environment() if distributed is True else distributed
-    if info is None:
-        raise ValueError(
-            "distributed=True needs a multi-process launch (torchrun or seqkit train --nproc): "
-            "RANK and WORLD_SIZE are not set"
-        )
-    if info.world_size > 1:
-        backend.init_distributed(info)
-    return info
 
 
 def _check_texts(name: str, texts: Any) -> list[str]:

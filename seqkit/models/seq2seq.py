@@ -17,6 +17,7 @@ ended, and an empty source still has one step to read.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,13 +26,14 @@ import numpy as np
 from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import lm_batch, mask_from_lengths, pad_batch
+from seqkit.distributed import DistributedInfo
 from seqkit.layers import DenseStack, Embedding, OneHot
 from seqkit.losses import get_loss
 from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
 from seqkit.models.language_model import _check_texts
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import log_softmax
-from seqkit.training import TrainingHistory, train
+from seqkit.training import TrainingHistory
 from seqkit.vocab import Vocabulary
 
 __all__ = ["Seq2Seq"]
@@ -52,6 +54,7 @@ class Seq2Seq(Model):
         head_sizes: hidden sizes of the decoder's per-step dense head.
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
         seed: initialises the parameters.
 
     Parameters: ``encoder.input.*``, ``encoder.rnn.*`` (named as ``torch.nn.LSTM`` etc.),
@@ -76,6 +79,7 @@ class Seq2Seq(Model):
         head_sizes: Sequence[int] = (),
         backend: str | Backend | None = None,
         dtype: str | None = None,
+        device: str | None = None,
         seed: int | None = None,
         _init: bool = True,
     ) -> None:
@@ -86,7 +90,7 @@ class Seq2Seq(Model):
                 )
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.embedding_size = embedding_size
-        self.backend = resolve_backend(backend, dtype)
+        self.backend = resolve_backend(backend, dtype, device)
         Vs, Vt = len(src_vocab), len(tgt_vocab)
         cell = get_cell(cell)
         self.src_input = OneHot(Vs) if embedding_size is None else Embedding(Vs, embedding_size)
@@ -98,13 +102,15 @@ class Seq2Seq(Model):
         self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
         if _init:
             rng = np.random.default_rng(seed)
-            self._set_params({
-                **prefixed("encoder.input", self.src_input.init_params(rng)),
-                **prefixed("encoder.rnn", self.encoder.init_params(rng)),
-                **prefixed("decoder.input", self.tgt_input.init_params(rng)),
-                **prefixed("decoder.rnn", self.decoder.init_params(rng)),
-                **prefixed("decoder.head", self.head.init_params(rng)),
-            })
+            self._set_params(
+                {
+                    **prefixed("encoder.input", self.src_input.init_params(rng)),
+                    **prefixed("encoder.rnn", self.encoder.init_params(rng)),
+                    **prefixed("decoder.input", self.tgt_input.init_params(rng)),
+                    **prefixed("decoder.rnn", self.decoder.init_params(rng)),
+                    **prefixed("decoder.head", self.head.init_params(rng)),
+                }
+            )
 
     # --- description ---------------------------------------------------------------------------
     def _recurrent_layers(self) -> dict:
@@ -216,6 +222,9 @@ class Seq2Seq(Model):
     def _batch_tokens(self, batch: tuple) -> int:
         return int(batch[-1])
 
+    def _batch_weight(self, batch: tuple) -> float:
+        return float(batch[-1])  # the loss is a mean over target tokens (token_mean)
+
     def _source_batch(self, sources: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(S, B) ids of each source followed by ``<EOS>``, and (B,) lengths >= 1."""
         v = self.src_vocab
@@ -241,6 +250,10 @@ class Seq2Seq(Model):
         clip_value: float | None = None,
         seed: int | None = None,
         progress: bool = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
+        distributed: bool | DistributedInfo = False,
     ) -> TrainingHistory:
         """Train by teacher forcing on (source, target) pairs, minimising nats per target token.
 
@@ -249,6 +262,8 @@ class Seq2Seq(Model):
             targets: one target text per source (``<EOS>`` is appended as the last target).
             steps, batch_size, lr, optimizer, clip_norm, clip_value, seed, progress: as in
                 :func:`seqkit.training.train`.
+            checkpoint, checkpoint_every, resume, distributed: as in
+                :meth:`seqkit.Model._fit` (exact resume; data-parallel training).
 
         Returns:
             the :class:`~seqkit.training.TrainingHistory`.
@@ -258,8 +273,7 @@ class Seq2Seq(Model):
         def make_batch(index: np.ndarray) -> tuple:
             return self._encode_batch([sources[i] for i in index], [targets[i] for i in index])
 
-        return train(
-            self,
+        return self._fit(
             make_batch,
             len(sources),
             steps=steps,
@@ -270,6 +284,10 @@ class Seq2Seq(Model):
             clip_value=clip_value,
             seed=seed,
             progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            distributed=distributed,
         )
 
     # --- probabilities -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ depend on the words after it; such a model needs the whole text before it tags a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import mask_from_lengths, pad_batch
+from seqkit.distributed import DistributedInfo
 from seqkit.layers import DenseStack, Embedding, OneHot
 from seqkit.losses import get_loss
 from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
@@ -23,7 +25,7 @@ from seqkit.models.classifier import check_nonempty, encode_texts
 from seqkit.models.language_model import _check_texts
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import log_softmax
-from seqkit.training import TrainingHistory, train
+from seqkit.training import TrainingHistory
 from seqkit.vocab import Vocabulary
 
 __all__ = ["SequenceTagger"]
@@ -44,6 +46,7 @@ class SequenceTagger(Model):
         head_sizes: hidden sizes of the per-step dense head (none by default: one linear layer).
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
         seed: initialises the parameters.
 
     The training loss is the softmax cross-entropy of every tagged token, averaged over the
@@ -65,6 +68,7 @@ class SequenceTagger(Model):
         head_sizes: Sequence[int] = (),
         backend: str | Backend | None = None,
         dtype: str | None = None,
+        device: str | None = None,
         seed: int | None = None,
         _init: bool = True,
     ) -> None:
@@ -74,22 +78,27 @@ class SequenceTagger(Model):
         self.tags = _check_tags(tags)
         self._tag_index = {t: k for k, t in enumerate(self.tags)}
         self.embedding_size = embedding_size
-        self.backend = resolve_backend(backend, dtype)
+        self.backend = resolve_backend(backend, dtype, device)
         V, K = len(vocab), len(self.tags)
         self.encoder = OneHot(V) if embedding_size is None else Embedding(V, embedding_size)
         self.rnn = Recurrent(
-            get_cell(cell), self.encoder.output_size, hidden_size,
-            num_layers=num_layers, bidirectional=bidirectional,
+            get_cell(cell),
+            self.encoder.output_size,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
         )
         self.head = DenseStack((self.rnn.output_size, *head_sizes, K))
         self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
         if _init:
             rng = np.random.default_rng(seed)
-            self._set_params({
-                **prefixed("encoder", self.encoder.init_params(rng)),
-                **prefixed("rnn", self.rnn.init_params(rng)),
-                **prefixed("head", self.head.init_params(rng)),
-            })
+            self._set_params(
+                {
+                    **prefixed("encoder", self.encoder.init_params(rng)),
+                    **prefixed("rnn", self.rnn.init_params(rng)),
+                    **prefixed("head", self.head.init_params(rng)),
+                }
+            )
 
     # --- description ---------------------------------------------------------------------------
     def _recurrent_layers(self) -> dict:
@@ -165,6 +174,9 @@ class SequenceTagger(Model):
     def _batch_tokens(self, batch: tuple) -> int:
         return int(batch[-1])
 
+    def _batch_weight(self, batch: tuple) -> float:
+        return float(batch[-1])  # the loss is a mean over tokens (token_mean)
+
     def _encode_batch(self, texts: Sequence[str], tag_ids: Sequence[np.ndarray]) -> tuple:
         ids, lengths = encode_texts(self.vocab, texts)
         targets, _ = pad_batch(tag_ids, 0)  # (T, B); padded steps are masked out
@@ -216,6 +228,10 @@ class SequenceTagger(Model):
         clip_value: float | None = None,
         seed: int | None = None,
         progress: bool = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
+        distributed: bool | DistributedInfo = False,
     ) -> TrainingHistory:
         """Train on ``texts`` with one tag per token, minimising the mean per-token cross-entropy.
 
@@ -225,6 +241,8 @@ class SequenceTagger(Model):
                 (``vocab.tokenize(text)``).
             steps, batch_size, lr, optimizer, clip_norm, clip_value, seed, progress: as in
                 :func:`seqkit.training.train`.
+            checkpoint, checkpoint_every, resume, distributed: as in
+                :meth:`seqkit.Model._fit` (exact resume; data-parallel training).
 
         Returns:
             the :class:`~seqkit.training.TrainingHistory`.
@@ -236,8 +254,7 @@ class SequenceTagger(Model):
         def make_batch(index: np.ndarray) -> tuple:
             return self._encode_batch([texts[i] for i in index], [tag_ids[i] for i in index])
 
-        return train(
-            self,
+        return self._fit(
             make_batch,
             len(texts),
             steps=steps,
@@ -248,6 +265,10 @@ class SequenceTagger(Model):
             clip_value=clip_value,
             seed=seed,
             progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            distributed=distributed,
         )
 
     # --- prediction ----------------------------------------------------------------------------
