@@ -304,8 +304,9 @@ class LanguageModel(Model):
 
         Each step's distribution is the softmax of the logits over every token but ``<PAD>``
         (and ``<UNK>``, unless ``allow_unk``: a generated "unknown token" is seldom wanted),
-        reshaped by ``temperature``, ``top_k`` and ``top_p``; ``sampler="random"`` draws from it (the seed's
-        method), ``"greedy"`` takes the most likely token. The returned texts include ``prefix``.
+        reshaped by ``temperature``, ``top_k`` and ``top_p``; ``sampler="random"`` draws from it
+        (the seed's method), ``"greedy"`` takes the most likely token. The returned texts include
+        ``prefix``.
         The same seed gives the same samples on the same backend.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
