@@ -13,7 +13,7 @@ from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save
 from seqkit.distributed import DistributedInfo, from_environment
 from seqkit.errors import unknown
 from seqkit.optim import get_optimizer
-from seqkit.recurrent import Recurrent
+from seqkit.recurrent import Recurrent, get_cell
 from seqkit.training import TrainingHistory, TrainingState, train
 
 __all__ = ["Model", "load"]
@@ -48,8 +48,10 @@ def resolve_backend(
 class Model(abc.ABC):
     """A composition of blocks whose parameters live on one backend.
 
-    Subclasses build their blocks in ``__init__``, then call :meth:`_set_params` with NumPy
-    initial values, and implement :meth:`config`, :meth:`_loss_forward`, :meth:`_loss_backward`.
+    Subclasses build their blocks in ``__init__`` and list them in :attr:`blocks` by parameter
+    prefix (``{"encoder": OneHot(V), "rnn": Recurrent(...), "head": DenseStack(...)}``), call
+    :meth:`_init_params`, and implement :meth:`config`, :meth:`_positional`,
+    :meth:`_loss_forward` and :meth:`_loss_backward`. Parameter names are ``prefix.name``.
     """
 
     #: Checkpoint ``kind``; set by subclasses.
@@ -62,12 +64,32 @@ class Model(abc.ABC):
 
     backend: Backend
     params: dict
+    #: The blocks that own parameters, by prefix, in initialisation order. Each has
+    #: ``param_shapes()`` and ``init_params(rng)``; :class:`~seqkit.Recurrent` stacks are
+    #: laid out for the backend's kernels.
+    blocks: dict[str, Any]
     #: Set by ``fit`` (and by :func:`load` for a checkpoint written during training): what
     #: ``fit(..., resume=True)`` continues from.
     training_state: TrainingState | None = None
     #: JSON-able notes saved with the model and restored by :func:`load` (the CLI records its
     #: data source and options here so that ``seqkit train --resume`` can continue).
     metadata: dict = {}
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's name and shape."""
+        return {
+            f"{prefix}.{name}": shape
+            for prefix, block in self.blocks.items()
+            for name, shape in block.param_shapes().items()
+        }
+
+    def _init_params(self, seed: int | np.random.Generator | None) -> None:
+        """Each block's default initialisation, in order, from one generator."""
+        rng = np.random.default_rng(seed)
+        values: dict[str, np.ndarray] = {}
+        for prefix, block in self.blocks.items():
+            values.update(prefixed(prefix, block.init_params(rng)))
+        self._set_params(values)
 
     def _set_params(self, values: dict[str, np.ndarray]) -> None:
         params = {name: self.backend.asarray(value) for name, value in values.items()}
@@ -80,7 +102,7 @@ class Model(abc.ABC):
 
     def _recurrent_layers(self) -> dict[str, Recurrent]:
         """``{parameter prefix: Recurrent}`` of every recurrent stack the model holds."""
-        return {}
+        return {p: b for p, b in self.blocks.items() if isinstance(b, Recurrent)}
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """Every parameter as a NumPy array, by name."""
@@ -165,8 +187,18 @@ class Model(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
+    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
+        """The constructor's positional arguments (vocabularies, ...) from a checkpoint;
+        may pop from ``config`` what it consumes."""
+
+    @classmethod
     def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> Model:
-        """Rebuild from a checkpoint's config and extra, without initialising parameters twice."""
+        """Rebuild from a checkpoint's config and extra, then load its parameters."""
+        config = dict(checkpoint.config)
+        config["cell"] = get_cell(config.pop("cell"), **config.pop("cell_options", {}))
+        model = cls(*cls._positional(checkpoint, config), backend=backend, _init=False, **config)  # type: ignore[call-arg]
+        model._load_params(checkpoint)
+        return model
 
     def save(self, path: str | os.PathLike, *, training_state: bool = True) -> None:
         """Write the model to ``path`` in the portable checkpoint format (atomic; no pickle).
@@ -186,7 +218,7 @@ class Model(abc.ABC):
         )
 
     def _load_params(self, checkpoint: Checkpoint) -> None:
-        expected = {name: tuple(value.shape) for name, value in self.params.items()}
+        expected = self.param_shapes()
         got = {name: tuple(value.shape) for name, value in checkpoint.params.items()}
         if expected != got:
             missing = sorted(set(expected) - set(got))

@@ -113,20 +113,11 @@ class SequenceClassifier(Model):
         # one step per sequence: "batch_mean" is the mean over the batch's sequences
         name = "sigmoid_bce" if binary else "softmax_cross_entropy"
         self.loss_fn = get_loss(name, reduction="batch_mean")
+        self.blocks = {"encoder": self.encoder, "rnn": self.rnn, "head": self.head}
         if _init:
-            rng = np.random.default_rng(seed)
-            self._set_params(
-                {
-                    **prefixed("encoder", self.encoder.init_params(rng)),
-                    **prefixed("rnn", self.rnn.init_params(rng)),
-                    **prefixed("head", self.head.init_params(rng)),
-                }
-            )
+            self._init_params(seed)
 
     # --- description ---------------------------------------------------------------------------
-    def _recurrent_layers(self) -> dict:
-        return {"rnn": self.rnn}
-
     def config(self) -> dict:
         return {
             "num_classes": self.num_classes,
@@ -143,22 +134,10 @@ class SequenceClassifier(Model):
     def _extra(self) -> dict:
         return {"vocab": self.vocab.to_dict()}
 
-    def _param_shapes(self) -> dict:
-        return {
-            **prefixed("encoder", self.encoder.param_shapes()),
-            **prefixed("rnn", self.rnn.param_shapes()),
-            **prefixed("head", self.head.param_shapes()),
-        }
-
     @classmethod
-    def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> SequenceClassifier:
-        cfg = dict(checkpoint.config)
-        cell = get_cell(cfg.pop("cell"), **cfg.pop("cell_options"))
-        vocab = Vocabulary.from_dict(checkpoint.extra["vocab"])
-        model = cls(vocab, cfg.pop("num_classes"), cell=cell, backend=backend, _init=False, **cfg)
-        model.params = {name: np.zeros(shape) for name, shape in model._param_shapes().items()}
-        model._load_params(checkpoint)
-        return model
+    @classmethod
+    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
+        return (Vocabulary.from_dict(checkpoint.extra["vocab"]), config.pop("num_classes"))
 
     def __repr__(self) -> str:
         c = self.config()

@@ -76,20 +76,11 @@ class LanguageModel(Model):
         )
         self.head = DenseStack((hidden_size, *head_sizes, V))
         self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
-        self._sum_loss = get_loss("softmax_cross_entropy", reduction="sum")
+        self.blocks = {"encoder": self.encoder, "rnn": self.rnn, "head": self.head}
         if _init:
-            rng = np.random.default_rng(seed)
-            values = {
-                **prefixed("encoder", self.encoder.init_params(rng)),
-                **prefixed("rnn", self.rnn.init_params(rng)),
-                **prefixed("head", self.head.init_params(rng)),
-            }
-            self._set_params(values)
+            self._init_params(seed)
 
     # --- description ---------------------------------------------------------------------------
-    def _recurrent_layers(self) -> dict:
-        return {"rnn": self.rnn}
-
     def config(self) -> dict:
         return {
             "cell": self.rnn.cell.name,
@@ -104,26 +95,9 @@ class LanguageModel(Model):
         return {"vocab": self.vocab.to_dict()}
 
     @classmethod
-    def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> LanguageModel:
-        cfg = dict(checkpoint.config)
-        cell = get_cell(cfg.pop("cell"), **cfg.pop("cell_options"))
-        model = cls(
-            Vocabulary.from_dict(checkpoint.extra["vocab"]),
-            cell=cell,
-            backend=backend,
-            _init=False,
-            **cfg,
-        )
-        model.params = {
-            name: np.zeros(shape)
-            for name, shape in {
-                **prefixed("encoder", model.encoder.param_shapes()),
-                **prefixed("rnn", model.rnn.param_shapes()),
-                **prefixed("head", model.head.param_shapes()),
-            }.items()
-        }
-        model._load_params(checkpoint)
-        return model
+    @classmethod
+    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
+        return (Vocabulary.from_dict(checkpoint.extra["vocab"]),)
 
     def __repr__(self) -> str:
         c = self.config()

@@ -100,22 +100,17 @@ class Seq2Seq(Model):
         self.decoder = Recurrent(cell, self.tgt_input.output_size, H, num_layers=L)
         self.head = DenseStack((hidden_size, *head_sizes, Vt))
         self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
+        self.blocks = {
+            "encoder.input": self.src_input,
+            "encoder.rnn": self.encoder,
+            "decoder.input": self.tgt_input,
+            "decoder.rnn": self.decoder,
+            "decoder.head": self.head,
+        }
         if _init:
-            rng = np.random.default_rng(seed)
-            self._set_params(
-                {
-                    **prefixed("encoder.input", self.src_input.init_params(rng)),
-                    **prefixed("encoder.rnn", self.encoder.init_params(rng)),
-                    **prefixed("decoder.input", self.tgt_input.init_params(rng)),
-                    **prefixed("decoder.rnn", self.decoder.init_params(rng)),
-                    **prefixed("decoder.head", self.head.init_params(rng)),
-                }
-            )
+            self._init_params(seed)
 
     # --- description ---------------------------------------------------------------------------
-    def _recurrent_layers(self) -> dict:
-        return {"encoder.rnn": self.encoder, "decoder.rnn": self.decoder}
-
     def config(self) -> dict:
         return {
             "cell": self.encoder.cell.name,
@@ -129,25 +124,13 @@ class Seq2Seq(Model):
     def _extra(self) -> dict:
         return {"src_vocab": self.src_vocab.to_dict(), "tgt_vocab": self.tgt_vocab.to_dict()}
 
-    def _param_shapes(self) -> dict:
-        return {
-            **prefixed("encoder.input", self.src_input.param_shapes()),
-            **prefixed("encoder.rnn", self.encoder.param_shapes()),
-            **prefixed("decoder.input", self.tgt_input.param_shapes()),
-            **prefixed("decoder.rnn", self.decoder.param_shapes()),
-            **prefixed("decoder.head", self.head.param_shapes()),
-        }
-
     @classmethod
-    def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> Seq2Seq:
-        cfg = dict(checkpoint.config)
-        cell = get_cell(cfg.pop("cell"), **cfg.pop("cell_options"))
-        src = Vocabulary.from_dict(checkpoint.extra["src_vocab"])
-        tgt = Vocabulary.from_dict(checkpoint.extra["tgt_vocab"])
-        model = cls(src, tgt, cell=cell, backend=backend, _init=False, **cfg)
-        model.params = {name: np.zeros(shape) for name, shape in model._param_shapes().items()}
-        model._load_params(checkpoint)
-        return model
+    @classmethod
+    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
+        return (
+            Vocabulary.from_dict(checkpoint.extra["src_vocab"]),
+            Vocabulary.from_dict(checkpoint.extra["tgt_vocab"]),
+        )
 
     def __repr__(self) -> str:
         c = self.config()

@@ -90,20 +90,11 @@ class SequenceTagger(Model):
         )
         self.head = DenseStack((self.rnn.output_size, *head_sizes, K))
         self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
+        self.blocks = {"encoder": self.encoder, "rnn": self.rnn, "head": self.head}
         if _init:
-            rng = np.random.default_rng(seed)
-            self._set_params(
-                {
-                    **prefixed("encoder", self.encoder.init_params(rng)),
-                    **prefixed("rnn", self.rnn.init_params(rng)),
-                    **prefixed("head", self.head.init_params(rng)),
-                }
-            )
+            self._init_params(seed)
 
     # --- description ---------------------------------------------------------------------------
-    def _recurrent_layers(self) -> dict:
-        return {"rnn": self.rnn}
-
     def config(self) -> dict:
         return {
             "cell": self.rnn.cell.name,
@@ -118,22 +109,10 @@ class SequenceTagger(Model):
     def _extra(self) -> dict:
         return {"vocab": self.vocab.to_dict(), "tags": list(self.tags)}
 
-    def _param_shapes(self) -> dict:
-        return {
-            **prefixed("encoder", self.encoder.param_shapes()),
-            **prefixed("rnn", self.rnn.param_shapes()),
-            **prefixed("head", self.head.param_shapes()),
-        }
-
     @classmethod
-    def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> SequenceTagger:
-        cfg = dict(checkpoint.config)
-        cell = get_cell(cfg.pop("cell"), **cfg.pop("cell_options"))
-        vocab = Vocabulary.from_dict(checkpoint.extra["vocab"])
-        model = cls(vocab, checkpoint.extra["tags"], cell=cell, backend=backend, _init=False, **cfg)
-        model.params = {name: np.zeros(shape) for name, shape in model._param_shapes().items()}
-        model._load_params(checkpoint)
-        return model
+    @classmethod
+    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
+        return (Vocabulary.from_dict(checkpoint.extra["vocab"]), checkpoint.extra["tags"])
 
     def __repr__(self) -> str:
         c = self.config()
