@@ -158,7 +158,15 @@ def test_ctrl_c_keeps_the_last_good_checkpoint(tmp_path, corpus):
         "4",
         "--no-progress",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell without job control starts background jobs with SIGINT ignored, and an ignored
+    # signal stays ignored across exec: give the child the default disposition, as a terminal would
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.time() + 60
         while not out.exists() and time.time() < deadline:
