@@ -164,6 +164,27 @@ def lookup(kind: str, name: str) -> Any:
     return registry[name][1]
 
 
+def build(kind: str, base: type, name: Any, options: dict) -> Any:
+    """A ``base`` instance: ``name`` itself when it is one, else the registered ``kind`` called
+    ``name`` built with ``options``. Unknown names list the registered ones; unknown options
+    list the ones the class takes."""
+    if isinstance(name, base):
+        if options:
+            raise TypeError(
+                f"{kind} options {sorted(options)} given with a {kind} instance {name!r}"
+            )
+        return name
+    cls = lookup(kind, name)
+    fields = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else []
+    unknown_options = sorted(set(options) - set(fields))
+    if unknown_options:
+        raise TypeError(
+            f"{kind} {name!r} got unknown options {unknown_options}; "
+            f"its options are: {', '.join(fields) or '(none)'}"
+        )
+    return cls(**options)
+
+
 def names(kind: str) -> list[str]:
     """Sorted names registered for ``kind``."""
     return sorted(_manager().registries()[kind])

@@ -296,21 +296,9 @@ def get_loss(name: str | Loss, **options: Any) -> Loss:
     ``get_loss("softmax_cross_entropy", reduction="token_mean")``; a :class:`Loss` instance is
     returned as it is. Unknown names list the registered ones.
     """
-    if isinstance(name, Loss):
-        if options:
-            raise TypeError(f"loss options {sorted(options)} given with a loss instance {name!r}")
-        return name
-    from seqkit._plugins import lookup
+    from seqkit._plugins import build
 
-    cls = lookup("loss", name)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        fields = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else []
-        raise TypeError(
-            f"loss {name!r} got invalid options {options}: {exc}; "
-            f"its options are: {', '.join(fields) or '(none)'}"
-        ) from None
+    return build("loss", Loss, name, options)
 
 
 @hookimpl

@@ -14,21 +14,9 @@ __all__ = ["Recurrent", "get_cell"]
 
 def get_cell(name: str | Cell, **options) -> Cell:
     """A registered cell built with ``options``: ``get_cell("rnn", nonlinearity="relu")``."""
-    if isinstance(name, Cell):
-        if options:
-            raise TypeError(f"cell options {sorted(options)} given with a cell instance {name!r}")
-        return name
-    from seqkit._plugins import lookup
+    from seqkit._plugins import build
 
-    cls = lookup("cell", name)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        fields = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else []
-        raise TypeError(
-            f"cell {name!r} got invalid options {options}: {exc}; "
-            f"its options are: {', '.join(fields) or '(none)'}"
-        ) from None
+    return build("cell", Cell, name, options)
 
 
 def _positive(instance, attribute, value) -> None:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from seqkit._plugins import lookup
+from seqkit._plugins import build
 from seqkit.errors import ShapeError
 from seqkit.hookspecs import hookimpl
 
@@ -306,27 +306,7 @@ def get_sampler(name: str | Sampler, **options: Any) -> Sampler:
         TypeError: an option the sampler does not take; the message lists the ones it does.
         ValueError: an option value out of range.
     """
-    if isinstance(name, Sampler):
-        if options:
-            raise TypeError(
-                f"sampler options {sorted(options)} given with a sampler instance {name!r}"
-            )
-        return name
-    cls = lookup("sampler", name)
-    fields = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else []
-    unknown = sorted(set(options) - set(fields)) if attrs.has(cls) else []
-    if unknown:
-        raise TypeError(
-            f"sampler {name!r} got unknown options {unknown}; "
-            f"its options are: {', '.join(fields) or '(none)'}"
-        )
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise TypeError(
-            f"sampler {name!r} got invalid options {options}: {exc}; "
-            f"its options are: {', '.join(fields) or '(none)'}"
-        ) from None
+    return build("sampler", Sampler, name, options)
 
 
 @hookimpl
