@@ -12,6 +12,7 @@ from seqkit.backend import Backend, get_backend
 from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
 from seqkit.distributed import DistributedInfo, from_environment
 from seqkit.errors import unknown
+from seqkit.layers import Embedding, OneHot
 from seqkit.optim import get_optimizer
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.training import TrainingHistory, TrainingState, train
@@ -30,6 +31,11 @@ def unprefixed(prefix: str, values: dict) -> dict:
     """The entries of ``values`` under ``prefix.``, with the prefix removed."""
     start = prefix + "."
     return {name[len(start) :]: value for name, value in values.items() if name.startswith(start)}
+
+
+def input_encoder(vocab_size: int, embedding_size: int | None) -> OneHot | Embedding:
+    """The seed's one-hot input (``embedding_size=None``) or a learned embedding."""
+    return OneHot(vocab_size) if embedding_size is None else Embedding(vocab_size, embedding_size)
 
 
 def resolve_backend(

@@ -18,9 +18,9 @@ from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import lm_batch
 from seqkit.distributed import DistributedInfo
-from seqkit.layers import DenseStack, Embedding, OneHot
+from seqkit.layers import DenseStack
 from seqkit.losses import get_loss
-from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
+from seqkit.models._base import Model, input_encoder, prefixed, resolve_backend, unprefixed
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import get_sampler, log_softmax
 from seqkit.training import TrainingHistory
@@ -70,7 +70,7 @@ class LanguageModel(Model):
         self.backend = resolve_backend(backend, dtype, device)
         V = len(vocab)
         self.embedding_size = embedding_size
-        self.encoder = OneHot(V) if embedding_size is None else Embedding(V, embedding_size)
+        self.encoder = input_encoder(V, embedding_size)
         self.rnn = Recurrent(
             get_cell(cell), self.encoder.output_size, hidden_size, num_layers=num_layers
         )

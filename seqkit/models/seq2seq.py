@@ -27,9 +27,9 @@ from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import lm_batch, mask_from_lengths, pad_batch
 from seqkit.distributed import DistributedInfo
-from seqkit.layers import DenseStack, Embedding, OneHot
+from seqkit.layers import DenseStack
 from seqkit.losses import get_loss
-from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
+from seqkit.models._base import Model, input_encoder, prefixed, resolve_backend, unprefixed
 from seqkit.models.language_model import _check_texts
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import log_softmax
@@ -93,8 +93,8 @@ class Seq2Seq(Model):
         self.backend = resolve_backend(backend, dtype, device)
         Vs, Vt = len(src_vocab), len(tgt_vocab)
         cell = get_cell(cell)
-        self.src_input = OneHot(Vs) if embedding_size is None else Embedding(Vs, embedding_size)
-        self.tgt_input = OneHot(Vt) if embedding_size is None else Embedding(Vt, embedding_size)
+        self.src_input = input_encoder(Vs, embedding_size)
+        self.tgt_input = input_encoder(Vt, embedding_size)
         H, L = hidden_size, num_layers
         self.encoder = Recurrent(cell, self.src_input.output_size, H, num_layers=L)
         self.decoder = Recurrent(cell, self.tgt_input.output_size, H, num_layers=L)

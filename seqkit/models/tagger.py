@@ -18,9 +18,9 @@ from seqkit.backend import Backend
 from seqkit.checkpoint import Checkpoint
 from seqkit.data import mask_from_lengths, pad_batch
 from seqkit.distributed import DistributedInfo
-from seqkit.layers import DenseStack, Embedding, OneHot
+from seqkit.layers import DenseStack
 from seqkit.losses import get_loss
-from seqkit.models._base import Model, prefixed, resolve_backend, unprefixed
+from seqkit.models._base import Model, input_encoder, prefixed, resolve_backend, unprefixed
 from seqkit.models.classifier import check_nonempty, encode_texts
 from seqkit.models.language_model import _check_texts
 from seqkit.recurrent import Recurrent, get_cell
@@ -80,7 +80,7 @@ class SequenceTagger(Model):
         self.embedding_size = embedding_size
         self.backend = resolve_backend(backend, dtype, device)
         V, K = len(vocab), len(self.tags)
-        self.encoder = OneHot(V) if embedding_size is None else Embedding(V, embedding_size)
+        self.encoder = input_encoder(V, embedding_size)
         self.rnn = Recurrent(
             get_cell(cell),
             self.encoder.output_size,
