@@ -106,8 +106,18 @@ def test_examples_run_and_build_is_warning_free(tmp_path):
     """Sphinx's doctest builder, ``-W``: every doctest, testcode and docstring example runs."""
     pytest.importorskip("sphinx", reason="sphinx is not installed (pip install 'seqkit[docs]')")
     cmd = [
-        sys.executable, "-m", "sphinx", "-b", "doctest", "-W", "--keep-going", "-q",
-        "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "doctest"),
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "doctest",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-d",
+        str(tmp_path / "doctrees"),
+        str(DOCS),
+        str(tmp_path / "doctest"),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=DOCS.parent, timeout=300)
     report = tmp_path / "doctest" / "output.txt"

@@ -155,7 +155,9 @@ def test_every_architecture_resumes_exactly(tmp_path):
     vocab = seqkit.Vocabulary.build(texts, level="char")
 
     def make():
-        return seqkit.SequenceClassifier(vocab, 2, cell="gru", hidden_size=4, backend="numpy", dtype="float64", seed=0)
+        return seqkit.SequenceClassifier(
+            vocab, 2, cell="gru", hidden_size=4, backend="numpy", dtype="float64", seed=0
+        )
 
     options = dict(batch_size=5, lr=0.02, seed=1)
     whole = make()

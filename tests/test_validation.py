@@ -92,7 +92,8 @@ def test_cell_options_are_checked():
     with pytest.raises(ValueError, match=r"nonlinearity"):
         seqkit.get_cell("rnn", nonlinearity="sigmoid")
     with pytest.raises(
-        TypeError, match=r"cell 'gru' got unknown options \['nonlinearity'\]; its options are: \(none\)"
+        TypeError,
+        match=r"cell 'gru' got unknown options \['nonlinearity'\]; its options are: \(none\)",
     ):
         seqkit.get_cell("gru", nonlinearity="relu")
 

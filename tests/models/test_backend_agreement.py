@@ -24,17 +24,34 @@ CELLS = ["rnn", "gru", "gru_simple", "lstm"]
 
 def build(kind, cell, layers, bidirectional, embedding, head, backend="numpy"):
     vocab = seqkit.Vocabulary.build(TEXTS, level="char")
-    common = dict(cell=cell, hidden_size=3, num_layers=layers, embedding_size=embedding,
-                  head_sizes=head, backend=backend, dtype="float64", seed=1)
+    common = dict(
+        cell=cell,
+        hidden_size=3,
+        num_layers=layers,
+        embedding_size=embedding,
+        head_sizes=head,
+        backend=backend,
+        dtype="float64",
+        seed=1,
+    )
     if kind == "lm":
         return LanguageModel(vocab, **common), (TEXTS,)
     if kind == "classifier":
-        return SequenceClassifier(vocab, 3, bidirectional=bidirectional, **common), (TEXTS, np.array(LABELS))
+        return SequenceClassifier(vocab, 3, bidirectional=bidirectional, **common), (
+            TEXTS,
+            np.array(LABELS),
+        )
     if kind == "binary":
-        return SequenceClassifier(vocab, 2, bidirectional=bidirectional, **common), (TEXTS, np.array(LABELS) % 2)
+        return SequenceClassifier(vocab, 2, bidirectional=bidirectional, **common), (
+            TEXTS,
+            np.array(LABELS) % 2,
+        )
     if kind == "tagger":
         tag_ids = [np.array([["x", "y"].index(tag) for tag in tags]) for tags in TAGS]
-        return SequenceTagger(vocab, ["x", "y"], bidirectional=bidirectional, **common), (TEXTS, tag_ids)
+        return SequenceTagger(vocab, ["x", "y"], bidirectional=bidirectional, **common), (
+            TEXTS,
+            tag_ids,
+        )
     tgt = seqkit.Vocabulary.build(TARGETS, level="char")
     return Seq2Seq(vocab, tgt, **common), (TEXTS, TARGETS)
 
@@ -54,16 +71,24 @@ def on_torch(model, tmp_path):
     embedding=st.sampled_from([None, 2]),
     head=st.sampled_from([(), (4,)]),
 )
-def test_loss_and_every_gradient_agree(tmp_path_factory, kind, cell, layers, bidirectional, embedding, head):
+def test_loss_and_every_gradient_agree(
+    tmp_path_factory, kind, cell, layers, bidirectional, embedding, head
+):
     model, data = build(kind, cell, layers, bidirectional, embedding, head)
     twin = on_torch(model, tmp_path_factory.mktemp("m"))
     batch = model._encode_batch(*data)
-    loss, grads = model.backend.loss_and_grads(model._loss_forward, model._loss_backward, model.params, *batch)
-    t_loss, t_grads = twin.backend.loss_and_grads(twin._loss_forward, twin._loss_backward, twin.params, *batch)
+    loss, grads = model.backend.loss_and_grads(
+        model._loss_forward, model._loss_backward, model.params, *batch
+    )
+    t_loss, t_grads = twin.backend.loss_and_grads(
+        twin._loss_forward, twin._loss_backward, twin.params, *batch
+    )
     assert t_loss == pytest.approx(loss, rel=1e-10)
     assert set(grads) == set(t_grads) == set(model.params)
     for name in grads:
-        np.testing.assert_allclose(twin.backend.to_numpy(t_grads[name]), grads[name], rtol=1e-8, atol=1e-11, err_msg=name)
+        np.testing.assert_allclose(
+            twin.backend.to_numpy(t_grads[name]), grads[name], rtol=1e-8, atol=1e-11, err_msg=name
+        )
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -78,17 +103,23 @@ def test_language_model_probabilities_and_samples_agree(tmp_path, cell):
     assert twin.log_prob("cab") == pytest.approx(model.log_prob("cab"), rel=1e-10)
     assert twin.perplexity(TEXTS) == pytest.approx(model.perplexity(TEXTS), rel=1e-10)
     # sampling happens on the host from the same distribution: the same seed, the same names
-    assert twin.sample(6, seed=4, temperature=0.8, top_k=3) == model.sample(6, seed=4, temperature=0.8, top_k=3)
+    assert twin.sample(6, seed=4, temperature=0.8, top_k=3) == model.sample(
+        6, seed=4, temperature=0.8, top_k=3
+    )
 
 
 def test_predictions_agree_for_the_other_architectures(tmp_path):
     clf, _ = build("classifier", "lstm", 1, True, None, ())
-    np.testing.assert_allclose(on_torch(clf, tmp_path).predict_proba(TEXTS), clf.predict_proba(TEXTS), rtol=1e-10)
+    np.testing.assert_allclose(
+        on_torch(clf, tmp_path).predict_proba(TEXTS), clf.predict_proba(TEXTS), rtol=1e-10
+    )
     tagger, _ = build("tagger", "gru", 2, True, 2, ())
     for a, b in zip(on_torch(tagger, tmp_path).predict_proba(TEXTS), tagger.predict_proba(TEXTS)):
         np.testing.assert_allclose(a, b, rtol=1e-10)
     s2s, _ = build("seq2seq", "gru", 1, False, None, ())
-    assert on_torch(s2s, tmp_path).translate(TEXTS, beam_size=3) == s2s.translate(TEXTS, beam_size=3)
+    assert on_torch(s2s, tmp_path).translate(TEXTS, beam_size=3) == s2s.translate(
+        TEXTS, beam_size=3
+    )
 
 
 def test_trained_on_torch_scored_on_numpy(tmp_path):

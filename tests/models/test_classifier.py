@@ -13,28 +13,41 @@ LABELS = [0, 1, 1, 1, 0]
 def small(num_classes=2, cell="gru", **kwargs):
     vocab = Vocabulary.build(TEXTS, level="char")
     kwargs.setdefault("hidden_size", 3)
-    return SequenceClassifier(vocab, num_classes, cell=cell, backend="numpy", dtype="float64",
-                              seed=0, **kwargs)
+    return SequenceClassifier(
+        vocab, num_classes, cell=cell, backend="numpy", dtype="float64", seed=0, **kwargs
+    )
 
 
 def grads_and_batch(model, labels=LABELS):
     batch = model._encode_batch(TEXTS, np.array(labels))
-    _, grads = model.backend.loss_and_grads(model._loss_forward, model._loss_backward,
-                                            model.params, *batch)
+    _, grads = model.backend.loss_and_grads(
+        model._loss_forward, model._loss_backward, model.params, *batch
+    )
     return grads, batch
 
 
-@pytest.mark.parametrize("cell, K, binary, layers, bidirectional, embedding, head", [
-    ("lstm", 3, None, 1, False, None, ()),
-    ("gru", 3, None, 2, True, None, ()),
-    ("lstm", 2, None, 2, True, 2, (3,)),  # binary: sigmoid BCE
-    ("rnn", 2, False, 2, False, 2, ()),  # two classes through a softmax
-    ("gru_simple", 2, None, 1, True, None, ()),
-])
-def test_whole_model_gradients_match_finite_differences(cell, K, binary, layers, bidirectional,
-                                                         embedding, head):
-    model = small(K, cell, binary=binary, num_layers=layers, bidirectional=bidirectional,
-                  embedding_size=embedding, head_sizes=head)
+@pytest.mark.parametrize(
+    "cell, K, binary, layers, bidirectional, embedding, head",
+    [
+        ("lstm", 3, None, 1, False, None, ()),
+        ("gru", 3, None, 2, True, None, ()),
+        ("lstm", 2, None, 2, True, 2, (3,)),  # binary: sigmoid BCE
+        ("rnn", 2, False, 2, False, 2, ()),  # two classes through a softmax
+        ("gru_simple", 2, None, 1, True, None, ()),
+    ],
+)
+def test_whole_model_gradients_match_finite_differences(
+    cell, K, binary, layers, bidirectional, embedding, head
+):
+    model = small(
+        K,
+        cell,
+        binary=binary,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        embedding_size=embedding,
+        head_sizes=head,
+    )
     labels = [label % K for label in [0, 2, 1, 2, 0]]
     grads, batch = grads_and_batch(model, labels)
     assert set(grads) == set(model.params)
@@ -83,8 +96,9 @@ def test_learns_the_first_token_across_a_long_filler(K):
         texts.append("abc"[k] + "".join(rng.choice(list("xy"), size=int(rng.integers(8, 16)))))
         labels.append(k)
     vocab = Vocabulary.build(texts, level="char")
-    model = SequenceClassifier(vocab, K, cell="gru", hidden_size=12, backend="numpy",
-                               dtype="float64", seed=0)
+    model = SequenceClassifier(
+        vocab, K, cell="gru", hidden_size=12, backend="numpy", dtype="float64", seed=0
+    )
     model.fit(texts, labels, steps=150, batch_size=32, lr=0.03, seed=0)
     test = ["abc"[k] + filler for k in range(K) for filler in ("xyxyxxyyxy", "yyyyyyyyyyyyyy")]
     want = [k for k in range(K) for _ in range(2)]
@@ -110,24 +124,30 @@ def test_torch_autograd_agrees_with_the_hand_written_backward(tmp_path):
     model.save(path)
     torch_model = load(path, backend="torch", dtype="float64")
     be = torch_model.backend
-    _, t_grads = be.loss_and_grads(torch_model._loss_forward, torch_model._loss_backward,
-                                   torch_model.params, *batch)
+    _, t_grads = be.loss_and_grads(
+        torch_model._loss_forward, torch_model._loss_backward, torch_model.params, *batch
+    )
     for name in grads:
-        np.testing.assert_allclose(be.to_numpy(t_grads[name]), grads[name], rtol=1e-9,
-                                   atol=1e-12, err_msg=name)
-    np.testing.assert_allclose(torch_model.predict_proba(TEXTS), model.predict_proba(TEXTS),
-                               rtol=1e-9)
+        np.testing.assert_allclose(
+            be.to_numpy(t_grads[name]), grads[name], rtol=1e-9, atol=1e-12, err_msg=name
+        )
+    np.testing.assert_allclose(
+        torch_model.predict_proba(TEXTS), model.predict_proba(TEXTS), rtol=1e-9
+    )
 
 
-@pytest.mark.parametrize("labels, error, match", [
-    ([0, 1, 1], ValueError, r"'labels' must hold one label per text: expected 5, got 3"),
-    ([0, 1, 2, 1, 0], ValueError, r"'labels'\[2\] must be a class id in 0\.\.1 \(got 2\)"),
-    ([0, 1, -1, 1, 0], ValueError, r"'labels'\[2\] must be a class id in 0\.\.1 \(got -1\)"),
-    ([0, 1, 1.0, 1, 0], TypeError, r"'labels'\[2\] must be an integer class id .*float"),
-    ([0, 1, True, 1, 0], TypeError, r"'labels'\[2\] must be an integer class id .*bool"),
-    ([0, 1, [1], 1, 0], TypeError, r"'labels'\[2\] must be an integer class id .*list"),
-    ("01110", TypeError, r"'labels' must be a sequence of ints \(got str\)"),
-])
+@pytest.mark.parametrize(
+    "labels, error, match",
+    [
+        ([0, 1, 1], ValueError, r"'labels' must hold one label per text: expected 5, got 3"),
+        ([0, 1, 2, 1, 0], ValueError, r"'labels'\[2\] must be a class id in 0\.\.1 \(got 2\)"),
+        ([0, 1, -1, 1, 0], ValueError, r"'labels'\[2\] must be a class id in 0\.\.1 \(got -1\)"),
+        ([0, 1, 1.0, 1, 0], TypeError, r"'labels'\[2\] must be an integer class id .*float"),
+        ([0, 1, True, 1, 0], TypeError, r"'labels'\[2\] must be an integer class id .*bool"),
+        ([0, 1, [1], 1, 0], TypeError, r"'labels'\[2\] must be an integer class id .*list"),
+        ("01110", TypeError, r"'labels' must be a sequence of ints \(got str\)"),
+    ],
+)
 def test_bad_labels_are_named(labels, error, match):
     with pytest.raises(error, match=match):
         small(2).fit(TEXTS, labels, steps=1)

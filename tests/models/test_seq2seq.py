@@ -20,17 +20,21 @@ def small(cell="gru", **kwargs):
 
 def grads_and_batch(model):
     batch = model._encode_batch(SOURCES, TARGETS)
-    _, grads = model.backend.loss_and_grads(model._loss_forward, model._loss_backward,
-                                            model.params, *batch)
+    _, grads = model.backend.loss_and_grads(
+        model._loss_forward, model._loss_backward, model.params, *batch
+    )
     return grads, batch
 
 
-@pytest.mark.parametrize("cell, layers, embedding, head", [
-    ("lstm", 1, None, ()),
-    ("gru", 2, None, ()),
-    ("lstm", 2, 2, (3,)),
-    ("rnn", 1, 2, ()),
-])
+@pytest.mark.parametrize(
+    "cell, layers, embedding, head",
+    [
+        ("lstm", 1, None, ()),
+        ("gru", 2, None, ()),
+        ("lstm", 2, 2, (3,)),
+        ("rnn", 1, 2, ()),
+    ],
+)
 def test_whole_model_gradients_match_finite_differences(cell, layers, embedding, head):
     model = small(cell, num_layers=layers, embedding_size=embedding, head_sizes=head)
     grads, batch = grads_and_batch(model)
@@ -85,8 +89,9 @@ def test_beam_search_scores_at_least_greedy_and_beam_one_is_greedy():
     greedy = model.translate(sources, max_len=8)
     assert model.translate(sources, beam_size=1, max_len=8) == greedy
     for k in (2, 3, 5):
-        for s, g, b in zip(sources, greedy, model.translate(sources, beam_size=k, max_len=8),
-                           strict=True):
+        for s, g, b in zip(
+            sources, greedy, model.translate(sources, beam_size=k, max_len=8), strict=True
+        ):
             assert model.log_prob(s, b) >= model.log_prob(s, g) - 1e-12
 
 
@@ -100,8 +105,9 @@ def test_greedy_takes_the_most_probable_token_at_every_step():
         for ch in [*got, None]:
             # ln P(next | prefix) = ln P(prefix + next, <EOS>) - ln P(<EOS> | prefix + next) - ...;
             # compare through token_log_probs of every one-token extension instead
-            scores = {c: model.token_log_probs([source], [prefix + c])[0][len(prefix)]
-                      for c in tokens}
+            scores = {
+                c: model.token_log_probs([source], [prefix + c])[0][len(prefix)] for c in tokens
+            }
             eos = model.token_log_probs([source], [prefix])[0][-1]
             if ch is None:
                 assert len(got) == 4 or eos >= max(scores.values())
@@ -118,8 +124,9 @@ def test_learns_to_reverse_a_short_string():
 
     sources = data(300)
     vocab = Vocabulary.build(sources, level="char")
-    model = Seq2Seq(vocab, vocab, cell="gru", hidden_size=32, backend="numpy", dtype="float64",
-                    seed=0)
+    model = Seq2Seq(
+        vocab, vocab, cell="gru", hidden_size=32, backend="numpy", dtype="float64", seed=0
+    )
     model.fit(sources, [s[::-1] for s in sources], steps=300, batch_size=32, lr=0.02, seed=0)
     test = data(50)
     for beam_size in (1, 3):
@@ -136,7 +143,8 @@ def test_save_and_load_round_trip(tmp_path):
     assert back.src_vocab == model.src_vocab and back.tgt_vocab == model.tgt_vocab
     assert back.log_prob("abc", "xyz") == model.log_prob("abc", "xyz")
     assert back.translate(SOURCES, beam_size=3, max_len=5) == model.translate(
-        SOURCES, beam_size=3, max_len=5)
+        SOURCES, beam_size=3, max_len=5
+    )
 
 
 def test_torch_autograd_agrees_with_the_hand_written_backward(tmp_path):
@@ -147,18 +155,23 @@ def test_torch_autograd_agrees_with_the_hand_written_backward(tmp_path):
     model.save(path)
     torch_model = load(path, backend="torch", dtype="float64")
     be = torch_model.backend
-    _, t_grads = be.loss_and_grads(torch_model._loss_forward, torch_model._loss_backward,
-                                   torch_model.params, *batch)
+    _, t_grads = be.loss_and_grads(
+        torch_model._loss_forward, torch_model._loss_backward, torch_model.params, *batch
+    )
     for name in grads:
-        np.testing.assert_allclose(be.to_numpy(t_grads[name]), grads[name], rtol=1e-9,
-                                   atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            be.to_numpy(t_grads[name]), grads[name], rtol=1e-9, atol=1e-12, err_msg=name
+        )
     assert torch_model.translate(SOURCES, beam_size=3, max_len=5) == model.translate(
-        SOURCES, beam_size=3, max_len=5)
+        SOURCES, beam_size=3, max_len=5
+    )
 
 
 def test_bad_arguments_are_named():
     model = small()
-    with pytest.raises(ValueError, match=r"'targets' must hold one text per source: expected 5, got 2"):
+    with pytest.raises(
+        ValueError, match=r"'targets' must hold one text per source: expected 5, got 2"
+    ):
         model.fit(SOURCES, TARGETS[:2], steps=1)
     with pytest.raises(TypeError, match=r"'sources' must hold strings only \(item 1 is int\)"):
         model.fit(["a", 1], ["x", "y"], steps=1)

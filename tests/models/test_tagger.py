@@ -14,27 +14,38 @@ TAG_SEQS = [["V" if ch == "a" else "C" if ch == "b" else "O" for ch in t] for t 
 def small(cell="gru", **kwargs):
     vocab = Vocabulary.build(TEXTS, level="char")
     kwargs.setdefault("hidden_size", 3)
-    return SequenceTagger(vocab, TAGS, cell=cell, backend="numpy", dtype="float64", seed=0,
-                          **kwargs)
+    return SequenceTagger(
+        vocab, TAGS, cell=cell, backend="numpy", dtype="float64", seed=0, **kwargs
+    )
 
 
 def grads_and_batch(model):
     batch = model._encode_batch(TEXTS, model._tag_ids(TEXTS, TAG_SEQS))
-    _, grads = model.backend.loss_and_grads(model._loss_forward, model._loss_backward,
-                                            model.params, *batch)
+    _, grads = model.backend.loss_and_grads(
+        model._loss_forward, model._loss_backward, model.params, *batch
+    )
     return grads, batch
 
 
-@pytest.mark.parametrize("cell, layers, bidirectional, embedding, head", [
-    ("lstm", 1, False, None, ()),
-    ("gru", 2, True, None, ()),
-    ("lstm", 2, True, 2, (3,)),
-    ("gru_simple", 2, False, 2, ()),
-])
-def test_whole_model_gradients_match_finite_differences(cell, layers, bidirectional, embedding,
-                                                         head):
-    model = small(cell, num_layers=layers, bidirectional=bidirectional, embedding_size=embedding,
-                  head_sizes=head)
+@pytest.mark.parametrize(
+    "cell, layers, bidirectional, embedding, head",
+    [
+        ("lstm", 1, False, None, ()),
+        ("gru", 2, True, None, ()),
+        ("lstm", 2, True, 2, (3,)),
+        ("gru_simple", 2, False, 2, ()),
+    ],
+)
+def test_whole_model_gradients_match_finite_differences(
+    cell, layers, bidirectional, embedding, head
+):
+    model = small(
+        cell,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        embedding_size=embedding,
+        head_sizes=head,
+    )
     grads, batch = grads_and_batch(model)
     assert set(grads) == set(model.params)
     for name, arr in model.params.items():
@@ -77,8 +88,15 @@ def test_learns_the_token_two_steps_earlier():
     texts = _data(rng)
     tags = [(["-", "-"] + list(t))[: len(t)] for t in texts]
     vocab = Vocabulary.build(texts, level="char")
-    model = SequenceTagger(vocab, ["-", "a", "b", "c"], cell="gru", hidden_size=16,
-                           backend="numpy", dtype="float64", seed=0)
+    model = SequenceTagger(
+        vocab,
+        ["-", "a", "b", "c"],
+        cell="gru",
+        hidden_size=16,
+        backend="numpy",
+        dtype="float64",
+        seed=0,
+    )
     model.fit(texts, tags, steps=150, batch_size=32, lr=0.03, seed=0)
     test = _data(np.random.default_rng(1), 20)
     want = [(["-", "-"] + list(t))[: len(t)] for t in test]
@@ -90,8 +108,16 @@ def test_a_bidirectional_model_learns_the_next_token():
     texts = _data(rng)
     tags = [[*t[1:], "-"] for t in texts]
     vocab = Vocabulary.build(texts, level="char")
-    model = SequenceTagger(vocab, ["-", "a", "b", "c"], cell="gru", hidden_size=8,
-                           bidirectional=True, backend="numpy", dtype="float64", seed=0)
+    model = SequenceTagger(
+        vocab,
+        ["-", "a", "b", "c"],
+        cell="gru",
+        hidden_size=8,
+        bidirectional=True,
+        backend="numpy",
+        dtype="float64",
+        seed=0,
+    )
     model.fit(texts, tags, steps=100, batch_size=32, lr=0.03, seed=0)
     test = _data(np.random.default_rng(1), 20)
     assert model.predict(test) == [[*t[1:], "-"] for t in test]
@@ -100,8 +126,9 @@ def test_a_bidirectional_model_learns_the_next_token():
 def test_word_level_tags_follow_the_tokenizer():
     texts = ["the cat sat", "a dog ran away"]
     vocab = Vocabulary.build(texts, level="word")
-    model = SequenceTagger(vocab, ["DET", "N", "V", "ADV"], hidden_size=4, backend="numpy",
-                           dtype="float64", seed=0)
+    model = SequenceTagger(
+        vocab, ["DET", "N", "V", "ADV"], hidden_size=4, backend="numpy", dtype="float64", seed=0
+    )
     model.fit(texts, [["DET", "N", "V"], ["DET", "N", "V", "ADV"]], steps=2, batch_size=2)
     assert [len(p) for p in model.predict(texts)] == [3, 4]
 
@@ -125,22 +152,41 @@ def test_torch_autograd_agrees_with_the_hand_written_backward(tmp_path):
     model.save(path)
     torch_model = load(path, backend="torch", dtype="float64")
     be = torch_model.backend
-    _, t_grads = be.loss_and_grads(torch_model._loss_forward, torch_model._loss_backward,
-                                   torch_model.params, *batch)
+    _, t_grads = be.loss_and_grads(
+        torch_model._loss_forward, torch_model._loss_backward, torch_model.params, *batch
+    )
     for name in grads:
-        np.testing.assert_allclose(be.to_numpy(t_grads[name]), grads[name], rtol=1e-9,
-                                   atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            be.to_numpy(t_grads[name]), grads[name], rtol=1e-9, atol=1e-12, err_msg=name
+        )
     assert torch_model.predict(TEXTS) == model.predict(TEXTS)
 
 
-@pytest.mark.parametrize("tag_seqs, error, match", [
-    (TAG_SEQS[:2], ValueError, r"'tag_sequences' must hold one tag list per text: expected 5, got 2"),
-    ([*TAG_SEQS[:3], ["V"] * 5, TAG_SEQS[4]], ValueError,
-     r"'tag_sequences'\[3\] must have one tag per token of 'texts'\[3\]: expected 6, got 5"),
-    ([*TAG_SEQS[:4], ["X"]], ValueError,
-     r"'tag_sequences'\[4\]\[0\] must be one of the tags 'V', 'C', 'O' \(got 'X'\)"),
-    ([*TAG_SEQS[:4], "V"], TypeError, r"'tag_sequences'\[4\] must be a list of tag names \(got str\)"),
-])
+@pytest.mark.parametrize(
+    "tag_seqs, error, match",
+    [
+        (
+            TAG_SEQS[:2],
+            ValueError,
+            r"'tag_sequences' must hold one tag list per text: expected 5, got 2",
+        ),
+        (
+            [*TAG_SEQS[:3], ["V"] * 5, TAG_SEQS[4]],
+            ValueError,
+            r"'tag_sequences'\[3\] must have one tag per token of 'texts'\[3\]: expected 6, got 5",
+        ),
+        (
+            [*TAG_SEQS[:4], ["X"]],
+            ValueError,
+            r"'tag_sequences'\[4\]\[0\] must be one of the tags 'V', 'C', 'O' \(got 'X'\)",
+        ),
+        (
+            [*TAG_SEQS[:4], "V"],
+            TypeError,
+            r"'tag_sequences'\[4\] must be a list of tag names \(got str\)",
+        ),
+    ],
+)
 def test_bad_tag_sequences_are_named(tag_seqs, error, match):
     with pytest.raises(error, match=match):
         small().fit(TEXTS, tag_seqs, steps=1)
