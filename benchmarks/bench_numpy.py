@@ -28,6 +28,7 @@ SIZES = [(64, 32, 64, 256), (100, 64, 128, 512)]  # (T, B, I, H)
 FLOOR = 1.3  # numpy/torch time ratio the issue allows
 MEMORY_FLOOR = 2.0  # peak / activations
 G = 4  # LSTM gate blocks
+PAUSE = 0.3  # seconds between timed runs (see best_of)
 
 
 def blas_threads(requested: int | None) -> int:
@@ -77,17 +78,26 @@ def torch_case(T, B, I, H, rng, params):
     return run
 
 
-def best_of(runs: dict, repeat: int) -> dict:
-    """Best wall time of each closure, the closures interleaved so that noise hits all alike."""
-    for run in runs.values():
-        run()  # warm up: first-touch allocations, BLAS thread start
+def best_of(runs: dict, repeat: int, burst: int = 3) -> dict:
+    """Best wall time of each closure, the closures interleaved so that noise hits all alike.
+
+    Each closure runs in bursts of ``burst`` back-to-back calls after a pause, and only the
+    calls after the first are timed. OpenBLAS's worker threads keep spinning for about 0.1 s
+    after a call returns, so on a machine with few cores a run straight after the other
+    library's is slowed by threads that are not its own (torch.nn.LSTM measured 80-88 ms right
+    after a NumPy run, 42 ms after a pause, on 2 cores); the untimed first call wakes the
+    library's own threads after the pause.
+    """
     best = {name: float("inf") for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
             gc.collect()
-            t0 = time.perf_counter()
+            time.sleep(PAUSE)
             run()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            for _ in range(burst - 1):
+                t0 = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 

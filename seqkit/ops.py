@@ -42,7 +42,15 @@ class Ops(abc.ABC):
 
     @abc.abstractmethod
     def copy(self, a: Array) -> Array:
-        """A new array with the values of ``a``."""
+        """A new array with the values and the memory layout of ``a``."""
+
+    def empty_like(self, a: Array) -> Array:
+        """An uninitialised float array with the shape and the memory layout of ``a``.
+
+        Cells allocate their per-step results with it, so that they keep the feature-major
+        layout the BPTT driver gives every per-step array. The default ignores the layout.
+        """
+        return self.empty(tuple(a.shape))
 
     @abc.abstractmethod
     def zeros(self, shape: tuple[int, ...]) -> Array:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import seqkit
+from seqkit import bptt
 from tests.helpers import backend64, numeric_grad, random_inputs, scalar_loss, state_parts
 
 CELLS = ["rnn", "gru", "gru_simple", "lstm"]
@@ -83,3 +84,24 @@ def test_dtype_is_kept(dtype, rng):
     grads = be.recurrent_backward(layer, cache, np.ones(out.shape))
     assert out.dtype == h.dtype == c.dtype == np.dtype(dtype)
     assert all(g.dtype == np.dtype(dtype) for g in grads.values())
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("rows", [3, 4, 10])
+def test_weight_products_by_chunk_equal_one_product(cell, rows, monkeypatch, rng):
+    """The weight-gradient products run a chunk of steps at a time; chunking changes nothing.
+
+    With B = 2 and T = 7, ``rows`` 3, 4, 10 give chunks of 1, 2 and 5 steps: chunks that do and
+    do not start at t = 0, and a last chunk shorter than the others.
+    """
+    be = backend64()
+    layer = seqkit.Recurrent(cell, 3, 4, num_layers=2, bidirectional=True)
+    params = layer.init_params(seed=1)
+    x, state, lengths = random_inputs(layer, 7, 2, rng, lengths=True)
+    out, _, cache = be.recurrent_forward(layer, params, x, state, lengths)
+    d_out = rng.normal(size=out.shape)
+    whole = be.recurrent_backward(layer, cache, d_out)  # 14 rows: one chunk
+    monkeypatch.setattr(bptt, "_CHUNK_ROWS", rows)
+    chunked = be.recurrent_backward(layer, cache, d_out)  # the same cache, differentiated again
+    for name, value in whole.items():
+        np.testing.assert_allclose(chunked[name], value, rtol=1e-12, atol=1e-14, err_msg=name)

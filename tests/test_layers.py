@@ -39,6 +39,9 @@ class _TorchOps(NumpyOps):
     def tanh_(self, x):
         return x.tanh_()
 
+    def tanh(self, x):
+        return torch.tanh(x)
+
     def relu_(self, x):
         return x.relu_()
 

@@ -17,9 +17,6 @@ class NumpyOps(Ops):
     def __init__(self, dtype: str = "float32") -> None:
         self.dtype = dtype
         self._dtype = np.dtype(dtype)
-        # |x| bound for sigmoid_'s exp: exp(80) and exp(700) are finite and their reciprocals
-        # normal in float32 and float64
-        self._clip = 80.0 if self._dtype.itemsize <= 4 else 700.0
 
     def asarray(self, a):
         if hasattr(a, "detach"):  # a torch tensor: NumPy reads CPU tensors without a copy
@@ -33,7 +30,10 @@ class NumpyOps(Ops):
         return np.empty(shape, dtype=self._dtype)
 
     def copy(self, a):
-        return a.copy()
+        return a.copy(order="K")  # keeps a feature-major array feature-major
+
+    def empty_like(self, a):
+        return np.empty_like(a)
 
     def zeros(self, shape):
         return np.zeros(shape, dtype=self._dtype)
@@ -51,20 +51,27 @@ class NumpyOps(Ops):
         return np.where(cond, a, b)
 
     def sum_leading(self, a):
-        return a.reshape(-1, a.shape[-1]).sum(axis=0)
+        # a matrix-vector product with ones: BLAS takes the column sums of a (T*B, G*H) chunk of
+        # gate gradients four times faster than np.sum(axis=0) does
+        rows = a.reshape(-1, a.shape[-1])
+        return np.ones(rows.shape[0], dtype=rows.dtype) @ rows
 
     def sigmoid_(self, x):
-        # 1 / (1 + exp(-x)): np.exp costs about half of np.tanh per element. Clipping first keeps
-        # exp finite and every result a normal float (subnormals are slow); sigmoid(+-clip) is
-        # already 1 or within 1e-34 of 0, so the clip changes no value that matters.
+        # 1 / (1 + exp(-x)): np.exp costs about half of np.tanh per element. For x below about
+        # -88 (float32) exp(-x) overflows to inf and 1 / (1 + inf) is the correct 0, so the
+        # overflow warning is silenced rather than the input clipped (a clip is one more pass).
         x *= -1.0  # not np.negative(x, out=x): NumPy 2.4 misreads some strided float32 views
-        np.clip(x, -self._clip, self._clip, out=x)
-        np.exp(x, out=x)
+        with np.errstate(over="ignore"):
+            np.exp(x, out=x)
         x += 1.0
         return np.divide(1.0, x, out=x)
 
     def tanh_(self, x):
         return np.tanh(x, out=x)
+
+    def tanh(self, x):
+        # one pass into a new array of x's layout; the default (copy, then tanh_) is two
+        return np.tanh(x, out=np.empty_like(x))
 
     def relu_(self, x):
         return np.maximum(x, 0, out=x)

@@ -63,6 +63,9 @@ class TorchOps(Ops):
     def copy(self, a):
         return a.clone()
 
+    def empty_like(self, a):
+        return torch.empty_like(a)
+
     def zeros(self, shape):
         return torch.zeros(shape, dtype=self.torch_dtype, device=self.device)
 
@@ -75,7 +78,12 @@ class TorchOps(Ops):
     def matmul(self, a, b, out=None):
         if out is None:
             return torch.matmul(a, b)
-        return torch.matmul(a, b, out=out)
+        if out.is_contiguous():
+            return torch.matmul(a, b, out=out)
+        if out.mT.is_contiguous():  # feature-major (seqkit.bptt): (a @ b)^T = b^T @ a^T
+            torch.matmul(b.mT, a.mT, out=out.mT)
+            return out
+        return out.copy_(torch.matmul(a, b))
 
     def take_time(self, x, index):
         index = torch.as_tensor(np.asarray(index), device=x.device)

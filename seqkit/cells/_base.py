@@ -27,6 +27,11 @@ class Cell(abc.ABC):
     the weights, the input and ``h<t-1>`` with big matrix products) and of the previous state
     through every path that does not go through ``hg``.
 
+    Every per-step array the backend hands over is ``(B, features)``; the NumPy backend stores
+    them feature-major (column-major), which makes each gate block ``z[:, k*H:(k+1)*H]`` one
+    contiguous run of memory. Arithmetic keeps that layout by itself; a cell that allocates a
+    per-step array does so with ``ops.empty_like(z)``, not ``ops.empty(shape)``, to keep it too.
+
     Subclasses are attrs classes whose fields are the cell's options (``RNN(nonlinearity=...)``),
     and set the class variables below.
     """
@@ -39,7 +44,8 @@ class Cell(abc.ABC):
     state_names: ClassVar[tuple[str, ...]] = ("h",)
     #: True when :meth:`step` uses ``xg`` and ``hg`` only through their sum ``xg + hg`` (rnn,
     #: lstm, gru_simple; not the GRU, whose reset gate multiplies ``hg_n``). The backend then adds
-    #: ``bias_hh`` once to the hoisted input projection instead of once per step.
+    #: ``bias_hh`` once to the hoisted input projection instead of once per step, and, since
+    #: ``d hg`` is then ``d xg``, keeps only ``d xg`` for the weight-gradient products.
     sums_projections: ClassVar[bool] = False
 
     def extra_param_shapes(self, hidden_size: int) -> dict[str, tuple[int, ...]]:

@@ -49,8 +49,8 @@ class GRU(Cell):
         xg, hg_n, h_prev = cache
         H = d_h.shape[1]
         r, z, n = xg[:, :H], xg[:, H : 2 * H], xg[:, 2 * H :]
-        d_xg = ops.empty(xg.shape)
-        d_hg = ops.empty(xg.shape)
+        d_xg = ops.empty_like(xg)
+        d_hg = ops.empty_like(xg)
         # undo 4: h = (1 - z) n + z h_prev
         d_n = d_h * (1 - z)
         d_z = d_h * (h_prev - n)

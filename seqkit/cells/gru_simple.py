@@ -46,7 +46,7 @@ class SimpleGRU(Cell):
         z, c_prev = cache
         H = d_c.shape[1]
         u, cand = z[:, :H], z[:, H:]
-        d_z = ops.empty(z.shape)
+        d_z = ops.empty_like(z)
         # undo 3
         d_u = d_c * (cand - c_prev)
         d_cand = d_c * u

@@ -47,15 +47,15 @@ class LSTM(Cell):
         c = f * c_prev
         c += i * g
         # 4. h<t> = o * tanh(c<t>)
-        h = ops.tanh(c)
-        h *= o
-        # keep c<t> itself, not tanh(c<t>): it is the next step's c<t-1> anyway, so the cache
-        # costs no memory for it, and the backward recomputes tanh once
-        return (h, c), (z, c_prev, c)
+        tanh_c = ops.tanh(c)
+        h = o * tanh_c
+        # the cache holds c<t-1> (the previous step's c<t>: no extra memory) and tanh(c<t>),
+        # which the backward needs twice and would otherwise recompute
+        return (h, c), (z, c_prev, tanh_c)
 
     def step_backward(self, ops, d_state, cache, params, grads):
         d_h, d_c = d_state
-        z, c_prev, c = cache
+        z, c_prev, tanh_c = cache
         H = d_h.shape[1]
         i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
         # undo 2 first, on all four blocks: sigmoid' = s (1 - s), tanh' = 1 - g^2 = (1 - g)(1 + g);
@@ -67,7 +67,6 @@ class LSTM(Cell):
         # undo 4: h = o * tanh(c), with u = d_h * o and w = u * tanh(c):
         #   d o_pre = d_h tanh(c) o (1 - o) = w (1 - o)
         #   d c = d_c + d_h o (1 - tanh(c)^2) = d_c + u - w tanh(c)
-        tanh_c = ops.tanh(c)
         u = d_h * o
         w = u * tanh_c
         d_o *= w

@@ -71,7 +71,7 @@ class PeepholeLSTM(seqkit.Cell):
         z, c_prev, c, tanh_c = cache
         H = d_h.shape[1]
         i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
-        d_z = ops.empty(z.shape)
+        d_z = ops.empty_like(z)
         # undo 5: h = o * tanh(c)
         d_o = d_h * tanh_c
         d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
