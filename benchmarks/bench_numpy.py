@@ -1,6 +1,6 @@
 """The NumPy reference LSTM against torch.nn.LSTM on the CPU: time and memory of forward+backward.
 
-Run: ``python benchmarks/bench_numpy.py [--repeat N] [--threads N] [--skip-torch]``
+Run: ``python benchmarks/bench_numpy.py [--repeat N] [--threads N] [--skip-torch] [--products]``
 
 Both run float32 in one process, with torch limited to as many threads as NumPy's BLAS uses, and
 the best of N interleaved runs is kept (the machine is shared; the best run is the least noisy).
@@ -101,6 +101,52 @@ def best_of(runs: dict, repeat: int, burst: int = 3) -> dict:
     return best
 
 
+def products_only(T, B, I, H, repeat: int) -> dict:
+    """Best time of the matrix products of one LSTM forward+backward, each timed on its own.
+
+    The same shapes and layouts as seqkit.bptt: the input projection, 2*T per-step products
+    (column-major, W_hh copied column-major for the backward) and the chunked weight-gradient
+    products. Their sum is what the NumPy backend cannot go below with this BLAS.
+    """
+    from seqkit import bptt
+
+    f32 = np.float32
+    rng = np.random.default_rng(0)
+    GH = G * H
+    x = rng.standard_normal((T, B, I)).astype(f32)
+    w_ih = rng.standard_normal((GH, I)).astype(f32)
+    w_hh = rng.standard_normal((GH, H)).astype(f32)
+    w_hh_cm = np.asfortranarray(w_hh)
+    xg = np.empty((T, GH, B), f32).swapaxes(1, 2)
+    h, hg = np.ones((H, B), f32).T, np.empty((GH, B), f32).T
+    d, dh = np.ones((GH, B), f32).T, np.empty((H, B), f32).T
+    rows = min(T, bptt._CHUNK_ROWS // B) * B
+    chunks = T * B / rows
+    dg = np.ones((GH, rows), f32).T
+    xs, hs, dx = np.ones((rows, I), f32), np.ones((rows, H), f32), np.empty((rows, I), f32)
+    ones = np.ones(rows, f32)
+    parts = {
+        "input projection": (1, lambda: np.matmul(x, w_ih.T, out=xg)),
+        "per-step forward": (T, lambda: np.matmul(h, w_hh.T, out=hg)),
+        "per-step backward": (T, lambda: np.matmul(d, w_hh_cm, out=dh)),
+        "chunk d x": (chunks, lambda: np.matmul(dg, w_ih, out=dx)),
+        "chunk d W_ih": (chunks, lambda: np.matmul(dg.T, xs)),
+        "chunk d W_hh": (chunks, lambda: np.matmul(dg.T, hs)),
+        "chunk d biases": (chunks, lambda: ones @ dg),
+    }
+    times = {}
+    for name, (count, product) in parts.items():
+        product()
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(10):
+                product()
+            best = min(best, (time.perf_counter() - t0) / 10)
+        times[name] = count * best
+    return times
+
+
 def peak_memory(run) -> int:
     """Peak bytes NumPy allocates during ``run()``, above what is live before it."""
     gc.collect()
@@ -122,6 +168,11 @@ def main() -> None:
         "--threads", type=int, default=None, help="BLAS and torch threads (default: BLAS's)"
     )
     parser.add_argument("--skip-torch", action="store_true", help="time the NumPy backend only")
+    parser.add_argument(
+        "--products",
+        action="store_true",
+        help="also time the matrix products alone, each in a loop of its own",
+    )
     args = parser.parse_args()
 
     threads = blas_threads(args.threads)
@@ -169,6 +220,14 @@ def main() -> None:
         speed = f"time ratio {ratio:.2f} <= {FLOOR}" if torch else "time not compared"
         beat = " (faster than torch)" if torch and ratio < 1.0 else ""
         print(f"{size}: {verdict}: {speed}{beat}, memory {mem_ratio:.2f}x <= {MEMORY_FLOOR}x")
+        if args.products:
+            times = products_only(T, B, I, H, args.repeat)
+            total = sum(times.values())
+            line = f"{size}: matrix products alone {total * 1e3:.1f} ms"
+            if torch:
+                line += f" = {total / best['torch']:.2f}x torch.nn.LSTM's whole forward+backward"
+            print(line)
+            print("    " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in times.items()))
 
 
 if __name__ == "__main__":

@@ -152,9 +152,10 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
     steps = []
     state0 = state
     state = tuple(_copy_into(_feature_major(ops, B, H), s) for s in state)
+    hg = _feature_major(ops, B, GH)  # one buffer for every step: cells copy what they keep of hg
     for t in range(T):
-        # F2. recurrent projection, into a fresh array: the cell may keep views of it
-        hg = ops.matmul(state[0], w_hh_t, out=_feature_major(ops, B, GH))
+        # F2. recurrent projection
+        ops.matmul(state[0], w_hh_t, out=hg)
         if not summed:
             hg += b_hh
         # F3. one cell step

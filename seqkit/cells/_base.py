@@ -61,7 +61,9 @@ class Cell(abc.ABC):
         Args:
             ops: the backend's array operations.
             xg: (B, G*H) input projection of this step; the cell may overwrite it.
-            hg: (B, G*H) recurrent projection of ``state[0]``; the cell may overwrite it.
+            hg: (B, G*H) recurrent projection of ``state[0]``; the cell may overwrite it, and
+                must copy what its cache needs of it: the driver reuses its memory at the next
+                step (the GRU keeps a copy of ``hg_n``).
             state: previous state, a tuple of (B, H) arrays; must not be modified.
             params: this layer-direction's parameters by short name (``"weight_hh"``, extras).
 
