@@ -136,6 +136,12 @@ class Backend(abc.ABC):
             f"backend {self.name!r} does not train across processes; use backend 'torch'"
         )
 
+    def leave_distributed(self) -> None:
+        """Leave the process group joined by :meth:`init_distributed`, with every other rank."""
+        raise NotImplementedError(
+            f"backend {self.name!r} does not train across processes; use backend 'torch'"
+        )
+
     def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
         """The ``weight``-weighted mean of every rank's loss and gradients, on every rank."""
         raise NotImplementedError(

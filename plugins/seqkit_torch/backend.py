@@ -218,6 +218,11 @@ class TorchBackend(Backend):
 
         distributed.init_process_group(self._torch, info, self.ops.device)
 
+    def leave_distributed(self) -> None:
+        from seqkit_torch import distributed
+
+        distributed.leave_process_group(self._torch)
+
     def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
         from seqkit_torch import distributed
 

@@ -27,6 +27,18 @@ def init_process_group(torch, info, device) -> None:
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
 
 
+def leave_process_group(torch) -> None:
+    """Leave the job's process group once every rank has reached this point.
+
+    A process that exits without it can die of SIGABRT ("terminate called without an active
+    exception"): gloo's worker threads are still alive while the interpreter shuts down.
+    """
+    dist = torch.distributed
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_reduce_mean(torch, loss: float, grads: dict, weight: float, device, dtype):
     """Every rank's ``(loss, grads)`` averaged with weights ``weight``, in one all-reduce."""
     names = list(grads)

@@ -170,13 +170,14 @@ class Model(abc.ABC):
                 "distributed=True needs a multi-process launch (torchrun or seqkit train "
                 "--nproc): RANK and WORLD_SIZE are not set"
             )
-        if info is not None and info.world_size > 1:
+        joined = info is not None and info.world_size > 1
+        if joined:
             self.backend.init_distributed(info)
         on_checkpoint = None
         if checkpoint is not None:
             on_checkpoint = lambda state: self.save(checkpoint)  # noqa: E731
             checkpoint_every = checkpoint_every or options["steps"]
-        return train(
+        history = train(
             self,
             make_batch,
             n_items,
@@ -186,6 +187,9 @@ class Model(abc.ABC):
             distributed=info,
             **options,
         )
+        if joined:  # only after success: a failing rank must not wait for the others here
+            self.backend.leave_distributed()
+        return history
 
     def _extra(self) -> dict:
         """JSON-able state beyond config and parameters (vocabularies)."""
