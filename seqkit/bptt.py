@@ -138,7 +138,7 @@ def _feature_major(ops: Ops, rows: int, features: int) -> Array:
 
 
 def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, partial):
-    T, B, I = x.shape
+    T, B = x.shape[:2]
     GH = p["weight_ih"].shape[0]
     H = GH // cell.num_gates
     # F1. input projection of every step at once, each step's (B, GH) block feature-major. A
@@ -231,7 +231,7 @@ def recurrent_backward(
 
 def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_state, mask, partial):
     x, out, steps = saved.x, saved.out, saved.steps
-    T, B, I = x.shape
+    T, B = x.shape[:2]
     GH, H = p["weight_hh"].shape
     # B2's product runs fastest with W_hh column-major too (one copy per call)
     w_hh = _copy_into(_feature_major(ops, GH, H), p["weight_hh"])
@@ -282,7 +282,7 @@ class _WeightGradients:
         self.steps = max(1, min(T, _CHUNK_ROWS // max(B, 1)))  # steps per chunk
         self.d_x = ops.empty(tuple(x.shape))
         self.grads: dict = {}
-        self.end = T  # the next chunk covers steps [start, end)
+        self.start = self.end = T  # the chunk being filled covers steps [start, end)
         self.d_xg = self.d_hg = None
 
     def add_step(self, t: int, d_xg: Array, d_hg: Array) -> None:
