@@ -319,7 +319,7 @@ def stack_backward(
         d_state = _pack(layer, [g[f"{n}0"] for n in names])
         return g["x"], d_state, {name: g[name] for name in layer.param_shapes()}
     d = backend.asarray(d_out)
-    T, B = d.shape[0], d.shape[1]
+    B = d.shape[1]
     d_final = None
     if d_final_state is not None:
         d_final = backend._check_state(layer, d_final_state, B, "d_final_state")
