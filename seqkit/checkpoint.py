@@ -336,7 +336,7 @@ def read_checkpoint(
         return CheckpointError(f"{path}: {message}")
 
     if not path.is_file():
-        raise fail("no such checkpoint file")
+        raise fail("not a file" if path.exists() else "no such checkpoint file")
     size = path.stat().st_size
     if size > limits.max_total_bytes:
         raise fail(f"file of {size} bytes exceeds the cap of {limits.max_total_bytes} bytes")

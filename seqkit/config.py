@@ -158,6 +158,7 @@ def resolve_seed(seed: Any, **sources: Any) -> Any:
     shuffler and sampler passes to ``numpy.random.default_rng``. ``seed`` may be an int or a
     ``numpy.random.Generator``; ``sources`` are :func:`default_seed`'s ``cwd`` and ``environ``.
 
+    >>> from seqkit.config import resolve_seed
     >>> resolve_seed(3)
     3
     """
