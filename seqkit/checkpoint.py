@@ -353,9 +353,6 @@ def read_checkpoint(
                 for name, info in infos.items()
             }
             _check_members(members, expected, fail)
-            total = sum(m.info.file_size for m in members.values())
-            if total > limits.max_total_bytes:  # cannot happen after the directory check
-                raise fail(f"arrays total {total} bytes, over the cap {limits.max_total_bytes}")
             arrays = {name: _read_data(zf, m, fail) for name, m in members.items()}
     except CheckpointError:
         raise
