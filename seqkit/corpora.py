@@ -25,7 +25,7 @@ import datetime
 import functools
 import hashlib
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -170,7 +170,7 @@ def get_corpus(name: str) -> Corpus:
 
 
 def in_dev(text: str, dev_fraction: float) -> bool:
-    """Whether ``text`` belongs to the dev side: ``crc32(utf-8 text) mod 10**6 < fraction * 10**6``."""
+    """Whether ``text`` is a dev text: ``crc32(utf-8 text) mod 10**6 < fraction * 10**6``."""
     return zlib.crc32(text.encode("utf-8")) % 1_000_000 < int(round(dev_fraction * 1_000_000))
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from seqkit.metrics import accuracy, confusion_matrix, macro_f1, per_label_scores
+import numpy as np
+
+from seqkit.metrics import (
+    ConfusionMatrix,
+    accuracy,
+    confusion_matrix,
+    macro_f1,
+    per_label_scores,
+)
 from seqkit.models import SequenceClassifier
 from seqkit.tasks._base import (
     DataError,
@@ -118,10 +126,6 @@ class Classification(Task):
         }
 
     def format_metrics(self, metrics: dict) -> str:
-        from seqkit.metrics import ConfusionMatrix
-
-        import numpy as np
-
         cm = metrics["confusion_matrix"]
         matrix = ConfusionMatrix(tuple(cm["labels"]), np.array(cm["matrix"], dtype=np.int64))
         return "\n\n".join(
