@@ -154,6 +154,7 @@ class ConfusionMatrix:
     def to_text(self) -> str:
         """A table: one row per true label, one column per predicted label.
 
+        >>> from seqkit.metrics import confusion_matrix
         >>> print(confusion_matrix(["a", "a", "b"], ["a", "b", "b"]).to_text())
         true \\ predicted  a  b
         a                 1  1
@@ -231,6 +232,7 @@ def is_iob(tags: Sequence[str]) -> bool:
 def spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     """The spans of one IOB tag sequence: ``(type, start, stop)`` with ``stop`` exclusive.
 
+    >>> from seqkit.metrics import spans
     >>> spans(["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "B"])
     [('PER', 0, 2), ('LOC', 3, 4), ('LOC', 4, 5), ('', 5, 6)]
     """
