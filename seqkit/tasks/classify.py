@@ -64,8 +64,8 @@ class Classification(Task):
     headline = "accuracy"
     defaults = TaskDefaults(
         level="char",
-        model={"cell": "gru", "hidden_size": 64},
-        fit={"steps": 1500, "batch_size": 32, "lr": 0.003},
+        model={"cell": "lstm", "hidden_size": 64, "embedding_size": 16},
+        fit={"steps": 1500, "batch_size": 32, "lr": 0.005},
     )
 
     def _parse(self, values: list[str], level: str) -> tuple[str, Any]:
