@@ -133,6 +133,7 @@ def get_schedule(
         ``schedule(k) -> float`` for ``0 <= k < steps``; it raises a ConfigError for any other
         ``k`` and for a callable's return value that is not a finite number >= 0.
 
+    >>> from seqkit.schedules import get_schedule
     >>> schedule = get_schedule("linear", steps=6, warmup_steps=2)
     >>> [round(schedule(k), 4) for k in range(6)]
     [0.3333, 0.6667, 1.0, 0.75, 0.5, 0.25]
