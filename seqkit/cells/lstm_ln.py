@@ -19,7 +19,7 @@ class LayerNormLSTM(Cell):
             default, 1e-5).
 
     Notation (we are at step t; ``LN_k(a) = (a - mean(a)) / sqrt(var(a) + eps) * g_k + b_k``
-    over the features of each row, see :mod:`seqkit.cells._layer_norm`)::
+    over the features of each row)::
 
         1. a = LN_ih(xg) + LN_hh(hg)                   (B, 4H): each projection normalised over
                                                        all 4H features, as in the paper's eq. 20
