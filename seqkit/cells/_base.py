@@ -19,8 +19,10 @@ class Cell(abc.ABC):
 
     A cell owns four matrices in PyTorch's layout, ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
     ``bias_ih (G*H,)`` and ``bias_hh (G*H,)``, plus any extra parameters it declares in
-    :meth:`extra_param_shapes`. The loop over time belongs to the backend (``seqkit.bptt``), which
-    computes the two matrix products for the cell, so that they can be hoisted and batched:
+    :meth:`extra_param_shapes`, which start as :meth:`init_extra_params` says (PyTorch's uniform
+    rule unless the cell overrides it: a layer-norm gain starts at 1). The loop over time belongs
+    to the backend (``seqkit.bptt``), which computes the two matrix products for the cell, so that
+    they can be hoisted and batched:
 
     * ``xg = x<t> @ weight_ih.T + bias_ih`` for every step at once, before the loop;
     * ``hg = h<t-1> @ weight_hh.T + bias_hh`` once per step (``h`` is ``state[0]``).
