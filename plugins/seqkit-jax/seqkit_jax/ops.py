@@ -1,10 +1,11 @@
 """JAX arrays on one device and dtype behind :class:`seqkit.ops.Ops`.
 
-JAX arrays are immutable, so every method returns a new array and nothing is done in place:
-the in-place spellings of the contract (``sigmoid_``, ``add_rows_``, ``matmul(..., out=...)``,
-``inplace=True``) compute the same values into a new array, which the caller must use. Under
-``jax.jit`` XLA reuses the buffers anyway. Every method is traceable, so a cell's ``step`` runs
-inside ``jax.lax.scan`` and is differentiated by ``jax.vjp``.
+JAX arrays are immutable, so every operation returns a new array: ``inplace=True`` and
+``matmul(..., out=...)`` are accepted and ignored (under ``jax.jit`` XLA reuses buffers anyway).
+``jax.numpy`` has NumPy's API, so :class:`seqkit.ops.Ops`'s defaults serve for everything else;
+what is here is conversion and placement, the few places where ``jax.numpy`` differs from NumPy
+(no ``out=``, no ``add.at``), and ``jax.nn.sigmoid``, one fused XLA op. Every method is
+traceable, so a cell's ``step`` runs inside ``jax.lax.scan`` and is differentiated by ``jax.vjp``.
 
 This module imports jax at the top; :mod:`seqkit_jax` imports it only when a
 :class:`~seqkit_jax.JaxBackend` is built.
@@ -61,7 +62,7 @@ class JaxOps(Ops):
     def __hash__(self) -> int:
         return hash((JaxOps, self.dtype, self.device))
 
-    # --- conversion -----------------------------------------------------------------------
+    # --- conversion and creation ---------------------------------------------------------------
     def asarray(self, a):
         if isinstance(a, jax.core.Tracer):  # inside a transformation: no placement
             return jnp.asarray(a, dtype=self.jax_dtype)
@@ -79,96 +80,33 @@ class JaxOps(Ops):
     def to_numpy(self, a):
         return np.array(a)  # a writable copy: NumPy views of jax arrays are read-only
 
-    # --- creation (no uninitialised memory in JAX: empty is zeros) -----------------------------
-    def empty(self, shape):
-        return self.zeros(shape)
-
-    def copy(self, a):
-        return a  # immutable: a copy and the original can never differ
-
-    def empty_like(self, a):
-        return jnp.zeros_like(a)
-
-    def zeros(self, shape):
-        return jnp.zeros(shape, dtype=self.jax_dtype, device=self.device)
-
-    def mask(self, lengths, steps):
-        return (jnp.arange(steps)[:, None] < jnp.asarray(lengths)[None, :])[:, :, None]
-
-    # --- linear algebra and indexing -----------------------------------------------------------
-    def matmul(self, a, b, out=None):
-        return jnp.matmul(a, b)  # ``out`` cannot be written; the result is returned instead
-
-    def take_time(self, x, index):
-        return x[jnp.asarray(index), jnp.arange(x.shape[1])[None, :]]
-
-    def where(self, cond, a, b):
-        return jnp.where(cond, a, b)
-
-    def sum_leading(self, a):
-        return a.reshape(-1, a.shape[-1]).sum(axis=0)
-
-    # --- activations: ``inplace`` is accepted and ignored (immutable arrays) -------------------
-    def sigmoid(self, x, *, inplace=False):
-        return jax.nn.sigmoid(x)
-
-    def tanh(self, x, *, inplace=False):
-        return jnp.tanh(x)
-
-    def relu(self, x, *, inplace=False):
-        return jax.nn.relu(x)
-
-    def sigmoid_(self, x):
-        return jax.nn.sigmoid(x)
-
-    def tanh_(self, x):
-        return jnp.tanh(x)
-
-    def relu_(self, x):
-        return jax.nn.relu(x)
-
-    # --- losses, layers and optimizers --------------------------------------------------------
     def int_array(self, a):
         if isinstance(a, jax.Array) and not jnp.issubdtype(a.dtype, jnp.integer):
             raise ShapeError(f"expected an integer array of ids (got dtype {a.dtype})")
         if hasattr(a, "detach"):
             a = a.detach().cpu().numpy()
-        # int32 whether or not x64 is on: ids index a vocabulary, far below 2**31
+        # int32 whether or not x64 is on: ids and lengths are far below 2**31
         return jax.device_put(np.asarray(a, dtype=np.int32), self.device)
 
-    def exp(self, x):
-        return jnp.exp(x)
+    def empty(self, shape):
+        return self.zeros(shape)  # JAX has no uninitialised memory
 
-    def log(self, x):
-        return jnp.log(x)
+    def zeros(self, shape):
+        return jnp.zeros(shape, dtype=self.jax_dtype, device=self.device)
 
-    def sqrt(self, x):
-        return jnp.sqrt(x)
+    def copy(self, a):
+        return a  # immutable: a copy and the original can never differ
 
-    def sum(self, x, axis=None, keepdims=False):
-        return jnp.sum(x, axis=axis, keepdims=keepdims)
+    def mask(self, lengths, steps):
+        return (jnp.arange(steps)[:, None] < jnp.asarray(lengths)[None, :])[:, :, None]
 
-    def logsumexp(self, x, keepdims=False):
-        return jax.nn.logsumexp(x, axis=-1, keepdims=keepdims)
+    # --- where jax.numpy differs from NumPy ----------------------------------------------------
+    def sigmoid(self, x, *, inplace=False):
+        return jax.nn.sigmoid(x)  # one XLA op (logistic), stable for every finite input
 
-    def log_softmax(self, x):
-        return jax.nn.log_softmax(x, axis=-1)
+    def matmul(self, a, b, out=None):
+        return jnp.matmul(a, b)  # ``out`` cannot be written; the result is returned instead
 
-    def softmax(self, x):
-        return jax.nn.softmax(x, axis=-1)
-
-    def log_sigmoid(self, x):
-        return jax.nn.log_sigmoid(x)
-
-    def take_last(self, x, ids):
-        return jnp.take_along_axis(x, ids[..., None], axis=-1)[..., 0]
-
-    def one_hot(self, ids, n):
-        return jax.nn.one_hot(ids, n, dtype=self.jax_dtype)
-
-    def rows(self, W, ids):
-        return jnp.take(W, ids, axis=0)
-
-    def add_rows_(self, dW, ids, d):
-        # a new array (immutable dW); .at[].add sums repeated ids, like numpy.add.at
+    def add_rows(self, dW, ids, d, *, inplace=False):
+        # .at[].add sums repeated ids, like numpy.add.at
         return dW.at[ids.reshape(-1)].add(d.reshape(-1, dW.shape[-1]))

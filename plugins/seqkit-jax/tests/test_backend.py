@@ -251,24 +251,38 @@ def test_bad_shapes_raise_the_core_errors():
 
 
 # --- ops -----------------------------------------------------------------------------------------
-def test_in_place_spellings_return_new_arrays_and_leave_their_argument():
+_UNARY = ["sigmoid", "tanh", "relu", "exp", "log_sigmoid", "softmax", "log_softmax"]
+
+
+@pytest.mark.parametrize("name", _UNARY)
+def test_ops_equal_numpy_and_ignore_inplace(name):
+    """Each op gives NumPy's values; inplace=True returns the result and leaves x alone."""
+    from seqkit_numpy import NumpyOps
+
+    ops, ref = JaxBackend(dtype="float64").ops, NumpyOps("float64")
+    values = np.random.default_rng(0).uniform(-30, 30, size=(3, 4))
+    x = ops.asarray(values)
+    kwargs = {"inplace": True} if name in ("sigmoid", "tanh", "relu") else {}
+    got = getattr(ops, name)(x, **kwargs)
+    np.testing.assert_array_equal(np.asarray(x), values)
+    expected = getattr(ref, name)(values.copy())
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-13, atol=1e-300)
+
+
+def test_add_rows_accumulates_repeated_ids_into_a_new_array():
     ops = JaxBackend(dtype="float64").ops
-    x = ops.asarray([[-1.0, 0.5]])
-    for name in ("sigmoid_", "tanh_", "relu_"):
-        y = getattr(ops, name)(x)
-        np.testing.assert_array_equal(np.asarray(x), [[-1.0, 0.5]])
-        np.testing.assert_allclose(
-            np.asarray(y), np.asarray(getattr(ops, name[:-1])(x, inplace=True))
-        )
-    np.testing.assert_allclose(
-        np.asarray(ops.sigmoid(x)), 1 / (1 + np.exp([[1.0, -0.5]])), rtol=1e-15
-    )
     dW = ops.zeros((3, 2))
-    out = ops.add_rows_(
-        dW, ops.int_array([0, 2, 0]), ops.asarray([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
-    )
+    d = ops.asarray([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    out = ops.add_rows(dW, ops.int_array([0, 2, 0]), d, inplace=True)
     np.testing.assert_array_equal(np.asarray(out), [[4.0, 4.0], [0.0, 0.0], [2.0, 2.0]])
     np.testing.assert_array_equal(np.asarray(dW), np.zeros((3, 2)))
+
+
+def test_matmul_returns_the_product_and_ignores_out():
+    ops = JaxBackend(dtype="float64").ops
+    a, b = ops.asarray(np.eye(2) * 2.0), ops.asarray([[1.0, 2.0], [3.0, 4.0]])
+    out = ops.zeros((2, 2))
+    np.testing.assert_array_equal(np.asarray(ops.matmul(a, b, out=out)), [[2.0, 4.0], [6.0, 8.0]])
 
 
 def test_to_numpy_is_a_writable_copy():
