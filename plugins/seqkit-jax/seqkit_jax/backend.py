@@ -82,8 +82,9 @@ class JaxCache:
 
     vjp: Any  # jax.tree_util.Partial: (d_out, d_final) -> (d_params, d_x, d_state0)
     final: tuple  # the final state, for zero gradients when none is given
-    steps: int
-    batch: int
+    steps: int  # T
+    batch: int  # B
+    vjp_steps: int  # T padded to the backend's time bucket (T without lengths)
 
 
 class JaxBackend(Backend):
@@ -93,6 +94,9 @@ class JaxBackend(Backend):
         dtype: ``"float32"`` or ``"float64"`` (turns on ``jax_enable_x64``; see the module).
         device: ``"cpu"``, ``"gpu"``/``"gpu:N"`` (``"cuda"``/``"cuda:N"`` are aliases), or
             ``"auto"`` (the first GPU when JAX sees one).
+        time_bucket: a batch with lengths runs padded to the next multiple of this many steps
+            (padded steps are masked, so results are the same), so that training on batches of
+            varying T compiles once per bucket, not once per T; 1 turns it off.
 
     :meth:`recurrent_forward` runs every cell's own ``step`` in one compiled ``jax.lax.scan``
     per layer and direction and keeps the ``jax.vjp`` function in its cache;
@@ -101,8 +105,15 @@ class JaxBackend(Backend):
 
     name = "jax"
 
-    def __init__(self, *, dtype: str = "float32", device: str = "cpu") -> None:
+    def __init__(
+        self, *, dtype: str = "float32", device: str = "cpu", time_bucket: int = 16
+    ) -> None:
         jax = _import_jax()
+        if isinstance(time_bucket, bool) or not isinstance(time_bucket, int) or time_bucket < 1:
+            raise ConfigError(
+                f"backend 'jax': 'time_bucket' must be a positive integer (got {time_bucket!r})"
+            )
+        self.time_bucket = time_bucket
         name, jax_device = _resolve_device(jax, device)
         if dtype == "float64":
             jax.config.update("jax_enable_x64", True)
@@ -118,18 +129,25 @@ class JaxBackend(Backend):
         T, B = x.shape[0], x.shape[1]
         lens = reverse = None
         if lengths is not None:
+            # pad T up to its bucket: the padded steps lie past every length, so they are masked
+            padded = -(-T // self.time_bucket) * self.time_bucket
+            if padded != T:
+                x = self.ops.xp.pad(x, ((0, padded - T), (0, 0), (0, 0)))
             lens = self.ops.int_array(lengths)
-            reverse = self.ops.int_array(bptt.reverse_index(T, lengths, B))
+            reverse = self.ops.int_array(bptt.reverse_index(padded, lengths, B))
         out, final, vjp = _scan.forward(self.ops, layer, params, x, state0, lens, reverse)
-        return out, final, JaxCache(vjp, final, T, B)
+        return out[:T], final, JaxCache(vjp, final, T, B, x.shape[0])
 
     def _recurrent_backward(self, layer: Recurrent, cache: JaxCache, d_out, d_final):
         from seqkit_jax import _scan
 
         if d_final is None:
             d_final = tuple(self.ops.xp.zeros_like(f) for f in cache.final)
+        padded = cache.vjp_steps
+        if padded != cache.steps:  # the padded steps' outputs are zeros: constants
+            d_out = self.ops.xp.pad(d_out, ((0, padded - cache.steps), (0, 0), (0, 0)))
         d_params, d_x, d_state0 = _scan.backward(cache.vjp, d_out, tuple(d_final))
-        grads = {"x": d_x}
+        grads = {"x": d_x[: cache.steps]}
         grads.update({f"{n}0": g for n, g in zip(layer.state_names, d_state0, strict=True)})
         grads.update({name: d_params[name] for name in layer.param_shapes()})
         return grads

@@ -297,3 +297,34 @@ def test_ops_are_equal_by_dtype_and_device():
     assert JaxBackend().ops == JaxBackend().ops
     assert hash(JaxBackend().ops) == hash(JaxBackend().ops)
     assert JaxBackend(dtype="float64").ops != JaxBackend().ops
+
+
+def test_batches_with_lengths_share_one_compiled_bucket():
+    """T = 5, 7, 9 with lengths run padded to 16 steps: one compile, the unpadded results."""
+    layer = seqkit.Recurrent("gru", 2, 3, bidirectional=True)
+    bucketed, exact = JaxBackend(dtype="float64"), JaxBackend(dtype="float64", time_bucket=1)
+    before = None
+    for T in (5, 7, 9):
+        batch = make_batch(layer, T, 3, seed=T, with_lengths=True)
+        runs = []
+        for be in (bucketed, exact):
+            out, final, cache = _run(be, layer, batch)
+            grads = be.recurrent_backward(layer, cache, batch.d_out, batch.d_final)
+            runs.append((out, final, grads))
+            if be is bucketed and before is None:
+                before = _scan.forward._cache_size()
+        (out_b, fin_b, g_b), (out_e, fin_e, g_e) = runs
+        assert out_b.shape == (T, 3, 6) and g_b["x"].shape == (T, 3, 2)
+        np.testing.assert_allclose(np.asarray(out_b), np.asarray(out_e), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(fin_b), np.asarray(fin_e), rtol=1e-12, atol=1e-14)
+        for name in g_e:
+            np.testing.assert_allclose(
+                np.asarray(g_b[name]), np.asarray(g_e[name]), rtol=1e-12, atol=1e-14, err_msg=name
+            )
+    # one entry for the bucket, plus the exact backend's three Ts
+    assert _scan.forward._cache_size() == before + 3
+
+
+def test_bad_time_bucket_is_refused():
+    with pytest.raises(ConfigError, match=r"'time_bucket' must be a positive integer \(got 0\)"):
+        JaxBackend(time_bucket=0)
