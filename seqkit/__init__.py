@@ -32,7 +32,7 @@ from seqkit.models import (
     load,
 )
 from seqkit.ops import Ops
-from seqkit.optim import Optimizer, get_optimizer, list_optimizers
+from seqkit.optim import SGD, Adagrad, Adam, AdamW, Optimizer, get_optimizer, list_optimizers
 from seqkit.options import TrainingOptions
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import Sampler, get_sampler
@@ -42,6 +42,9 @@ from seqkit.vocab import Vocabulary
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adagrad",
+    "Adam",
+    "AdamW",
     "Backend",
     "Batch",
     "Callback",
@@ -61,6 +64,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "Recurrent",
+    "SGD",
     "Sampler",
     "Seq2Seq",
     "SeqkitError",

@@ -7,16 +7,17 @@ A block has ``param_shapes()``, ``init_params(rng)`` and the named pair
 * ``backward(ops, params, cache, dy) -> (dx, grads)``, the hand-written gradient the NumPy
   reference uses; ``grads`` holds the block's parameters only.
 
-``ctx`` is the :class:`Context` of the call (the backend, training or not, the host random
-generator for dropout masks). What flows between the blocks of a recurrent model is a
+``ctx`` is the :class:`~seqkit.context.Context` of the call: training or not, and the host
+random generator dropout masks are drawn from (``Context()`` everywhere but ``fit``'s step). What flows between the blocks of a recurrent model is a
 :class:`Seq`: per-step data with the sequences' lengths and a recurrent state, so that the state
 reaches the block that reads it (many-to-one pooling, an encoder-decoder) without a model
 unpacking caches. :class:`Chain` composes blocks as thinc's ``chain`` does: its forward collects
 every block's cache, its backward runs the blocks' backwards in reverse.
 
 Every array-level layer of :mod:`seqkit.layers` (``OneHot``, ``Embedding``, ``DenseStack``) and
-any other with the same pair (a dropout layer) becomes a block over a :class:`Seq` through
-:class:`Encode` (the input, with the zero start input) or :class:`PerStep` (the head).
+any other with the same pair (:class:`~seqkit.dropout.Dropout`) becomes a block over a
+:class:`Seq` through :class:`Encode` (the input, with the zero start input) or :class:`PerStep`
+(dropout, the head).
 """
 
 from __future__ import annotations
@@ -27,25 +28,11 @@ from typing import Any
 import attrs
 import numpy as np
 
+from seqkit.context import Context
+from seqkit.dropout import stack_backward, stack_forward
 from seqkit.recurrent import Recurrent
 
-__all__ = ["Chain", "Context", "Encode", "LastState", "PerStep", "Seq", "Stack"]
-
-
-@attrs.frozen
-class Context:
-    """What every block's forward may read besides its input.
-
-    Attributes:
-        backend: the :class:`~seqkit.Backend` the model's parameters live on.
-        training: True inside ``fit``'s step (dropout is active), False everywhere else.
-        rng: in training, the host generator of the training random state: masks drawn from it
-            are the same on every backend and in every data-parallel process.
-    """
-
-    backend: Any
-    training: bool = False
-    rng: np.random.Generator | None = None
+__all__ = ["Chain", "Encode", "LastState", "PerStep", "Seq", "Stack"]
 
 
 @attrs.frozen
@@ -170,7 +157,7 @@ class Encode:
         return self.layer.init_params(rng)
 
     def forward(self, ops, params: dict, x: Seq, *, ctx: Context) -> tuple[Seq, Any]:
-        y, cache = self.layer.forward(ops, params, x.data)  # F1
+        y, cache = self.layer.forward(ops, params, x.data, ctx=ctx)  # F1
         keep = None
         if self.start_id is not None:
             keep = ops.asarray((np.asarray(x.data) != self.start_id)[..., None])  # (T, B, 1)
@@ -188,8 +175,8 @@ class Encode:
 class PerStep:
     """An array layer applied to a :class:`Seq`'s data at every step; lengths and state pass.
 
-    ``layer.forward(ops, params, x, *, ctx)`` when the layer takes a context (dropout), else
-    ``layer.forward(ops, params, x)``; the backward is the layer's.
+    The layer's ``forward(ops, params, x, *, ctx)`` and ``backward(ops, params, cache, dy)``
+    (a dense head, :class:`~seqkit.dropout.Dropout`).
     """
 
     layer: Any
@@ -208,10 +195,7 @@ class PerStep:
         return self.layer.init_params(rng)
 
     def forward(self, ops, params: dict, x: Seq, *, ctx: Context) -> tuple[Seq, Any]:
-        if getattr(self.layer, "takes_context", False):
-            y, cache = self.layer.forward(ops, params, x.data, ctx=ctx)
-        else:
-            y, cache = self.layer.forward(ops, params, x.data)
+        y, cache = self.layer.forward(ops, params, x.data, ctx=ctx)
         return Seq(y, x.lengths, x.state), cache
 
     def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
@@ -220,16 +204,22 @@ class PerStep:
 
 
 @attrs.frozen
-class Stack(_NoParams):
-    """A recurrent stack on the backend: ``Seq(x (T, B, I), lengths, state0)`` ->
+class Stack:
+    """A recurrent stack on a backend: ``Seq(x (T, B, I), lengths, state0)`` ->
     ``Seq(out (T, B, D*H), lengths, final state)``.
 
-    The backward takes the gradients of ``out`` (None: no block read it) and of the final state
-    (None: zeros) and returns those of ``x`` and of the initial state apart from the
-    parameters' (``backend.recurrent_backward``'s one dict, split).
+    Runs :func:`~seqkit.dropout.stack_forward` (one backend call of the whole stack, or one per
+    layer with ``layer.dropout`` masks in between when training). The backward takes the
+    gradients of ``out`` (None: no block read it) and of the final state (None: zeros) and
+    returns those of ``x`` and of the initial state in the :class:`Seq`, the parameters' apart.
+
+    Args:
+        layer: the :class:`~seqkit.Recurrent` specification (with its ``dropout``).
+        backend: the :class:`~seqkit.Backend` whose kernels run it.
     """
 
     layer: Recurrent
+    backend: Any = attrs.field(eq=False, repr=False)
 
     @property
     def output_size(self) -> int:
@@ -245,19 +235,17 @@ class Stack(_NoParams):
         return self.layer.init_params(rng)
 
     def forward(self, ops, params: dict, x: Seq, *, ctx: Context) -> tuple[Seq, Any]:
-        out, final, cache = ctx.backend.recurrent_forward(
-            self.layer, params, x.data, initial_state=x.state, lengths=x.lengths
+        out, final, cache = stack_forward(
+            self.backend, self.layer, params, x.data, x.state, x.lengths, ctx=ctx
         )
         T, B = x.data.shape[0], x.data.shape[1]
-        return Seq(out, x.lengths, final), (ctx.backend, cache, T, B)
+        return Seq(out, x.lengths, final), (cache, T, B)
 
     def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
-        backend, rnn_cache, T, B = cache
+        stack_cache, T, B = cache
         d_out = dy.data if dy.data is not None else ops.zeros((T, B, self.layer.output_size))
-        grads = backend.recurrent_backward(self.layer, rnn_cache, d_out, dy.state)
-        d_x = grads.pop("x")
-        d_state = tuple(grads.pop(f"{name}0") for name in self.layer.state_names)
-        return Seq(d_x, dy.lengths, d_state[0] if len(d_state) == 1 else d_state), grads
+        d_x, d_state, grads = stack_backward(self.backend, stack_cache, d_out, dy.state)
+        return Seq(d_x, dy.lengths, d_state), grads
 
 
 @attrs.frozen

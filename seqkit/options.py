@@ -14,6 +14,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from seqkit.optim import Optimizer, list_optimizers
+
 __all__ = ["SCHEDULES", "TrainingOptions"]
 
 #: The named learning-rate schedules; a callable ``step -> multiplier`` is the other choice.
@@ -63,8 +65,6 @@ def _seed(instance, attribute, value) -> None:
 
 
 def _optimizer(instance, attribute, value) -> None:
-    from seqkit.optim import Optimizer, list_optimizers
-
     if isinstance(value, str):
         if value not in list_optimizers():
             _fail(attribute, f"one of {', '.join(map(repr, list_optimizers()))}", value)
@@ -95,7 +95,7 @@ class TrainingOptions:
         steps: total optimizer steps (a resumed run continues up to this count).
         batch_size: examples per step (the global batch in data-parallel training).
         lr: the peak learning rate; None: an optimizer object's own, else 0.003.
-        optimizer: ``"sgd"``, ``"adagrad"``, ``"adam"``, a :class:`~seqkit.Optimizer` with its
+        optimizer: ``"sgd"``, ``"adagrad"``, ``"adam"``, ``"adamw"``, a :class:`~seqkit.Optimizer` with its
             hyperparameters, or its config dict.
         weight_decay: decoupled weight decay (AdamW for Adam); None: the optimizer's own.
         lr_schedule: ``"constant"``, ``"linear"`` (to 0 at ``steps``), ``"cosine"``, or a
@@ -122,7 +122,7 @@ class TrainingOptions:
     optimizer: str | Any = attrs.field(
         default="adam",
         validator=_optimizer,
-        metadata=_help("Optimizer.", ("adagrad", "adam", "sgd")),
+        metadata=_help("Optimizer.", tuple(list_optimizers())),
     )
     weight_decay: float | None = attrs.field(
         default=None,

@@ -15,7 +15,6 @@ every N steps and resumed gives exactly the parameters of a run that was never i
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from seqkit.blocks import Context
+from seqkit.context import Context
 from seqkit.callbacks import Callback
 from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
 from seqkit.errors import SeqkitError
@@ -260,8 +259,9 @@ def _step(run: Run, examples: Examples, rng: np.random.Generator, shard: slice, 
     step = state.step + 1
     if state.cursor + opts.batch_size > examples.size:  # a new epoch: reshuffle
         state.order, state.cursor = rng.permutation(examples.size), 0
-    batch = examples.batch(state.order[state.cursor : state.cursor + opts.batch_size][shard])
-    ctx = Context(model.backend, True, np.random.default_rng([state.dropout_seed, step]))
+    index = state.order[state.cursor : state.cursor + opts.batch_size]
+    batch = examples.batch(index[shard])
+    ctx = _context(state, step, shard, world, len(index))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # overflow is detected below and reported as one clear error, not as warnings
         loss, grads = model.loss_and_grads(batch, ctx=ctx)
@@ -279,8 +279,8 @@ def _step(run: Run, examples: Examples, rng: np.random.Generator, shard: slice, 
     if opts.clip_norm is not None:
         grads, _ = clip_grad_norm(grads, opts.clip_norm)
     lr = run.optimizer.lr * run.schedule(step - 1)
-    model.params, state.optimizer_state = _update(
-        run.optimizer, model.backend.ops, model.params, grads, state.optimizer_state, lr
+    model.params, state.optimizer_state = run.optimizer.update(
+        model.backend.ops, model.params, grads, state.optimizer_state, lr=lr
     )
     state.cursor += opts.batch_size
     state.step = step
@@ -291,39 +291,35 @@ def _step(run: Run, examples: Examples, rng: np.random.Generator, shard: slice, 
     return loss
 
 
+def _context(state: TrainingState, step: int, shard: slice, world: int, global_batch: int):
+    """The step's training :class:`~seqkit.context.Context`: its dropout masks come from a
+    host generator seeded by ``(state.dropout_seed, step)``: the same on every backend, in
+    every process of a data-parallel job (each keeps its rows), and after a resume."""
+    rng = np.random.default_rng([state.dropout_seed, step])
+    if world == 1:
+        return Context(training=True, rng=rng)
+    return Context(
+        training=True, rng=rng, rank=shard.start, world_size=world, global_batch=global_batch
+    )
+
+
 # --- optimizers and schedules ------------------------------------------------------------------
-# Thin adapters over seqkit.optim and seqkit.schedules: the functional optimizer API
-# (``update(..., lr=) -> (params, state)``, config dicts) is used when the optimizer has it.
-
-
 def build_optimizer(spec: Any, lr: float | None, weight_decay: float | None) -> Optimizer:
-    """The optimizer of the options: a name, an object or a config dict, with overrides."""
+    """The optimizer of the options: a name, an object or a config dict, with the options'
+    ``lr`` and ``weight_decay`` when they are set (a name without ``lr`` gets 0.003)."""
     overrides: dict[str, Any] = {}
+    if lr is not None:
+        overrides["lr"] = lr
+    elif isinstance(spec, str):
+        overrides["lr"] = 0.003
     if weight_decay is not None:
         overrides["weight_decay"] = weight_decay
-    if isinstance(spec, dict):
-        spec = dict(spec)
-        name = spec.pop("name")
-        return get_optimizer(name, **{**spec, **({"lr": lr} if lr else {}), **overrides})
-    if isinstance(spec, Optimizer):
-        return attrs.evolve(spec, **({"lr": lr} if lr else {}), **overrides)
-    return get_optimizer(spec, lr=lr or 0.003, **overrides)
+    return get_optimizer(spec, **overrides)
 
 
 def optimizer_config(optimizer: Optimizer) -> dict:
-    """``{"name": ..., hyperparameters}``, JSON-able (tuples as lists)."""
-    if hasattr(optimizer, "to_config"):
-        config = optimizer.to_config()
-    else:
-        config = {"name": optimizer.name, **optimizer.options()}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
-
-
-def _update(optimizer: Optimizer, ops, params: dict, grads: dict, state: dict, lr: float):
-    if "lr" in inspect.signature(optimizer.update).parameters:
-        return optimizer.update(ops, params, grads, state, lr=lr)
-    attrs.evolve(optimizer, lr=lr).update(ops, params, grads, state)
-    return params, state
+    """``optimizer.to_config()``: ``{"name": ..., hyperparameters}``, JSON-able."""
+    return optimizer.to_config()
 
 
 def get_schedule(spec: Any, *, steps: int, warmup: int) -> Callable[[int], float]:

@@ -50,7 +50,7 @@ class Recorder(Callback):
         ("steps", 0, "'steps' must be a positive integer (got 0)"),
         ("batch_size", 2.5, "'batch_size' must be a positive integer (got 2.5)"),
         ("lr", -1.0, "'lr' must be None or a positive finite number (got -1.0)"),
-        ("optimizer", "adamw", "'optimizer' must be one of 'adagrad', 'adam', 'sgd'"),
+        ("optimizer", "adamx", "'optimizer' must be one of 'adagrad', 'adam', 'adamw', 'sgd'"),
         ("lr_schedule", "step", "'lr_schedule' must be one of 'constant', 'linear', 'cosine'"),
         ("warmup_steps", -1, "'warmup_steps' must be an integer >= 0 (got -1)"),
         ("clip_norm", math.nan, "'clip_norm' must be None or a positive finite number (got nan)"),

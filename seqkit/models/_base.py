@@ -11,11 +11,13 @@ import attrs
 import numpy as np
 
 from seqkit.backend import Backend, get_backend
-from seqkit.blocks import Chain, Context, Encode, LastState, PerStep, Stack, prefixed, unprefixed
+from seqkit.blocks import Chain, Encode, LastState, PerStep, Stack, prefixed, unprefixed
 from seqkit.callbacks import Callback, Checkpoint, EarlyStopping, Evaluate, Progress
 from seqkit.checkpoint import Checkpoint as CheckpointFile
 from seqkit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from seqkit.context import Context
 from seqkit.distributed import DistributedInfo, from_environment
+from seqkit.dropout import Dropout, check_probability
 from seqkit.errors import unknown
 from seqkit.layers import DenseStack, Embedding, OneHot
 from seqkit.options import TrainingOptions
@@ -86,6 +88,9 @@ class Model(abc.ABC):
             this size.
         head_sizes: hidden sizes of the dense head before the output (none by default: one
             linear layer).
+        dropout: p in [0, 1): inverted dropout, in training only, on the input encoding,
+            between stacked recurrent layers (``Recurrent(dropout=p)``, PyTorch's meaning) and
+            before the head. 0 (default) trains bit for bit as no dropout.
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
@@ -132,6 +137,7 @@ class Model(abc.ABC):
         num_layers: int = 1,
         embedding_size: int | None = None,
         head_sizes: Sequence[int] = (),
+        dropout: float = 0.0,
         backend: str | Backend | None = None,
         dtype: str | None = None,
         device: str | None = None,
@@ -143,6 +149,8 @@ class Model(abc.ABC):
         self.num_layers = num_layers
         self.embedding_size = embedding_size
         self.head_sizes = tuple(head_sizes)
+        check_probability("dropout", dropout)
+        self.dropout = float(dropout)
         self.backend = resolve_backend(backend, dtype, device)
         self.network = self._network()
         self.loss_fn = self._loss()
@@ -166,9 +174,10 @@ class Model(abc.ABC):
         pool: bool = False,
         input_key: str = "encoder",
     ) -> Chain:
-        """``Encode -> Stack [-> LastState] [-> PerStep(head)]``: ids in, (T, B, outputs)
-        logits out, (B, outputs) with ``pool`` (many-to-one), the stack's output and final
-        state with ``outputs=None``."""
+        """``Encode [-> Dropout] -> Stack [-> LastState] [-> Dropout -> PerStep(head)]``: ids
+        in, (T, B, outputs) logits out, (B, outputs) with ``pool`` (many-to-one), the stack's
+        output and final state with ``outputs=None``. The dropout blocks are there when
+        ``dropout > 0``; masks are drawn in block order."""
         encoder = Encode(self._input(vocab_size), start_id=start_id)
         rnn = Recurrent(
             self.cell,
@@ -176,11 +185,17 @@ class Model(abc.ABC):
             self.hidden_size,
             num_layers=self.num_layers,
             bidirectional=bidirectional,
+            dropout=self.dropout,
         )
-        blocks: dict[str, Any] = {input_key: encoder, "rnn": Stack(rnn)}
+        blocks: dict[str, Any] = {input_key: encoder}
+        if self.dropout:
+            blocks["input_dropout"] = PerStep(Dropout(self.dropout))
+        blocks["rnn"] = Stack(rnn, self.backend)
         if pool:
             blocks["pool"] = LastState(rnn)
         if outputs is not None:
+            if self.dropout:
+                blocks["head_dropout"] = PerStep(Dropout(self.dropout))
             blocks["head"] = PerStep(DenseStack((rnn.output_size, *self.head_sizes, outputs)))
         return Chain(blocks)
 
@@ -214,6 +229,7 @@ class Model(abc.ABC):
             "num_layers": self.num_layers,
             "embedding_size": self.embedding_size,
             "head_sizes": list(self.head_sizes),
+            "dropout": self.dropout,
             **self._own_config(),
         }
 
@@ -249,7 +265,8 @@ class Model(abc.ABC):
 
     # --- the network and its loss --------------------------------------------------------------
     def _context(self, ctx: Context | None = None) -> Context:
-        return ctx if ctx is not None else Context(self.backend)
+        """``ctx``, or ``Context()`` (evaluation: no dropout) when None."""
+        return ctx if ctx is not None else Context()
 
     def _forward(self, inputs: Any, params: dict | None = None, ctx: Context | None = None):
         """The network's output for ``inputs`` (not in training: no dropout)."""
