@@ -8,11 +8,13 @@ A block has ``param_shapes()``, ``init_params(rng)`` and the named pair
   reference uses; ``grads`` holds the block's parameters only.
 
 ``ctx`` is the :class:`~seqkit.context.Context` of the call: training or not, and the host
-random generator dropout masks are drawn from (``Context()`` everywhere but ``fit``'s step). What flows between the blocks of a recurrent model is a
-:class:`Seq`: per-step data with the sequences' lengths and a recurrent state, so that the state
-reaches the block that reads it (many-to-one pooling, an encoder-decoder) without a model
-unpacking caches. :class:`Chain` composes blocks as thinc's ``chain`` does: its forward collects
-every block's cache, its backward runs the blocks' backwards in reverse.
+random generator dropout masks are drawn from (``Context()`` everywhere but ``fit``'s step).
+
+What flows between the blocks of a recurrent model is a :class:`Seq`: per-step data with the
+sequences' lengths and a recurrent state, so that the state reaches the block that reads it
+(many-to-one pooling, an encoder-decoder) without a model unpacking caches. :class:`Chain`
+composes blocks as thinc's ``chain`` does: its forward collects every block's cache, its
+backward runs the blocks' backwards in reverse.
 
 Every array-level layer of :mod:`seqkit.layers` (``OneHot``, ``Embedding``, ``DenseStack``) and
 any other with the same pair (:class:`~seqkit.dropout.Dropout`) becomes a block over a

@@ -69,7 +69,7 @@ def cli() -> None:
 # --- train ------------------------------------------------------------------------------------
 
 # what fixes the model's shape or the data: a resumed run must keep them
-_SHAPE = ("level", "cell", "hidden_size", "layers", "embedding_size", "dev_fraction")
+_SHAPE = ("level", "cell", "hidden_size", "layers", "embedding_size", "dropout", "dev_fraction")
 # the command line's defaults where they differ from fit's
 _CLI_DEFAULTS = {"steps": 1500, "batch_size": 64, "seed": 0}
 
@@ -93,6 +93,13 @@ def _model_options() -> list:
             type=click.IntRange(min=1),
             default=None,
             help="Learned embedding instead of one-hot input.",
+        ),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Dropout on the input, between layers and before the head (training only).",
         ),
         click.option("--backend", default=None, help="Backend name (default: config, else numpy)."),
         click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (torch backend)."),
@@ -238,9 +245,9 @@ def _resumed(path: str, options: dict):
         k for k in options if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
     }
     differs = [
-        f"--{k.replace('_', '-')} {options[k]!r} (saved {saved['options'][k]!r})"
+        f"--{k.replace('_', '-')} {options[k]!r} (saved {saved['options'].get(k)!r})"
         for k in _SHAPE
-        if k in given and options[k] != saved["options"][k]
+        if k in given and options[k] != saved["options"].get(k)
     ]
     if differs:
         raise click.ClickException(
@@ -364,6 +371,7 @@ def _new_model(vocab, options: dict):
         hidden_size=options["hidden_size"],
         num_layers=options["layers"],
         embedding_size=options["embedding_size"],
+        dropout=options["dropout"],
         backend=_backend(options["backend"], _device(options["device"]), options["dtype"]),
         seed=options["seed"],
     )

@@ -95,8 +95,8 @@ class TrainingOptions:
         steps: total optimizer steps (a resumed run continues up to this count).
         batch_size: examples per step (the global batch in data-parallel training).
         lr: the peak learning rate; None: an optimizer object's own, else 0.003.
-        optimizer: ``"sgd"``, ``"adagrad"``, ``"adam"``, ``"adamw"``, a :class:`~seqkit.Optimizer` with its
-            hyperparameters, or its config dict.
+        optimizer: ``"sgd"``, ``"adagrad"``, ``"adam"``, ``"adamw"``, a
+            :class:`~seqkit.Optimizer` with its hyperparameters, or its config dict.
         weight_decay: decoupled weight decay (AdamW for Adam); None: the optimizer's own.
         lr_schedule: ``"constant"``, ``"linear"`` (to 0 at ``steps``), ``"cosine"``, or a
             callable ``update index (0 first) -> multiplier of lr``.

@@ -23,9 +23,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from seqkit.context import Context
 from seqkit.callbacks import Callback
 from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
+from seqkit.context import Context
 from seqkit.errors import SeqkitError
 from seqkit.optim import Optimizer, get_optimizer
 from seqkit.options import TrainingOptions

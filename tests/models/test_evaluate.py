@@ -90,3 +90,71 @@ def test_every_model_takes_dev_data_and_early_stopping(kind):
     assert [s for s, _ in history.evals] == [2, 4, 6]
     best = min(metrics[model.monitor] for _, metrics in history.evals)
     assert model.evaluate(*data)[model.monitor] == pytest.approx(best, rel=1e-12)
+
+
+# --- against values computed by hand: every parameter zero but the output bias -------------------
+# With zero weights the recurrent state stays 0 (h = 0 for every cell here), so every step's
+# logits are the output bias b and every probability is softmax(b): the metrics follow from
+# counting tokens, with no model code involved.
+def constant(model, bias_name, bias):
+    params = {name: np.zeros_like(value) for name, value in model.numpy_params().items()}
+    params[bias_name] = np.asarray(bias, dtype=np.float64)
+    model._set_params(params)
+    return model
+
+
+def log_softmax(b):
+    b = np.asarray(b, dtype=np.float64)
+    return b - np.log(np.exp(b).sum())
+
+
+def test_language_model_metrics_by_hand():
+    v = vocab()
+    bias = np.linspace(-1.0, 1.5, len(v))
+    model = constant(seqkit.LanguageModel(v, **COMMON), "head.0.bias", bias)
+    ids = [i for t in TEXTS for i in v.encode(t) + [v.eos_id]]
+    nats = -float(np.mean(log_softmax(bias)[ids]))
+    metrics = model.evaluate(TEXTS)
+    assert metrics["nats_per_token"] == pytest.approx(nats, rel=1e-12)
+    assert metrics["perplexity"] == pytest.approx(math.exp(nats), rel=1e-12)
+
+
+def test_classifier_metrics_by_hand():
+    labels = [0, 2, 2, 1, 2, 0]
+    bias = [0.3, -0.2, 0.9]  # class 2 is predicted for every text
+    model = seqkit.SequenceClassifier(vocab(), 3, **COMMON)
+    constant(model, "head.0.bias", bias)
+    loss = -np.mean(log_softmax(bias)[labels])
+    assert model.evaluate(TEXTS, labels) == {
+        "loss": pytest.approx(loss, rel=1e-12),
+        "accuracy": 0.5,
+    }
+    binary = constant(seqkit.SequenceClassifier(vocab(), 2, **COMMON), "head.0.bias", [-0.4])
+    p1 = 1 / (1 + math.exp(0.4))  # P(class 1) = sigmoid(-0.4) < 1/2: class 0 everywhere
+    y = [0, 1, 1, 0, 0, 1]
+    loss = -np.mean([math.log(p1 if label else 1 - p1) for label in y])
+    assert binary.evaluate(TEXTS, y) == {"loss": pytest.approx(loss, rel=1e-12), "accuracy": 0.5}
+
+
+def test_tagger_metrics_by_hand():
+    tags = [["x" if c == "a" else "y" for c in t] for t in TEXTS]
+    bias = [0.25, -0.5]  # "x" everywhere
+    model = constant(seqkit.SequenceTagger(vocab(), ["x", "y"], **COMMON), "head.0.bias", bias)
+    gold = [["x", "y"].index(tag) for ts in tags for tag in ts]
+    metrics = model.evaluate(TEXTS, tags)
+    assert metrics["loss"] == pytest.approx(-np.mean(log_softmax(bias)[gold]), rel=1e-12)
+    assert metrics["token_accuracy"] == pytest.approx(gold.count(0) / len(gold), rel=1e-15)
+
+
+def test_seq2seq_metrics_by_hand():
+    targets = ["", "ba", "", "b", "ab", ""]
+    tv = vocab(["ab"])
+    bias = np.full(len(tv), -1.0)
+    bias[tv.eos_id] = 2.0  # greedy decoding ends at once: "" for every source
+    bias[tv.pad_id] = 3.0  # the most likely token, but never proposed by decoding
+    model = seqkit.Seq2Seq(vocab(), tv, **COMMON)
+    constant(model, "decoder.head.0.bias", bias)
+    ids = [i for t in targets for i in tv.encode(t) + [tv.eos_id]]
+    metrics = model.evaluate(TEXTS, targets)
+    assert metrics["loss"] == pytest.approx(-np.mean(log_softmax(bias)[ids]), rel=1e-12)
+    assert metrics["exact_match"] == 0.5
