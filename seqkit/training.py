@@ -25,6 +25,7 @@ import numpy as np
 
 from seqkit.callbacks import Callback
 from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
+from seqkit.config import resolve_seed
 from seqkit.context import Context
 from seqkit.errors import SeqkitError
 from seqkit.optim import Optimizer, get_optimizer
@@ -238,6 +239,7 @@ def _resumed(model, state: TrainingState, options: TrainingOptions, n_items: int
 
 
 def _fresh_state(model, optimizer, saved: dict, seed, n_items: int) -> TrainingState:
+    seed = resolve_seed(seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_items)
     dropout_seed = int(np.random.SeedSequence(seed).entropy)

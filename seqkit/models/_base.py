@@ -15,6 +15,7 @@ from seqkit.blocks import Chain, Encode, LastState, PerStep, Stack, prefixed, un
 from seqkit.callbacks import Callback, Checkpoint, EarlyStopping, Evaluate, Progress
 from seqkit.checkpoint import Checkpoint as CheckpointFile
 from seqkit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from seqkit.config import resolve_seed
 from seqkit.context import Context
 from seqkit.distributed import DistributedInfo, from_environment
 from seqkit.dropout import Dropout, check_probability
@@ -94,7 +95,7 @@ class Model(abc.ABC):
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
-        seed: initialises the parameters.
+        seed: initialises the parameters (None: the config's ``seed``, else fresh entropy).
 
     A subclass sets :attr:`kind`, :attr:`positional`, :attr:`data_names` and :attr:`monitor`,
     stores its own constructor arguments before calling ``super().__init__``, and implements
@@ -155,7 +156,7 @@ class Model(abc.ABC):
         self.network = self._network()
         self.loss_fn = self._loss()
         if _init:
-            self._set_params(self.network.init_params(np.random.default_rng(seed)))
+            self._set_params(self.network.init_params(np.random.default_rng(resolve_seed(seed))))
 
     # --- building blocks, for subclasses -------------------------------------------------------
     def _input(self, vocab_size: int) -> OneHot | Embedding:
@@ -385,17 +386,16 @@ class Model(abc.ABC):
         }
 
     @classmethod
-    def _from_checkpoint(cls, checkpoint: CheckpointFile, backend: Backend) -> Model:
-        """Rebuild from a checkpoint's config and extra, then load its parameters."""
-        config = dict(checkpoint.config)
+    def _from_config(cls, config: dict, extra: dict, backend: Backend) -> Model:
+        """The model a checkpoint's config and extra describe, on ``backend``, parameters not
+        yet allocated (:func:`load` sets them once the file is checked)."""
+        config = dict(config)
         config["cell"] = get_cell(config.pop("cell"), **config.pop("cell_options", {}))
         args = [
-            config.pop(name) if name in config else _from_json(name, checkpoint.extra[name])
+            config.pop(name) if name in config else _from_json(name, extra[name])
             for name in cls.positional
         ]
-        model = cls(*args, backend=backend, _init=False, **config)
-        model._load_params(checkpoint)
-        return model
+        return cls(*args, backend=backend, _init=False, **config)
 
     def save(self, path: str | os.PathLike, *, training_state: bool = True) -> None:
         """Write the model to ``path`` in the portable checkpoint format (atomic; no pickle).
@@ -414,19 +414,6 @@ class Model(abc.ABC):
         save_checkpoint(
             path, CheckpointFile(self.kind, self.config(), self.numpy_params(), extra, state=state)
         )
-
-    def _load_params(self, checkpoint: CheckpointFile) -> None:
-        expected = self.param_shapes()
-        got = {name: tuple(value.shape) for name, value in checkpoint.params.items()}
-        if expected != got:
-            missing = sorted(set(expected) - set(got))
-            wrong = sorted(n for n in set(expected) & set(got) if expected[n] != got[n])
-            raise CheckpointError(
-                f"checkpoint parameters do not fit a {self.kind}: missing {missing}, "
-                f"unexpected {sorted(set(got) - set(expected))}, wrong shape {wrong}"
-            )
-        self._set_params(checkpoint.params)
-
 
 def _to_json(value: Any) -> Any:
     return value.to_dict() if isinstance(value, Vocabulary) else list(value)
@@ -464,21 +451,27 @@ def load(
     Raises:
         CheckpointError: missing, truncated, corrupted, foreign or newer-version file.
     """
-    checkpoint = read_checkpoint(path)
-    cls = _KINDS.get(checkpoint.kind)
-    if cls is None:
-        raise CheckpointError(f"{path}: {unknown('model kind', checkpoint.kind, sorted(_KINDS))}")
     be = resolve_backend(backend, dtype, device)
+    built: list[Model] = []
+
+    def expected_shapes(kind: str, config: dict, extra: dict) -> dict[str, tuple[int, ...]]:
+        cls = _KINDS.get(kind)
+        if cls is None:
+            raise CheckpointError(unknown("model kind", kind, sorted(_KINDS)))
+        built.append(cls._from_config(config, extra, be))
+        return built[-1].param_shapes()
+
+    # the reader checks every member against these shapes before it decompresses anything
+    checkpoint = read_checkpoint(path, expected_shapes=expected_shapes)
+    model = built[-1]
     try:
-        model = cls._from_checkpoint(checkpoint, be)
+        model._set_params(checkpoint.params)
         model.metadata = dict(checkpoint.extra.get("metadata", {}))
         if "training" in checkpoint.extra:
             model.training_state = TrainingState.from_checkpoint(
                 checkpoint.extra["training"], checkpoint.state, be.ops
             )
         return model
-    except CheckpointError:
-        raise
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: checkpoint contents are invalid: {type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from seqkit.blocks import Chain, Seq
+from seqkit.config import resolve_seed
 from seqkit.data import check_texts, lm_batch
 from seqkit.losses import get_loss
 from seqkit.models._base import Batch, Model, check_vocab
@@ -138,7 +139,7 @@ class LanguageModel(Model):
             else {"temperature": temperature, "top_k": top_k, "top_p": top_p}
         )
         chooser = get_sampler(sampler, **options)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(resolve_seed(seed))
         logits, state = self._prefix_logits([prefix] * n)
         generated: list[list[int]] = [[] for _ in range(n)]
         alive = np.ones(n, dtype=bool)
