@@ -415,6 +415,7 @@ class Model(abc.ABC):
             path, CheckpointFile(self.kind, self.config(), self.numpy_params(), extra, state=state)
         )
 
+
 def _to_json(value: Any) -> Any:
     return value.to_dict() if isinstance(value, Vocabulary) else list(value)
 
