@@ -15,11 +15,12 @@ import attrs
 import numpy as np
 
 from seqkit.optim import Optimizer, list_optimizers
+from seqkit.schedules import list_schedules
 
 __all__ = ["SCHEDULES", "TrainingOptions"]
 
-#: The named learning-rate schedules; a callable ``step -> multiplier`` is the other choice.
-SCHEDULES = ("constant", "linear", "cosine")
+#: The named learning-rate schedules (:mod:`seqkit.schedules`); a callable is the other choice.
+SCHEDULES = tuple(list_schedules())
 
 
 def _is_int(value: Any) -> bool:
@@ -99,8 +100,10 @@ class TrainingOptions:
             :class:`~seqkit.Optimizer` with its hyperparameters, or its config dict.
         weight_decay: decoupled weight decay (AdamW for Adam); None: the optimizer's own.
         lr_schedule: ``"constant"``, ``"linear"`` (to 0 at ``steps``), ``"cosine"``, or a
-            callable ``update index (0 first) -> multiplier of lr``.
-        warmup_steps: the multiplier rises linearly over this many first updates.
+            callable ``j -> multiplier of lr`` for the j-th update after the warmup
+            (:func:`seqkit.schedules.get_schedule`, equal to ``torch.optim.lr_scheduler``).
+        warmup_steps: the multiplier rises linearly over this many first updates
+            (fewer than ``steps``).
         clip_norm: rescale gradients whose global norm exceeds this (None: never).
         clip_value: clamp every gradient entry to ``[-clip_value, clip_value]`` (None: never).
         seed: the training random state (minibatch order, dropout masks).
@@ -160,6 +163,12 @@ class TrainingOptions:
         default=True, validator=_bool, metadata=_help("End with the best evaluation's weights.")
     )
 
+    def __attrs_post_init__(self) -> None:
+        if self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"'warmup_steps' must be less than 'steps' = {self.steps} (got {self.warmup_steps})"
+            )
+
     @classmethod
     def build(cls, options: TrainingOptions | None = None, **overrides: Any) -> TrainingOptions:
         """``options`` (or the defaults) with ``overrides``; an unknown name lists the fields."""
@@ -174,15 +183,15 @@ class TrainingOptions:
     def to_dict(self) -> dict:
         """The options as JSON-able values (what a checkpoint stores).
 
-        An optimizer object becomes its config dict; a callable schedule ``"<callable>"``.
+        An optimizer object becomes its config dict; a callable schedule ``"callable"``.
         """
         from seqkit.training import optimizer_config
 
         out = attrs.asdict(self, recurse=False)
         if not isinstance(self.optimizer, str):
             out["optimizer"] = optimizer_config(self.optimizer)
-        if callable(self.lr_schedule):
-            out["lr_schedule"] = "<callable>"
+        if callable(self.lr_schedule):  # schedule_config's record: resume needs it again
+            out["lr_schedule"] = "callable"
         return out
 
     def differences(self, saved: dict, *, ignore: tuple[str, ...] = ("steps",)) -> list[str]:

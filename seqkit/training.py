@@ -30,6 +30,7 @@ from seqkit.context import Context
 from seqkit.errors import SeqkitError
 from seqkit.optim import Optimizer, get_optimizer
 from seqkit.options import TrainingOptions
+from seqkit.schedules import get_schedule
 
 __all__ = ["Examples", "Run", "TrainingDiverged", "TrainingHistory", "TrainingState", "train"]
 
@@ -208,7 +209,9 @@ def train(
         state = _resumed(model, resume, options, examples.size)
     rng = np.random.default_rng()
     rng.bit_generator.state = state.rng
-    schedule = get_schedule(options.lr_schedule, steps=options.steps, warmup=options.warmup_steps)
+    schedule = get_schedule(
+        options.lr_schedule, steps=options.steps, warmup_steps=options.warmup_steps
+    )
     main = distributed is None or distributed.is_main
     run = Run(model, options, state, optimizer, schedule, list(callbacks), main)
     model.training_state = state
@@ -322,31 +325,6 @@ def build_optimizer(spec: Any, lr: float | None, weight_decay: float | None) -> 
 def optimizer_config(optimizer: Optimizer) -> dict:
     """``optimizer.to_config()``: ``{"name": ..., hyperparameters}``, JSON-able."""
     return optimizer.to_config()
-
-
-def get_schedule(spec: Any, *, steps: int, warmup: int) -> Callable[[int], float]:
-    """The learning-rate multiplier of update k (0 first): ``seqkit.schedules`` when present."""
-    try:
-        from seqkit.schedules import get_schedule as schedules
-    except ImportError:
-        return _schedule(spec, steps, warmup)
-    return schedules(spec, steps=steps, warmup_steps=warmup)
-
-
-def _schedule(spec: Any, steps: int, warmup: int) -> Callable[[int], float]:
-    def multiplier(k: int) -> float:
-        if k < warmup:
-            return (k + 1) / warmup
-        if callable(spec):
-            return float(spec(k))
-        progress = (k - warmup) / max(1, steps - warmup)
-        if spec == "linear":
-            return 1.0 - progress
-        if spec == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
-
-    return multiplier
 
 
 def _jsonable(value: Any) -> Any:

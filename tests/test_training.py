@@ -10,7 +10,8 @@ import seqkit
 from seqkit.callbacks import Callback
 from seqkit.cli import cli
 from seqkit.distributed import DistributedInfo
-from seqkit.training import get_schedule
+from seqkit.schedules import get_schedule
+from seqkit.training import build_optimizer
 
 TEXTS = ["anna", "anne", "bob", "bobby", "carl", "carla", "dana", "dan", "eve", "evelyn"]
 DEV = ["annie", "bobo", "carlo"]
@@ -51,7 +52,7 @@ class Recorder(Callback):
         ("batch_size", 2.5, "'batch_size' must be a positive integer (got 2.5)"),
         ("lr", -1.0, "'lr' must be None or a positive finite number (got -1.0)"),
         ("optimizer", "adamx", "'optimizer' must be one of 'adagrad', 'adam', 'adamw', 'sgd'"),
-        ("lr_schedule", "step", "'lr_schedule' must be one of 'constant', 'linear', 'cosine'"),
+        ("lr_schedule", "step", "'lr_schedule' must be one of 'constant', 'cosine', 'linear'"),
         ("warmup_steps", -1, "'warmup_steps' must be an integer >= 0 (got -1)"),
         ("clip_norm", math.nan, "'clip_norm' must be None or a positive finite number (got nan)"),
         ("patience", 0, "'patience' must be a positive integer (got 0)"),
@@ -207,7 +208,7 @@ def test_the_scheduled_lr_reaches_every_update(schedule, warmup):
         seed=0,
     )
     manual = lm()
-    multiplier = get_schedule(schedule, steps=steps, warmup=warmup)
+    multiplier = get_schedule(schedule, steps=steps, warmup_steps=warmup)
     batch = manual.batch(TEXTS)
     for k in range(steps):
         _, grads = manual.loss_and_grads(batch)
@@ -217,12 +218,34 @@ def test_the_scheduled_lr_reaches_every_update(schedule, warmup):
         np.testing.assert_allclose(model.numpy_params()[name], value, rtol=1e-10, atol=1e-13)
 
 
-def test_schedule_multipliers():
-    linear = get_schedule("linear", steps=10, warmup=0)
-    assert [linear(k) for k in (0, 5)] == [1.0, 0.5]
-    cosine = get_schedule("cosine", steps=12, warmup=2)
-    assert cosine(0) == pytest.approx(0.5) and cosine(2) == pytest.approx(1.0)
-    assert get_schedule("constant", steps=3, warmup=0)(2) == 1.0
+def test_an_optimizer_object_with_weight_decay_trains_and_is_restored(tmp_path):
+    """fit(optimizer=seqkit.Adam(...), weight_decay=w) is the functional AdamW update by hand,
+    and the checkpoint brings back the same optimizer."""
+    steps, opt = 4, seqkit.Adam(lr=0.02, betas=(0.8, 0.95), eps=1e-7)
+    path = tmp_path / "adam.npz"
+    model = lm()
+    model.fit(
+        TEXTS,
+        steps=steps,
+        batch_size=len(TEXTS),
+        optimizer=opt,
+        weight_decay=0.1,
+        clip_norm=None,
+        seed=0,
+        checkpoint=path,
+    )
+    manual = lm()
+    decayed = seqkit.Adam(lr=0.02, betas=(0.8, 0.95), eps=1e-7, weight_decay=0.1)
+    ops, batch = manual.backend.ops, manual.batch(TEXTS)
+    state = decayed.init_state(ops, manual.params)
+    for _ in range(steps):
+        _, grads = manual.loss_and_grads(batch)
+        manual.params, state = decayed.update(ops, manual.params, grads, state)
+    for name, value in manual.numpy_params().items():
+        np.testing.assert_allclose(model.numpy_params()[name], value, rtol=1e-12, atol=1e-14)
+    saved = seqkit.load(path).training_state.options
+    assert seqkit.get_optimizer(saved["optimizer"]) == opt
+    assert build_optimizer(saved["optimizer"], saved["lr"], saved["weight_decay"]) == decayed
 
 
 # --- backends and processes ---------------------------------------------------------------------
