@@ -22,6 +22,7 @@ _KINDS: dict[str, str] = {
     "seqkit_register_corpora": "corpus",
     "seqkit_register_losses": "loss",
     "seqkit_register_samplers": "sampler",
+    "seqkit_register_tasks": "task",
 }
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "seqkit_register_corpora",
     "seqkit_register_losses",
     "seqkit_register_samplers",
+    "seqkit_register_tasks",
 ]
 
 #: Marks a hook specification (seqkit's own use).
@@ -47,3 +48,8 @@ def seqkit_register_samplers():
 @hookspec
 def seqkit_register_corpora():
     """Return a list of :class:`seqkit.corpora.Corpus` instances, each with a unique ``name``."""
+
+
+@hookspec
+def seqkit_register_tasks():
+    """Return a list of :class:`seqkit.tasks.Task` instances, each with a unique ``name``."""
