@@ -12,6 +12,7 @@ from seqkit._plugins import (
     unregister_plugin,
 )
 from seqkit.backend import Backend, get_backend
+from seqkit.callbacks import Callback
 from seqkit.cells import Cell
 from seqkit.checkpoint import CheckpointError
 from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
@@ -21,11 +22,21 @@ from seqkit.errors import ConfigError, PluginError, SeqkitError, ShapeError, Unk
 from seqkit.hookspecs import hookimpl
 from seqkit.layers import Dense, DenseStack, Embedding, OneHot
 from seqkit.losses import Loss, get_loss
-from seqkit.models import LanguageModel, Model, Seq2Seq, SequenceClassifier, SequenceTagger, load
+from seqkit.models import (
+    Batch,
+    LanguageModel,
+    Model,
+    Seq2Seq,
+    SequenceClassifier,
+    SequenceTagger,
+    load,
+)
 from seqkit.ops import Ops
 from seqkit.optim import SGD, Adagrad, Adam, AdamW, Optimizer, get_optimizer, list_optimizers
+from seqkit.options import TrainingOptions
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import Sampler, get_sampler
+from seqkit.schedules import get_schedule, list_schedules, schedule_config
 from seqkit.training import TrainingDiverged, TrainingHistory
 from seqkit.vocab import Vocabulary
 
@@ -36,6 +47,8 @@ __all__ = [
     "Adam",
     "AdamW",
     "Backend",
+    "Batch",
+    "Callback",
     "Cell",
     "CheckpointError",
     "Config",
@@ -61,6 +74,7 @@ __all__ = [
     "ShapeError",
     "TrainingDiverged",
     "TrainingHistory",
+    "TrainingOptions",
     "UnknownNameError",
     "Vocabulary",
     "clip_grad_norm",
@@ -70,6 +84,7 @@ __all__ = [
     "get_loss",
     "get_optimizer",
     "get_sampler",
+    "get_schedule",
     "global_norm",
     "hookimpl",
     "iterate_minibatches",
@@ -79,6 +94,7 @@ __all__ = [
     "list_optimizers",
     "list_plugins",
     "list_samplers",
+    "list_schedules",
     "lm_batch",
     "load",
     "load_config",
@@ -87,5 +103,6 @@ __all__ = [
     "pad_batch",
     "plugin_manager",
     "register_plugin",
+    "schedule_config",
     "unregister_plugin",
 ]
