@@ -123,9 +123,14 @@ def dropout_mask(ctx: Context, shape: tuple[int, ...], p: float) -> np.ndarray |
     if len(shape) < 2:
         raise ShapeError(f"a dropout mask needs a (..., B, F) shape (got {shape})")
     rows = ctx.rows(shape[-2])
+    # Each mask comes from a child generator seeded by one draw of ctx.rng, so ctx.rng advances by
+    # the same amount whatever the shape: data-parallel ranks pad their shards to their own
+    # longest sequence (a different T), and the leading axis of a C-order draw keeps the values of
+    # every valid step equal to those of one process's mask.
+    child = np.random.default_rng(ctx.rng.integers(2**63))
     if ctx.global_batch is None:
-        return draw_mask(ctx.rng, shape, p)
-    full = draw_mask(ctx.rng, (*shape[:-2], ctx.global_batch, shape[-1]), p)
+        return draw_mask(child, shape, p)
+    full = draw_mask(child, (*shape[:-2], ctx.global_batch, shape[-1]), p)
     return full[..., rows, :]
 
 

@@ -72,16 +72,8 @@ def assert_same_params(a, b, tol):
         np.testing.assert_allclose(pa[name], pb[name], rtol=tol, atol=tol, err_msg=name)
 
 
-DROPOUT_SHARDS = pytest.mark.xfail(
-    strict=True,
-    reason="a shard pads to its own longest sequence T_r, so a mask drawn for (T_r, B, F) "
-    "advances the generator unlike the one-process (T, B, F) draw: the masks after the first "
-    "differ (fix: draw each mask from a child generator, or pad every shard to the global T)",
-)
-
-
 @pytest.mark.parametrize(
-    "extra", [[], pytest.param(["--dropout", "0.3", "--layers", "2"], marks=DROPOUT_SHARDS)]
+    "extra", [[], ["--dropout", "0.3", "--layers", "2"]]
 )
 def test_two_processes_equal_one(tmp_path, data, extra):
     """With dropout too (not yet): each process keeps its rows of the global batch's masks."""

@@ -11,6 +11,11 @@ from seqkit.dropout import Dropout, draw_mask, dropout_mask, stack_backward, sta
 from tests.helpers import backend64, numeric_grad, random_inputs, state_parts
 
 
+def child(rng):
+    """The child generator dropout_mask draws each mask from."""
+    return np.random.default_rng(rng.integers(2**63))
+
+
 def torch_backend64():
     pytest.importorskip("torch")
     from seqkit_torch import TorchBackend
@@ -152,7 +157,7 @@ def test_block_forward_and_backward(shape):
     block = Dropout(0.5)
     assert block.param_shapes() == {} and block.init_params(0) == {}
     y, cache = block.forward(ops, {}, x, ctx=training(2))
-    mask = draw_mask(np.random.default_rng(2), shape, 0.5)
+    mask = draw_mask(child(np.random.default_rng(2)), shape, 0.5)
     np.testing.assert_array_equal(y, x * mask)
     dx, grads = block.backward(ops, {}, cache, dy)
     assert grads == {}
@@ -240,7 +245,7 @@ def test_draws_one_mask_per_layer_boundary_in_layer_order():
     _, _, cache = stack_forward(be, layer, params, x, state, lengths, ctx=ctx)
     rng = np.random.default_rng(5)
     T, B = x.shape[:2]
-    expected = [draw_mask(rng, (T, B, layer.output_size), 0.3) for _ in range(2)]
+    expected = [draw_mask(child(rng), (T, B, layer.output_size), 0.3) for _ in range(2)]
     assert len(cache.masks) == 2
     for got, want in zip(cache.masks, expected):
         np.testing.assert_array_equal(got, want)
