@@ -86,9 +86,14 @@ class CompiledCell(Cell):
     def step(self, ops, xg, hg, state, params):
         if not self.failed:
             try:
-                return self._call(self._step, xg, hg, state, params)
+                new, cache = self._call(self._step, xg, hg, state, params)
             except Exception as exc:  # compile errors surface on the first call of a shape
                 self._fall_back(exc)
+            else:
+                # Inductor drops a copy whose input it may alias (the graph is pure), so the
+                # GRU's copy of hg_n can come back as a view of hg, whose memory the driver
+                # reuses at the next step: such outputs are copied here, nothing else is
+                return _unshare((new, cache), hg.untyped_storage().data_ptr())
         return self.cell.step(ops, xg, hg, state, params)
 
     def step_backward(self, ops, d_state, cache, params, grads):
@@ -134,6 +139,17 @@ def _plain(obj):
         return type(obj)(_plain(o) for o in obj)
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _unshare(obj, data_ptr: int):
+    """``obj`` with every tensor stored at ``data_ptr`` replaced by a copy."""
+    if isinstance(obj, torch.Tensor):
+        return obj.clone() if obj.untyped_storage().data_ptr() == data_ptr else obj
+    if isinstance(obj, tuple | list):
+        return type(obj)(_unshare(o, data_ptr) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _unshare(v, data_ptr) for k, v in obj.items()}
     return obj
 
 
