@@ -23,7 +23,7 @@ from seqkit.layers import Dense, DenseStack, Embedding, OneHot
 from seqkit.losses import Loss, get_loss
 from seqkit.models import LanguageModel, Model, Seq2Seq, SequenceClassifier, SequenceTagger, load
 from seqkit.ops import Ops
-from seqkit.optim import Optimizer, get_optimizer, list_optimizers
+from seqkit.optim import SGD, Adagrad, Adam, AdamW, Optimizer, get_optimizer, list_optimizers
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import Sampler, get_sampler
 from seqkit.training import TrainingDiverged, TrainingHistory
@@ -32,6 +32,9 @@ from seqkit.vocab import Vocabulary
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adagrad",
+    "Adam",
+    "AdamW",
     "Backend",
     "Cell",
     "CheckpointError",
@@ -49,6 +52,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "Recurrent",
+    "SGD",
     "Sampler",
     "Seq2Seq",
     "SeqkitError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.metadata
 from typing import Any
@@ -67,9 +68,46 @@ class _Manager:
         except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"plugin {name or plugin!r} could not be registered: {exc}") from exc
         assert name is not None
+        try:
+            self._check_hook_names(plugin, name, origin)
+        except PluginError:
+            self.pm.unregister(plugin)
+            raise
         self._origin[name] = origin
         self._registries = None
         return name
+
+    def _check_hook_names(self, plugin: object, name: str, origin) -> None:
+        """Every ``@hookimpl`` must name a seqkit hook, and a function named like a hook must
+        be marked: a typo or a missing decorator would otherwise register nothing, silently.
+        (pluggy's ``check_pending`` finds the first case, for every plugin at once.)"""
+        hooks = self.hook_names()
+        where = f"plugin {name!r}" + (f" (entry point '{origin[2]}')" if origin[2] else "")
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            if any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()):
+                close = difflib.get_close_matches(caller.name, hooks, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise PluginError(
+                    f"{where} implements unknown hook {caller.name!r}{hint} "
+                    f"(seqkit's hooks: {', '.join(hooks)})"
+                )
+        for hook in hooks:
+            function = getattr(plugin, hook, None)
+            if callable(function) and not hasattr(function, "seqkit_impl"):
+                raise PluginError(
+                    f"{where} defines {hook}() without marking it with @seqkit.hookimpl, "
+                    f"so seqkit would never call it"
+                )
+
+    def hook_names(self) -> list[str]:
+        """The names of every hook seqkit specifies, sorted."""
+        return sorted(
+            n
+            for n, caller in vars(self.pm.hook).items()
+            if not n.startswith("_") and caller.has_spec()
+        )
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)

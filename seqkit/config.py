@@ -22,7 +22,7 @@ import attrs
 
 from seqkit.errors import ConfigError
 
-__all__ = ["Config", "load_config", "find_config_file", "DTYPES"]
+__all__ = ["Config", "load_config", "find_config_file", "default_seed", "resolve_seed", "DTYPES"]
 
 DTYPES = ("float32", "float64")
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|auto)$")
@@ -140,3 +140,26 @@ def load_config(
         if value is not None:
             values[key] = _check(key, value, f"argument {key!r}")
     return Config(**values)
+
+
+def default_seed(
+    *, cwd: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """The configured default seed (``SEQKIT_SEED``, then the config file's ``seed``), or None.
+
+    Raises:
+        ConfigError: the environment or the config file holds an invalid value.
+    """
+    return load_config(cwd=cwd, environ=environ).seed
+
+
+def resolve_seed(seed: Any, **sources: Any) -> Any:
+    """``seed`` itself, or :func:`default_seed` when it is ``None``: what every initialiser,
+    shuffler and sampler passes to ``numpy.random.default_rng``. ``seed`` may be an int or a
+    ``numpy.random.Generator``; ``sources`` are :func:`default_seed`'s ``cwd`` and ``environ``.
+
+    >>> from seqkit.config import resolve_seed
+    >>> resolve_seed(3)
+    3
+    """
+    return default_seed(**sources) if seed is None else seed

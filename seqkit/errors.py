@@ -1,6 +1,13 @@
 """The exceptions seqkit raises: each names the argument, what was expected and what arrived."""
 
-__all__ = ["SeqkitError", "ShapeError", "ConfigError", "PluginError", "UnknownNameError"]
+__all__ = [
+    "SeqkitError",
+    "ShapeError",
+    "ConfigError",
+    "DataError",
+    "PluginError",
+    "UnknownNameError",
+]
 
 
 class SeqkitError(Exception):
@@ -13,6 +20,10 @@ class ShapeError(SeqkitError, ValueError):
 
 class ConfigError(SeqkitError, ValueError):
     """A configuration key or value is invalid; the message names the source."""
+
+
+class DataError(SeqkitError, ValueError):
+    """An input file cannot be read as text; the message names the file and where."""
 
 
 class PluginError(SeqkitError):

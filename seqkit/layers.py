@@ -362,7 +362,7 @@ class Embedding:
             ``(None, {"weight": (V, E)})``: ids have no gradient.
         """
         dW = ops.zeros((self.num_embeddings, self.embedding_dim))
-        return None, {"weight": ops.add_rows_(dW, cache, dy)}  # B1
+        return None, {"weight": ops.add_rows(dW, cache, dy, inplace=True)}  # B1
 
 
 @attrs.frozen

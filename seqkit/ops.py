@@ -1,14 +1,26 @@
-"""The array operations a cell and the BPTT driver are written against.
+"""The array operations a cell, a layer, a loss and an optimizer are written against.
 
-A backend supplies one :class:`Ops` object. ``ops.xp`` is its array module (``numpy``, ``torch``);
-arithmetic operators and slicing work on its arrays directly. The methods below are the few
-places where array modules differ. Functions ending in ``_`` work in place and return their
-argument, so a hot loop allocates nothing it does not keep.
+A backend supplies one :class:`Ops` object. ``ops.xp`` is its array module (``numpy``,
+``torch``, ``jax.numpy``); arithmetic operators and reading slices work on its arrays directly.
+
+The contract is functional: every operation returns its result, and a caller uses that return
+value and never relies on an argument having changed. In-place work is an *option* of an
+operation, thinc's way: ``ops.sigmoid(x, inplace=True)`` allows the backend to write the result
+into ``x`` and return it (NumPy and torch do, so a hot loop allocates nothing it does not keep);
+a backend with immutable arrays ignores the flag and returns a new array. A caller passes
+``inplace=True`` only for an array nobody reads afterwards, and must not read ``x`` after the
+call (it holds the old values on one backend and the new ones on another).
+
+The defaults below call ``self.xp`` with NumPy's API (``axis=``, ``keepdims=``), which NumPy,
+CuPy and ``jax.numpy`` share, and honour no in-place request except through the augmented
+operators (``a += b``, which rebinds ``a`` on an immutable backend). A backend overrides only
+what its array module does differently (torch: ``dim=`` names, devices) or faster.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,12 +33,12 @@ __all__ = ["Ops"]
 class Ops(abc.ABC):
     """Array namespace plus stable activations for one backend, device and dtype."""
 
-    #: The array module (``numpy`` or ``torch``).
+    #: The array module (``numpy``, ``torch``, ``jax.numpy``).
     xp: Any
     #: The floating dtype every array is created with, as a string (``"float32"``, ``"float64"``).
     dtype: str
 
-    # --- conversion -----------------------------------------------------------------------
+    # --- conversion and creation: dtype and device handling differs per backend -------------------
     @abc.abstractmethod
     def asarray(self, a: Any) -> Array:
         """``a`` (NumPy array, list, or this backend's array) as this backend's float array."""
@@ -35,116 +47,129 @@ class Ops(abc.ABC):
     def to_numpy(self, a: Array) -> np.ndarray:
         """A NumPy array with the values of ``a`` (a copy where the backend needs one)."""
 
-    # --- creation --------------------------------------------------------------------------
     @abc.abstractmethod
     def empty(self, shape: tuple[int, ...]) -> Array:
-        """An uninitialised float array."""
-
-    @abc.abstractmethod
-    def copy(self, a: Array) -> Array:
-        """A new array with the values and the memory layout of ``a``."""
-
-    def empty_like(self, a: Array) -> Array:
-        """An uninitialised float array with the shape and the memory layout of ``a``.
-
-        Cells allocate their per-step results with it, so that they keep the feature-major
-        layout the BPTT driver gives every per-step array. The default ignores the layout.
-        """
-        return self.empty(tuple(a.shape))
+        """An uninitialised float array (a backend without them may return zeros)."""
 
     @abc.abstractmethod
     def zeros(self, shape: tuple[int, ...]) -> Array:
         """A float array of zeros."""
 
     @abc.abstractmethod
+    def copy(self, a: Array) -> Array:
+        """A new array with the values and the memory layout of ``a``."""
+
+    @abc.abstractmethod
     def mask(self, lengths: np.ndarray, steps: int) -> Array:
         """``(T, B, 1)`` boolean array: true where ``t < lengths[b]``."""
 
-    # --- linear algebra and indexing -----------------------------------------------------------
-    @abc.abstractmethod
-    def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
-        """``a @ b``, written into ``out`` when given."""
-
-    @abc.abstractmethod
-    def take_time(self, x: Array, index: np.ndarray) -> Array:
-        """``x[index[t, b], b]`` for ``x`` of shape ``(T, B, ...)`` and ``index`` ``(T, B)``."""
-
-    @abc.abstractmethod
-    def where(self, cond: Array, a: Array, b: Array) -> Array:
-        """Elementwise ``a`` where ``cond`` else ``b`` (``cond`` broadcasts)."""
-
-    @abc.abstractmethod
-    def sum_leading(self, a: Array) -> Array:
-        """Sum over every axis but the last: ``(..., N) -> (N,)``."""
-
-    # --- activations ---------------------------------------------------------------------------
-    @abc.abstractmethod
-    def sigmoid_(self, x: Array) -> Array:
-        """Logistic sigmoid in place, without overflow for any finite input."""
-
-    @abc.abstractmethod
-    def tanh_(self, x: Array) -> Array:
-        """Hyperbolic tangent in place."""
-
-    @abc.abstractmethod
-    def relu_(self, x: Array) -> Array:
-        """``max(x, 0)`` in place."""
-
-    def tanh(self, x: Array) -> Array:
-        """Hyperbolic tangent into a new array."""
-        return self.tanh_(self.copy(x))
-
-    def sigmoid(self, x: Array) -> Array:
-        """Logistic sigmoid into a new array."""
-        return self.sigmoid_(self.copy(x))
-
-    def relu(self, x: Array) -> Array:
-        """``max(x, 0)`` into a new array."""
-        return self.relu_(self.copy(x))
-
-    # --- losses, layers and optimizers (seqkit.losses, seqkit.layers, seqkit.optim) -------------
-    # Not abstract, so that a backend written before them keeps working until it needs them.
-    # Every one returns a new array and leaves its arguments alone (autograd-safe), except
-    # ``add_rows_``, which is only used by hand-written backward code.
-
-    def _missing(self, name: str) -> NotImplementedError:
-        return NotImplementedError(f"{type(self).__name__} does not implement {name}")
-
     def int_array(self, a: Any) -> Array:
         """``a`` (NumPy array, list, or this backend's array) as this backend's int64 array."""
-        raise self._missing("int_array")
+        return self.xp.asarray(a, dtype="int64")
+
+    def empty_like(self, a: Array) -> Array:
+        """An uninitialised float array with the shape and the memory layout of ``a``."""
+        return self.xp.empty_like(a)
+
+    # --- elementwise arithmetic -------------------------------------------------------------------
+    def add(self, a: Array, b: Array | float, *, inplace: bool = False) -> Array:
+        """``a + b``; with ``inplace`` the result may go into ``a`` (of the result's shape)."""
+        if inplace:
+            a += b  # in place on NumPy and torch; a new array on an immutable backend
+            return a
+        return a + b
+
+    def sub(self, a: Array, b: Array | float, *, inplace: bool = False) -> Array:
+        """``a - b``; with ``inplace`` the result may go into ``a`` (of the result's shape)."""
+        if inplace:
+            a -= b
+            return a
+        return a - b
+
+    def mul(self, a: Array, b: Array | float, *, inplace: bool = False) -> Array:
+        """``a * b``; with ``inplace`` the result may go into ``a`` (of the result's shape)."""
+        if inplace:
+            a *= b
+            return a
+        return a * b
 
     def exp(self, x: Array) -> Array:
         """Elementwise ``e**x``."""
-        raise self._missing("exp")
+        return self.xp.exp(x)
 
     def log(self, x: Array) -> Array:
         """Elementwise natural logarithm."""
-        raise self._missing("log")
+        return self.xp.log(x)
 
     def sqrt(self, x: Array) -> Array:
         """Elementwise square root."""
-        raise self._missing("sqrt")
+        return self.xp.sqrt(x)
 
+    def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
+        """Elementwise ``a`` where ``cond`` else ``b`` (``cond`` broadcasts)."""
+        return self.xp.where(cond, a, b)
+
+    # --- activations ------------------------------------------------------------------------------
+    def sigmoid(self, x: Array, *, inplace: bool = False) -> Array:
+        """Logistic sigmoid, finite for every finite input; ``inplace`` as for :meth:`add`."""
+        return self.xp.exp(-self.xp.logaddexp(0.0, -x))  # exp(-log(1 + e^-x)): no overflow
+
+    def tanh(self, x: Array, *, inplace: bool = False) -> Array:
+        """Hyperbolic tangent; ``inplace`` as for :meth:`add`."""
+        return self.xp.tanh(x)
+
+    def relu(self, x: Array, *, inplace: bool = False) -> Array:
+        """``max(x, 0)``; ``inplace`` as for :meth:`add`."""
+        return self.xp.where(x > 0, x, 0.0)
+
+    # --- blocks, linear algebra and indexing ------------------------------------------------------
+    def concat(self, blocks: Sequence[Array], *, inplace: bool = False) -> Array:
+        """The blocks side by side on the last axis: ``(..., N_k)`` each -> ``(..., sum N_k)``.
+
+        How a cell builds a gate array from per-gate results. With ``inplace`` the result may
+        share memory with the blocks: NumPy then returns, without a copy, the array the blocks
+        are adjacent views of (the gate blocks a cell computed in place in one array).
+        """
+        return self.xp.concatenate(list(blocks), axis=-1)
+
+    def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
+        """``a @ b``, written into ``out`` when given (only the BPTT driver passes ``out``)."""
+        return self.xp.matmul(a, b) if out is None else self.xp.matmul(a, b, out=out)
+
+    def take_time(self, x: Array, index: np.ndarray) -> Array:
+        """``x[index[t, b], b]`` for ``x`` of shape ``(T, B, ...)`` and ``index`` ``(T, B)``."""
+        return x[self.xp.asarray(index), self.xp.arange(x.shape[1])[None, :]]
+
+    def sum_leading(self, a: Array) -> Array:
+        """Sum over every axis but the last: ``(..., N) -> (N,)``."""
+        return self.xp.sum(a.reshape(-1, a.shape[-1]), 0)
+
+    # --- reductions and losses --------------------------------------------------------------------
     def sum(self, x: Array, axis: int | None = None, keepdims: bool = False) -> Array:
         """Sum over ``axis`` (every axis when None, giving a 0-d array, not a Python scalar)."""
-        raise self._missing("sum")
+        return self.xp.asarray(self.xp.sum(x, axis=axis, keepdims=keepdims))
 
     def logsumexp(self, x: Array, keepdims: bool = False) -> Array:
         """``log(sum(exp(x)))`` over the last axis, without overflow: ``(..., N) -> (...)``."""
-        raise self._missing("logsumexp")
+        # shift by the row maximum so that exp never overflows; the largest term is exp(0) = 1
+        xp = self.xp
+        m = xp.max(x, axis=-1, keepdims=True)
+        out = xp.log(xp.sum(xp.exp(x - m), axis=-1, keepdims=True)) + m
+        return out if keepdims else out[..., 0]
 
     def log_softmax(self, x: Array) -> Array:
         """``x - logsumexp(x)`` over the last axis, without overflow: ``(..., N) -> (..., N)``."""
-        raise self._missing("log_softmax")
+        return x - self.logsumexp(x, keepdims=True)
 
     def softmax(self, x: Array) -> Array:
         """``exp(x) / sum(exp(x))`` over the last axis, without overflow: ``(..., N)``."""
-        raise self._missing("softmax")
+        e = self.xp.exp(x - self.xp.max(x, axis=-1, keepdims=True))
+        return e / self.xp.sum(e, axis=-1, keepdims=True)
 
     def log_sigmoid(self, x: Array) -> Array:
         """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``: finite for every finite ``x``."""
-        raise self._missing("log_sigmoid")
+        xp = self.xp
+        return xp.minimum(x, 0.0) - xp.log1p(xp.exp(-xp.abs(x)))  # exp(-|x|) <= 1
 
     def take_last(self, x: Array, ids: Array) -> Array:
         """``x[..., ids[...]]``: one entry of the last axis per position.
@@ -152,20 +177,24 @@ class Ops(abc.ABC):
         ``x`` is ``(..., N)`` float, ``ids`` ``(...)`` int (from :meth:`int_array`); the result
         is ``(...)``.
         """
-        raise self._missing("take_last")
+        return self.xp.take_along_axis(x, ids[..., None], axis=-1)[..., 0]
 
     def one_hot(self, ids: Array, n: int) -> Array:
         """``(...)`` int ids in ``0..n-1`` as ``(..., n)`` float rows of zeros with a single 1."""
-        raise self._missing("one_hot")
+        return self.xp.asarray(ids[..., None] == self.xp.arange(n), dtype=self.dtype)
 
+    # --- embeddings -------------------------------------------------------------------------------
     def rows(self, W: Array, ids: Array) -> Array:
         """Embedding lookup ``W[ids]``: ``W`` ``(V, E)``, ``ids`` ``(...)`` int -> ``(..., E)``."""
-        raise self._missing("rows")
+        return W[ids]
 
-    def add_rows_(self, dW: Array, ids: Array, d: Array) -> Array:
-        """Scatter-add, in place: ``dW[ids[j]] += d[j]`` for every position ``j``; returns ``dW``.
+    def add_rows(self, dW: Array, ids: Array, d: Array, *, inplace: bool = False) -> Array:
+        """Scatter-add: ``dW`` with ``d[j]`` added to row ``ids[j]`` for every position ``j``.
 
         ``dW`` is ``(V, E)``, ``ids`` ``(...)`` int, ``d`` ``(..., E)``. Repeated ids accumulate
-        (``numpy.add.at``, not ``dW[ids] += d``): the embedding backward.
+        (``numpy.add.at``, not ``dW[ids] += d``): the embedding backward. ``inplace`` as for
+        :meth:`add`.
         """
-        raise self._missing("add_rows_")
+        out = dW if inplace else self.copy(dW)
+        self.xp.add.at(out, ids.reshape(-1), d.reshape(-1, dW.shape[-1]))
+        return out

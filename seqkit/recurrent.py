@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 
 from seqkit.cells import Cell
+from seqkit.dropout import probability
 
 __all__ = ["Recurrent", "get_cell"]
 
@@ -36,6 +37,10 @@ class Recurrent:
         num_layers: L, stacked layers; layer ``l > 0`` reads the ``D*H`` outputs of layer ``l-1``.
         bidirectional: D = 2 when true; the reverse direction reads each sequence's valid
             prefix back to front.
+        dropout: p in [0, 1), ``torch.nn.LSTM(dropout=p)``'s meaning: in training, inverted
+            dropout on the outputs of every layer but the last (nothing for L = 1). A backend's
+            ``recurrent_forward`` has no training context and ignores it;
+            :func:`seqkit.dropout.stack_forward` applies it with masks drawn on the host.
 
     Parameters are named as in ``torch.nn.RNN/GRU/LSTM``: ``weight_ih_l{k}``, ``weight_hh_l{k}``,
     ``bias_ih_l{k}``, ``bias_hh_l{k}``, with ``_reverse`` for the second direction.
@@ -48,6 +53,7 @@ class Recurrent:
     bidirectional: bool = attrs.field(
         default=False, kw_only=True, validator=attrs.validators.instance_of(bool)
     )
+    dropout: float = attrs.field(default=0.0, kw_only=True, validator=probability)
 
     @property
     def num_directions(self) -> int:

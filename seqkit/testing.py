@@ -8,6 +8,11 @@ Write a cell, register it, and run::
     check_backends_agree("my_cell")                  # NumPy vs torch: outputs, states, gradients
     check_backends_agree("my_cell", dtype="float32") # float32 within FLOAT32_TOLERANCE
 
+Only :func:`check_cell_gradients` tests a cell's hand-written ``step_backward``: for a plugin
+cell every backend runs that same backward (torch wraps it in one ``autograd.Function``), so
+:func:`check_backends_agree` finds a wrong forward, a backend's own bug, or a fused kernel that
+differs, but not a wrong gradient formula.
+
 Each check raises :class:`AgreementError` (an ``AssertionError``) naming what disagrees: the
 parameter, input (``"x"``) or initial state (``"h0"``, ``"c0"``), the index, the time step, and
 the two values. The *time step* of an input or output entry is its first index; for a parameter
@@ -594,6 +599,14 @@ def check_backends_agree(
     atol: float | None = None,
 ) -> None:
     """Run :func:`check_layer_agrees` on ``cell`` for every layer setting.
+
+    What it catches: a backend whose forward differs from the reference's (a wrong op, dtype or
+    layout), and, for a built-in cell that a backend replaces with a fused kernel (cuDNN's
+    LSTM), any difference between that kernel's autograd gradients and the reference's
+    hand-written BPTT. What it cannot catch: a wrong ``step_backward`` of a plugin cell, since
+    every backend runs that same backward (the torch backend wraps it in one
+    ``autograd.Function``) and the results agree however wrong they are. Check a cell's
+    gradients with :func:`check_cell_gradients` (central finite differences, float64).
 
     Args:
         cell: a registered cell name or a :class:`~seqkit.Cell` instance.

@@ -14,29 +14,42 @@ id     token      meaning
 The corpus tokens follow in a deterministic order: by count, most frequent first, ties broken
 by the token itself, so one corpus always gives one vocabulary.
 
-Two levels of token:
+Text is normalised to Unicode NFC before it is tokenized, so a composed ``"é"`` and an ``"e"``
+followed by a combining accent are one token. Two levels of token:
 
-* ``"char"``: every character is a token; ``decode`` joins them with ``""``.
-* ``"word"``: words (runs of letters, digits and ``_``, with inner apostrophes, ``don't``) and
-  punctuation marks, each mark its own token (``"day."`` is ``"day"``, ``"."``). With
-  ``punctuation=False`` the marks are dropped. ``decode`` joins with spaces and puts no space
-  before a punctuation mark (nor after an opening bracket).
+* ``"char"``: every character (code point of the NFC text) is a token; ``decode`` joins them
+  with ``""``.
+* ``"word"``: words (runs of letters, digits, ``_`` and combining marks, with inner apostrophes,
+  ``don't``, ``"क्षत्रिय"``) and punctuation marks, each mark its own token (``"day."`` is
+  ``"day"``, ``"."``). With ``punctuation=False`` the marks are dropped. ``decode`` joins with
+  spaces and puts no space before a punctuation mark (nor after an opening bracket).
 
-``punctuation=False`` drops punctuation characters at the char level too. ``lowercase=True``
-lowercases text before tokenizing.
+``punctuation=False`` drops punctuation characters at the char level too (combining marks are
+not punctuation). ``lowercase=True`` lowercases text before tokenizing.
+
+A vocabulary saved by an older seqkit may hold tokens that are not NFC; they keep their ids,
+and normalised text finds them (unless an NFC token of the same text exists, which wins).
+:func:`read_text_lines` reads a corpus file: UTF-8 only, a leading byte-order mark dropped.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import operator
+import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-__all__ = ["Vocabulary", "PAD", "UNK", "EOS", "SPECIALS", "LEVELS"]
+from seqkit.errors import DataError
+
+__all__ = ["Vocabulary", "PAD", "UNK", "EOS", "SPECIALS", "LEVELS", "read_text_lines"]
 
 PAD = "<PAD>"
 UNK = "<UNK>"
@@ -49,14 +62,42 @@ LEVELS = ("char", "word")
 _FORMAT = "seqkit.vocabulary"
 _VERSION = 1
 
-# a word with optional inner apostrophes, or one punctuation mark (any non-word, non-space char)
-_WORD_OR_MARK = re.compile(r"\w+(?:['\u2019]\w+)*|[^\w\s]")
-_MARK = re.compile(r"[^\w\s]")
 _OPENING = frozenset("([{\u00bf\u00a1")
 
 
+@functools.cache
+def _combining_marks() -> str:
+    """A regex class body of every combining mark (Unicode category M), built on first use.
+
+    ``re``'s ``\\w`` leaves them out, which would cut words of Devanagari, Arabic or NFD text.
+    Marks live only in planes 0, 1 and 14, so only those are scanned (50 ms, once).
+    """
+    planes = itertools.chain(range(0x20000), range(0xE0000, 0xE1000))
+    marks = [cp for cp in planes if unicodedata.category(chr(cp))[0] == "M"]
+    runs = []
+    for _, group in itertools.groupby(enumerate(marks), lambda item: item[1] - item[0]):
+        run = [cp for _, cp in group]
+        runs.append(f"\\U{run[0]:08x}-\\U{run[-1]:08x}")
+    return "".join(runs)
+
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern, re.Pattern]:
+    """``(word or punctuation mark, punctuation mark)``: a word is a run of word characters and
+    combining marks with optional inner apostrophes; a punctuation mark is any other non-space
+    character."""
+    m = _combining_marks()
+    word = rf"[\w{m}]+(?:['\u2019][\w{m}]+)*"
+    mark = rf"[^\w\s{m}]"
+    return re.compile(f"{word}|{mark}"), re.compile(mark)
+
+
 def _is_mark(token: str) -> bool:
-    return len(token) == 1 and _MARK.match(token) is not None
+    return len(token) == 1 and _patterns()[1].match(token) is not None
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def _as_id(value: Any) -> int:
@@ -123,8 +164,13 @@ class Vocabulary:
     _index: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        # frozen: the lookup table is derived once, here
-        object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+        # frozen: the lookup table is derived once, here. Tokens of vocabularies saved before
+        # text was normalised may be non-NFC: normalised text finds them through an alias,
+        # unless an NFC token of the same text exists (it keeps its own id).
+        index = {t: i for i, t in enumerate(self.tokens)}
+        for i, t in enumerate(self.tokens):
+            index.setdefault(_nfc(t), i)
+        object.__setattr__(self, "_index", index)
 
     # --- construction -----------------------------------------------------------------------------
 
@@ -245,10 +291,11 @@ class Vocabulary:
             raise TypeError(f"text must be a str (got {type(text).__name__})")
         if self.lowercase:
             text = text.lower()
+        text = _nfc(text)
         if self.level == "char":
             tokens = list(text)
         else:
-            tokens = _WORD_OR_MARK.findall(text)
+            tokens = _patterns()[0].findall(text)
         if not self.punctuation:
             tokens = [t for t in tokens if not _is_mark(t)]
         return tokens
@@ -334,3 +381,34 @@ class Vocabulary:
             )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"vocabulary dict: {exc}") from None
+
+
+def read_text_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file, NFC-normalised, without their line ends.
+
+    A byte-order mark at the start of the file is dropped (it is not text); ``\\r\\n`` and
+    ``\\n`` both end a line; a last line without a line end counts.
+
+    Raises:
+        DataError: the file is missing or unreadable, or is not UTF-8; the message names the
+            file, the byte offset and the line of the first bad byte.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
+            f"(line {line}) is {exc.reason}; save the file as UTF-8"
+        ) from None
+    lines = _nfc(text.removeprefix("\ufeff")).split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the file ends with a line end
+    return [line.removesuffix("\r") for line in lines]

@@ -14,42 +14,10 @@ from seqkit.errors import ShapeError
 from seqkit.layers import Dense, DenseStack, Embedding, OneHot
 
 torch = pytest.importorskip("torch")
+from seqkit_torch.ops import TorchOps  # noqa: E402
 
 ops = NumpyOps("float64")
 ACTIVATIONS = (None, "tanh", "relu")
-
-
-class _TorchOps(NumpyOps):
-    """Just enough of a float64 torch Ops to run the layers' forward under autograd."""
-
-    xp = torch
-
-    def int_array(self, a):
-        return torch.as_tensor(np.asarray(a, dtype=np.int64))
-
-    def to_numpy(self, a):
-        return a.detach().numpy()
-
-    def copy(self, a):
-        return a.clone()
-
-    def matmul(self, a, b, out=None):
-        return torch.matmul(a, b)
-
-    def tanh_(self, x):
-        return x.tanh_()
-
-    def tanh(self, x):
-        return torch.tanh(x)
-
-    def relu_(self, x):
-        return x.relu_()
-
-    def rows(self, W, ids):
-        return W[ids]
-
-    def one_hot(self, ids, n):
-        return torch.nn.functional.one_hot(ids, n).to(torch.float64)
 
 
 def fd_grad(f, x, eps=1e-6):
@@ -278,7 +246,7 @@ def test_one_hot():
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_forwards_are_autograd_safe(activation):
     """The same forwards on torch leaf tensors: autograd gives the hand-written gradients."""
-    tops = _TorchOps("float64")
+    tops = TorchOps("float64")
     rng = np.random.default_rng(9)
     emb, stack = Embedding(6, 3), DenseStack((3, 4, 2), activation=activation)
     p_emb, p_stack = emb.init_params(0), stack.init_params(1)

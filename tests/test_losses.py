@@ -10,40 +10,14 @@ from seqkit_numpy import NumpyOps
 
 from seqkit.errors import ShapeError, UnknownNameError
 from seqkit.losses import REDUCTIONS, Loss, SigmoidBCE, SoftmaxCrossEntropy, get_loss
-from seqkit.ops import Ops
 
 torch = pytest.importorskip("torch")
+from seqkit_torch.ops import TorchOps  # noqa: E402
+
 F = torch.nn.functional
 
 ops = NumpyOps("float64")
 LOSSES = ("softmax_cross_entropy", "sigmoid_bce")
-
-
-class _TorchOps(NumpyOps):
-    """Just enough of a float64 torch Ops to run the losses' forward under autograd."""
-
-    xp = torch
-
-    def asarray(self, a):
-        return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a, np.float64))
-
-    def int_array(self, a):
-        return torch.as_tensor(np.asarray(a, dtype=np.int64))
-
-    def to_numpy(self, a):
-        return a.detach().numpy()
-
-    def sum(self, x, axis=None, keepdims=False):
-        return x.sum() if axis is None else x.sum(dim=axis, keepdim=keepdims)
-
-    def log_softmax(self, x):
-        return torch.log_softmax(x, dim=-1)
-
-    def take_last(self, x, ids):
-        return torch.gather(x, -1, ids[..., None])[..., 0]
-
-    def log_sigmoid(self, x):
-        return F.logsigmoid(x)
 
 
 def fd_grad(f, x, eps=1e-6):
@@ -190,7 +164,7 @@ def test_sum_is_the_seeds_definition():
 @pytest.mark.parametrize("name", LOSSES)
 def test_forward_is_autograd_safe(name):
     """The same forward on torch leaf tensors gives the hand-written gradient via autograd."""
-    tops = _TorchOps("float64")
+    tops = TorchOps("float64")
     rng = np.random.default_rng(3)
     logits, targets, mask = make_batch(name, 4, 3, 5, rng)
     loss = get_loss(name, reduction="token_mean")
@@ -288,12 +262,3 @@ def test_float32_backend_values():
     v64, _ = SoftmaxCrossEntropy().forward(ops, logits, targets, mask)
     assert v32.dtype == np.float32
     assert float(v32) == pytest.approx(float(v64), rel=1e-5)
-
-
-def test_base_ops_names_missing_methods():
-    class Bare(Ops):
-        asarray = to_numpy = empty = copy = zeros = mask = matmul = None
-        take_time = where = sum_leading = sigmoid_ = tanh_ = relu_ = None
-
-    with pytest.raises(NotImplementedError, match="Bare does not implement log_softmax"):
-        Bare().log_softmax(np.zeros(3))

@@ -2,42 +2,40 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from seqkit_numpy import NumpyOps
 
 from seqkit.errors import ShapeError, UnknownNameError
-from seqkit.optim import SGD, Adagrad, Adam, Optimizer, get_optimizer, list_optimizers
+from seqkit.optim import SGD, Adagrad, Adam, AdamW, Optimizer, get_optimizer, list_optimizers
 
 torch = pytest.importorskip("torch")
+from seqkit_torch.ops import TorchOps  # noqa: E402
 
 ops = NumpyOps("float64")
-
-
-class _TorchOps(NumpyOps):
-    """Just enough of a float64 torch Ops for the optimizers' updates."""
-
-    xp = torch
-
-    def asarray(self, a):
-        return torch.as_tensor(np.asarray(a, dtype=np.float64))
-
-    def to_numpy(self, a):
-        return a.detach().numpy()
-
-    def zeros(self, shape):
-        return torch.zeros(shape, dtype=torch.float64)
-
-    def sqrt(self, x):
-        return torch.sqrt(x)
 
 
 # (seqkit name, options, torch class, torch options)
 CASES = [
     ("sgd", {"lr": 0.1}, torch.optim.SGD, {"lr": 0.1}),
     ("sgd", {"lr": 0.05, "momentum": 0.9}, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}),
+    (
+        "sgd",
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.1},
+        torch.optim.SGD,
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.1},
+    ),
+    ("sgd", {"lr": 0.1, "weight_decay": 0.3}, torch.optim.SGD, {"lr": 0.1, "weight_decay": 0.3}),
     ("adagrad", {"lr": 0.3}, torch.optim.Adagrad, {"lr": 0.3}),
     ("adagrad", {"lr": 0.1, "eps": 1e-3}, torch.optim.Adagrad, {"lr": 0.1, "eps": 1e-3}),
+    (
+        "adagrad",
+        {"lr": 0.1, "weight_decay": 0.2},
+        torch.optim.Adagrad,
+        {"lr": 0.1, "weight_decay": 0.2},
+    ),
     ("adam", {"lr": 1e-2}, torch.optim.Adam, {"lr": 1e-2}),
     (
         "adam",
@@ -45,11 +43,25 @@ CASES = [
         torch.optim.Adam,
         {"lr": 0.5, "betas": (0.5, 0.75), "eps": 1e-4},
     ),
+    # seqkit's Adam decays decoupled: torch's AdamW, never torch's Adam with L2
+    (
+        "adam",
+        {"lr": 0.05, "weight_decay": 0.3},
+        torch.optim.AdamW,
+        {"lr": 0.05, "weight_decay": 0.3},
+    ),
+    ("adamw", {"lr": 0.05}, torch.optim.AdamW, {"lr": 0.05}),  # both default weight_decay 0.01
+    (
+        "adamw",
+        {"lr": 0.2, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.5},
+        torch.optim.AdamW,
+        {"lr": 0.2, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.5},
+    ),
 ]
 IDS = [f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 
 
-def make_problem(seed=0, steps=6):
+def make_problem(seed=0, steps=24):
     rng = np.random.default_rng(seed)
     params = {"weight": rng.normal(size=(3, 4)), "head.0.bias": rng.normal(size=(4,))}
     grads = [{k: rng.normal(size=v.shape) * 10 ** rng.uniform(-3, 1) for k, v in params.items()}]
@@ -59,12 +71,17 @@ def make_problem(seed=0, steps=6):
     return params, grads
 
 
-def run_torch(torch_cls, torch_options, params, grads):
-    """torch.optim on the same parameters and gradients: the parameters after every step."""
+def run_torch(torch_cls, torch_options, params, grads, lrs=None):
+    """torch.optim on the same parameters and gradients: the parameters after every step.
+
+    ``lrs[k]``, when given, is the learning rate of step k (set on the group, as schedulers do).
+    """
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     opt = torch_cls(list(tensors.values()), foreach=False, **torch_options)
     history = []
-    for step_grads in grads:
+    for k, step_grads in enumerate(grads):
+        if lrs is not None:
+            opt.param_groups[0]["lr"] = lrs[k]
         for name, t in tensors.items():
             t.grad = torch.tensor(step_grads[name])
         opt.step()
@@ -80,7 +97,11 @@ def test_matches_torch_step_for_step(name, options, torch_cls, torch_options):
     state = opt.init_state(ops, params)
     for step, step_grads in enumerate(grads):
         before = {k: g.copy() for k, g in step_grads.items()}
-        assert opt.update(ops, params, step_grads, state) is None
+        arrays = dict(params)
+        new_params, new_state = opt.update(ops, params, step_grads, state)
+        # NumPy updates in place: the same dicts and arrays come back
+        assert new_params is params and new_state is state
+        assert all(params[k] is arrays[k] for k in params)
         assert state["step"] == step + 1
         for k in params:
             np.testing.assert_allclose(params[k], want[step][k], rtol=1e-12, atol=1e-14)
@@ -89,16 +110,19 @@ def test_matches_torch_step_for_step(name, options, torch_cls, torch_options):
 
 @pytest.mark.parametrize(("name", "options", "torch_cls", "torch_options"), CASES, ids=IDS)
 def test_runs_on_torch_tensors_under_no_grad(name, options, torch_cls, torch_options):
-    tops = _TorchOps("float64")
+    tops = TorchOps("float64")
     params, grads = make_problem(1)
     want = run_torch(torch_cls, torch_options, params, grads)
     leaves = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     opt = get_optimizer(name, **options)
     state = opt.init_state(tops, leaves)
+    originals = dict(leaves)
     with torch.no_grad():
         for step_grads in grads:
-            opt.update(tops, leaves, {k: torch.tensor(g) for k, g in step_grads.items()}, state)
+            g = {k: torch.tensor(v) for k, v in step_grads.items()}
+            leaves, state = opt.update(tops, leaves, g, state)
     for k, leaf in leaves.items():
+        assert leaf is originals[k]  # in place: views into a fused buffer stay views
         assert leaf.requires_grad and leaf.is_leaf
         np.testing.assert_allclose(leaf.detach().numpy(), want[-1][k], rtol=1e-12, atol=1e-14)
 
@@ -133,24 +157,27 @@ def test_buffers_use_torchs_names():
     assert SGD(0.1, momentum=0.5).buffers() == ("momentum_buffer",)
     assert Adagrad(0.1).buffers() == ("sum",)
     assert Adam(0.1).buffers() == ("exp_avg", "exp_avg_sq")
-    assert Adam(0.1).options() == {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8}
+    assert AdamW(0.1).buffers() == ("exp_avg", "exp_avg_sq")
 
 
 def test_get_optimizer():
-    assert list_optimizers() == ["adagrad", "adam", "sgd"]
+    assert list_optimizers() == ["adagrad", "adam", "adamw", "sgd"]
     assert get_optimizer("adam", lr=1e-3, betas=[0.8, 0.9]) == Adam(1e-3, betas=(0.8, 0.9))
     opt = SGD(0.1)
     assert get_optimizer(opt) is opt and isinstance(opt, Optimizer)
     with pytest.raises(
-        UnknownNameError, match="unknown optimizer 'rmsprop'; available: adagrad, adam, sgd"
+        UnknownNameError, match="unknown optimizer 'rmsprop'; available: adagrad, adam, adamw, sgd"
     ):
         get_optimizer("rmsprop", lr=0.1)
-    with pytest.raises(TypeError, match="unknown options 'momentum'; its options are: lr, eps"):
+    with pytest.raises(
+        TypeError, match="unknown options 'momentum'; its options are: lr, weight_decay, eps"
+    ):
         get_optimizer("adagrad", lr=0.1, momentum=0.9)
     with pytest.raises(TypeError, match="needs 'lr'"):
         get_optimizer("sgd")
-    with pytest.raises(TypeError, match="given with an optimizer instance"):
-        get_optimizer(opt, lr=0.2)
+    assert get_optimizer(opt, lr=0.2) == SGD(0.2)  # an override replaces one hyperparameter
+    with pytest.raises(TypeError, match="an optimizer config needs a 'name'"):
+        get_optimizer({"lr": 0.1})
 
 
 @pytest.mark.parametrize(
@@ -189,3 +216,47 @@ def test_update_rejects_mismatched_grads():
     with pytest.raises(ShapeError, match="make it with init_state"):
         opt.update(ops, params, grads[0], SGD(0.1).init_state(ops, params))
     assert state["step"] == 0  # nothing happened
+
+
+@pytest.mark.parametrize(("name", "options", "torch_cls", "torch_options"), CASES, ids=IDS)
+def test_scheduled_lr_matches_torch_and_leaves_opt_lr_alone(
+    name, options, torch_cls, torch_options
+):
+    params, grads = make_problem(3)
+    lrs = [options["lr"] * (0.5 + 0.5 * np.cos(k)) + 1e-3 for k in range(len(grads))]
+    want = run_torch(torch_cls, torch_options, params, grads, lrs)
+    opt = get_optimizer(name, **options)
+    state = opt.init_state(ops, params)
+    for k, step_grads in enumerate(grads):
+        params, state = opt.update(ops, params, step_grads, state, lr=lrs[k])
+    assert opt.lr == options["lr"]
+    for k in params:
+        np.testing.assert_allclose(params[k], want[-1][k], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("name", "options", "torch_cls", "torch_options"), CASES, ids=IDS)
+def test_config_round_trips_through_json(name, options, torch_cls, torch_options):
+    opt = get_optimizer(name, **options)
+    config = json.loads(json.dumps(opt.to_config()))
+    assert config["name"] == name
+    assert get_optimizer(config) == opt
+    assert get_optimizer(config, lr=0.25) == get_optimizer(name, **{**options, "lr": 0.25})
+
+
+def test_adamw_is_adam_with_torchs_default_decay():
+    import inspect
+
+    torch_default = inspect.signature(torch.optim.AdamW).parameters["weight_decay"].default
+    assert AdamW(0.1).weight_decay == torch_default == 0.01
+    assert Adam(0.1).weight_decay == 0.0
+    assert isinstance(AdamW(0.1), Adam)
+
+
+def test_update_rejects_a_bad_lr():
+    params, grads = make_problem()
+    opt = SGD(0.1)
+    state = opt.init_state(ops, params)
+    with pytest.raises(
+        ValueError, match="sgd: 'lr' must be a positive finite number \\(got -1.0\\)"
+    ):
+        opt.update(ops, params, grads[0], state, lr=-1.0)

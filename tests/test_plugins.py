@@ -94,3 +94,53 @@ def test_hooks_are_named_seqkit():
 
     names = [n for n in dir(hookspecs) if n.startswith("seqkit_")]
     assert names and all(hasattr(seqkit.plugin_manager().hook, n) for n in names)
+
+
+def test_an_unknown_hook_name_is_an_error_with_the_closest_hook():
+    plugin = types.SimpleNamespace(seqkit_register_cellz=seqkit.hookimpl(lambda: [LSTM]))
+    with pytest.raises(
+        seqkit.PluginError,
+        match=r"plugin 'typo' implements unknown hook 'seqkit_register_cellz'; "
+        r"did you mean 'seqkit_register_cells'\? \(seqkit's hooks: seqkit_register_backends, ",
+    ):
+        seqkit.register_plugin(plugin, name="typo")
+    assert "typo" not in {p.name for p in seqkit.list_plugins()}  # nothing half-registered
+    far = types.SimpleNamespace(completely_else=seqkit.hookimpl(lambda: []))
+    with pytest.raises(seqkit.PluginError, match=r"unknown hook 'completely_else' \(seqkit's"):
+        seqkit.register_plugin(far, name="far")
+
+
+def test_optional_hooks_of_other_versions_are_allowed():
+    plugin = types.SimpleNamespace(
+        seqkit_register_future=seqkit.hookimpl(optionalhook=True)(lambda: [])
+    )
+    seqkit.register_plugin(plugin, name="future")
+    seqkit.unregister_plugin("future")
+
+
+def test_a_hook_function_without_the_marker_is_an_error():
+    plugin = types.SimpleNamespace(seqkit_register_cells=lambda: [LSTM])
+    with pytest.raises(
+        seqkit.PluginError,
+        match=r"plugin 'bare' defines seqkit_register_cells\(\) without marking it with "
+        r"@seqkit.hookimpl",
+    ):
+        seqkit.register_plugin(plugin, name="bare")
+    assert "bare" not in {p.name for p in seqkit.list_plugins()}
+
+
+def test_an_entry_point_with_an_unknown_hook_names_the_entry_point(tmp_path, monkeypatch):
+    (tmp_path / "typo_cells.py").write_text(
+        "import seqkit\n\n@seqkit.hookimpl\ndef seqkit_register_cellz():\n    return []\n"
+    )
+    info = tmp_path / "typo_cells-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: typo-cells\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[seqkit]\ntypo = typo_cells\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        seqkit.PluginError,
+        match=r"plugin 'typo' \(entry point 'typo = typo_cells'\) implements unknown hook "
+        r"'seqkit_register_cellz'; did you mean 'seqkit_register_cells'\?",
+    ):
+        _plugins._Manager()

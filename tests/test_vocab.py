@@ -263,3 +263,88 @@ def test_vocabulary_is_frozen():
     v = Vocabulary.build(["ab"])
     with pytest.raises(AttributeError):
         v.tokens = ()  # type: ignore[misc]
+
+
+# --- Unicode: NFC, combining marks, byte-order marks, non-UTF-8 files ----------------------------
+
+
+def test_words_keep_their_combining_marks():
+    import unicodedata
+
+    vocab = Vocabulary.build(["x"], level="word")
+    assert vocab.tokenize("क्षत्रिय राजा") == ["क्षत्रिय", "राजा"]
+    assert vocab.tokenize(unicodedata.normalize("NFD", "école")) == ["école"]
+    assert vocab.tokenize("مَدْرَسَة.") == [unicodedata.normalize("NFC", "مَدْرَسَة"), "."]
+    assert vocab.tokenize("don't, l’été") == ["don't", ",", "l’été"]
+
+
+def test_text_is_nfc_normalised_at_both_levels():
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café crème")
+    for level in ("char", "word"):
+        vocab = Vocabulary.build([nfd], level=level)
+        assert all(unicodedata.is_normalized("NFC", t) for t in vocab.tokens)
+        assert vocab.encode(nfd) == vocab.encode("café crème")
+        assert vocab.unk_id not in vocab.encode("café crème")
+    assert Vocabulary.build([nfd], level="char").tokenize(nfd)[:4] == ["c", "a", "f", "é"]
+
+
+def test_combining_marks_are_not_punctuation():
+    vocab = Vocabulary.build(["राजा!"], level="char", punctuation=False)
+    assert vocab.tokenize("राजा!") == ["र", "ा", "ज", "ा"]  # the vowel signs stay, '!' goes
+    words = Vocabulary.build(["राजा!"], level="word", punctuation=False)
+    assert words.tokenize("राजा!") == ["राजा"]
+
+
+def test_old_vocabularies_with_non_nfc_tokens_still_load_and_match():
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    old = {  # as a seqkit that did not normalise could have saved it
+        "format": "seqkit.vocabulary",
+        "version": 1,
+        "level": "word",
+        "punctuation": True,
+        "lowercase": False,
+        "tokens": ["<PAD>", "<UNK>", "<EOS>", nfd, "the"],
+    }
+    vocab = Vocabulary.from_dict(old)
+    assert vocab.tokens[3] == nfd and vocab.to_dict() == old  # ids and tokens unchanged
+    assert vocab.encode("café") == [3] and vocab.encode(nfd) == [3]
+    assert "café" in vocab
+    # both forms saved: each keeps its id, and normalised text finds the NFC one
+    both = Vocabulary.from_dict({**old, "tokens": ["<PAD>", "<UNK>", "<EOS>", nfd, "café"]})
+    assert both.encode(nfd) == [4] and both.token_to_id(nfd) == 3
+
+
+def test_read_text_lines(tmp_path):
+    from seqkit.vocab import read_text_lines
+
+    path = tmp_path / "corpus.txt"
+    path.write_bytes("\ufeffone\r\ntwo\n\nthree".encode())
+    assert read_text_lines(path) == ["one", "two", "", "three"]
+    path.write_bytes(b"abc\n")
+    assert read_text_lines(path) == ["abc"]
+    path.write_bytes(b"")
+    assert read_text_lines(path) == []
+    path.write_bytes("e\u0301\n".encode())
+    assert read_text_lines(path) == ["\u00e9"]
+    vocab = Vocabulary.build(read_text_lines(tmp_path / "corpus.txt"), level="char")
+    assert "\ufeff" not in vocab
+
+
+def test_non_utf8_file_names_the_file_and_byte_offset(tmp_path):
+    from seqkit.errors import DataError
+    from seqkit.vocab import read_text_lines
+
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("ok\ncaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(
+        DataError, match=r"latin1\.txt: not UTF-8 text: byte 0xe9 at byte offset 6 \(line 2\)"
+    ):
+        read_text_lines(path)
+    with pytest.raises(DataError, match=r"missing\.txt: no such file"):
+        read_text_lines(tmp_path / "missing.txt")
+    with pytest.raises(DataError, match=r"cannot read"):
+        read_text_lines(tmp_path)

@@ -1,4 +1,4 @@
-"""NumPy arrays, in-place activations, and the reference backend built on them."""
+"""NumPy arrays with in-place options, and the reference backend built on them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from seqkit.ops import Ops
 
 
 class NumpyOps(Ops):
-    """:class:`seqkit.ops.Ops` on NumPy, CPU only."""
+    """:class:`seqkit.ops.Ops` on NumPy, CPU only; every ``inplace=True`` is honoured."""
 
     xp = np
 
@@ -23,32 +23,25 @@ class NumpyOps(Ops):
             a = a.detach().cpu().numpy()
         return np.asarray(a, dtype=self._dtype)
 
+    def int_array(self, a):
+        if hasattr(a, "detach"):
+            a = a.detach().cpu().numpy()
+        return np.asarray(a, dtype=np.int64)
+
     def to_numpy(self, a):
         return np.asarray(a)
 
     def empty(self, shape):
         return np.empty(shape, dtype=self._dtype)
 
-    def copy(self, a):
-        return a.copy(order="K")  # keeps a feature-major array feature-major
-
-    def empty_like(self, a):
-        return np.empty_like(a)
-
     def zeros(self, shape):
         return np.zeros(shape, dtype=self._dtype)
 
+    def copy(self, a):
+        return a.copy(order="K")  # keeps a feature-major array feature-major
+
     def mask(self, lengths, steps):
         return (np.arange(steps)[:, None] < lengths[None, :])[:, :, None]
-
-    def matmul(self, a, b, out=None):
-        return np.matmul(a, b, out=out)
-
-    def take_time(self, x, index):
-        return x[index, np.arange(x.shape[1])[None, :]]
-
-    def where(self, cond, a, b):
-        return np.where(cond, a, b)
 
     def sum_leading(self, a):
         # a matrix-vector product with ones: BLAS takes the column sums of a (T*B, G*H) chunk of
@@ -56,75 +49,63 @@ class NumpyOps(Ops):
         rows = a.reshape(-1, a.shape[-1])
         return np.ones(rows.shape[0], dtype=rows.dtype) @ rows
 
-    def sigmoid_(self, x):
+    # --- activations: ufuncs keep the layout of their input (order "K") ----------------------
+    def sigmoid(self, x, *, inplace=False):
         # 1 / (1 + exp(-x)): np.exp costs about half of np.tanh per element. For x below about
         # -88 (float32) exp(-x) overflows to inf and 1 / (1 + inf) is the correct 0, so the
         # overflow warning is silenced rather than the input clipped (a clip is one more pass).
-        x *= -1.0  # not np.negative(x, out=x): NumPy 2.4 misreads some strided float32 views
+        # Not np.negative(x, out=x): NumPy 2.4 misreads some strided float32 views.
+        out = np.multiply(x, -1.0, out=x if inplace else None)
         with np.errstate(over="ignore"):
-            np.exp(x, out=x)
-        x += 1.0
-        return np.divide(1.0, x, out=x)
+            np.exp(out, out=out)
+        out += 1.0
+        return np.divide(1.0, out, out=out)
 
-    def tanh_(self, x):
-        return np.tanh(x, out=x)
+    def tanh(self, x, *, inplace=False):
+        return np.tanh(x, out=x if inplace else None)
 
-    def tanh(self, x):
-        # one pass into a new array of x's layout; the default (copy, then tanh_) is two
-        return np.tanh(x, out=np.empty_like(x))
+    def relu(self, x, *, inplace=False):
+        return np.maximum(x, 0, out=x if inplace else None)
 
-    def relu_(self, x):
-        return np.maximum(x, 0, out=x)
+    def add(self, a, b, *, inplace=False):
+        return np.add(a, b, out=a if inplace else None)
 
-    # --- losses, layers and optimizers ---------------------------------------------------------
-    def int_array(self, a):
-        if hasattr(a, "detach"):
-            a = a.detach().cpu().numpy()
-        return np.asarray(a, dtype=np.int64)
+    def sub(self, a, b, *, inplace=False):
+        return np.subtract(a, b, out=a if inplace else None)
 
-    def exp(self, x):
-        return np.exp(x)
+    def mul(self, a, b, *, inplace=False):
+        return np.multiply(a, b, out=a if inplace else None)
 
-    def log(self, x):
-        return np.log(x)
+    def concat(self, blocks, *, inplace=False):
+        if inplace:
+            joined = _adjacent(blocks)
+            if joined is not None:
+                return joined
+        first = blocks[0]
+        shape = first.shape[:-1] + (sum(b.shape[-1] for b in blocks),)
+        # empty_like keeps a feature-major first block's layout for the whole result
+        return np.concatenate(blocks, axis=-1, out=np.empty_like(first, shape=shape))
 
-    def sqrt(self, x):
-        return np.sqrt(x)
 
-    def sum(self, x, axis=None, keepdims=False):
-        return np.asarray(np.sum(x, axis=axis, keepdims=keepdims))
-
-    def logsumexp(self, x, keepdims=False):
-        # shift by the row maximum so that exp never overflows; the largest term is exp(0) = 1
-        m = np.max(x, axis=-1, keepdims=True)
-        out = np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True)) + m
-        return out if keepdims else out[..., 0]
-
-    def log_softmax(self, x):
-        return x - self.logsumexp(x, keepdims=True)
-
-    def softmax(self, x):
-        e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-        return e / np.sum(e, axis=-1, keepdims=True)
-
-    def log_sigmoid(self, x):
-        # log sigmoid(x) = min(x, 0) - log(1 + exp(-|x|)); exp(-|x|) <= 1 never overflows
-        return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
-
-    def take_last(self, x, ids):
-        return np.take_along_axis(x, ids[..., None], axis=-1)[..., 0]
-
-    def one_hot(self, ids, n):
-        out = np.zeros(ids.shape + (n,), dtype=self._dtype)
-        np.put_along_axis(out, ids[..., None], 1.0, axis=-1)
-        return out
-
-    def rows(self, W, ids):
-        return W[ids]
-
-    def add_rows_(self, dW, ids, d):
-        np.add.at(dW, ids.reshape(-1), d.reshape(-1, dW.shape[-1]))
-        return dW
+def _adjacent(blocks) -> np.ndarray | None:
+    """The array that ``blocks`` tile side by side on the last axis, when they are views of one
+    buffer that follow each other in memory (the gate blocks of one feature-major array); else
+    None."""
+    first = blocks[0]
+    base = first.base if first.base is not None else first
+    end = first.__array_interface__["data"][0]
+    for b in blocks:
+        if (
+            b.strides != first.strides
+            or b.shape[:-1] != first.shape[:-1]
+            or b.dtype != first.dtype
+            or (b.base if b.base is not None else b) is not base
+            or b.__array_interface__["data"][0] != end
+        ):
+            return None
+        end += b.shape[-1] * b.strides[-1]
+    shape = first.shape[:-1] + (sum(b.shape[-1] for b in blocks),)
+    return np.lib.stride_tricks.as_strided(first, shape=shape, strides=first.strides)
 
 
 class NumpyBackend(Backend):

@@ -20,8 +20,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class TorchOps(Ops):
     """:class:`seqkit.ops.Ops` on torch tensors of one ``device`` and ``dtype``.
 
-    The in-place methods (``sigmoid_``...) are for the hand-written BPTT driver, which runs under
-    ``torch.no_grad``; every method without a trailing ``_`` is safe inside an autograd graph.
+    ``inplace=True`` is honoured; it is for the hand-written BPTT driver, which runs under
+    ``torch.no_grad``. Every call without it is safe inside an autograd graph.
     """
 
     xp = torch
@@ -63,9 +63,6 @@ class TorchOps(Ops):
     def copy(self, a):
         return a.clone()
 
-    def empty_like(self, a):
-        return torch.empty_like(a)
-
     def zeros(self, shape):
         return torch.zeros(shape, dtype=self.torch_dtype, device=self.device)
 
@@ -89,47 +86,23 @@ class TorchOps(Ops):
         index = torch.as_tensor(np.asarray(index), device=x.device)
         return x[index, torch.arange(x.shape[1], device=x.device)[None, :]]
 
-    def where(self, cond, a, b):
-        return torch.where(cond, a, b)
+    # --- arithmetic and activations: in place when asked (the BPTT driver runs under no_grad) ---
+    def sigmoid(self, x, *, inplace=False):
+        return x.sigmoid_() if inplace else torch.sigmoid(x)  # stable for every finite input
 
-    def sum_leading(self, a):
-        return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    def tanh(self, x, *, inplace=False):
+        return x.tanh_() if inplace else torch.tanh(x)
 
-    # --- activations ---------------------------------------------------------------------------
-    def sigmoid_(self, x):
-        return x.sigmoid_()  # torch's sigmoid is stable for every finite input
+    def relu(self, x, *, inplace=False):
+        return x.relu_() if inplace else torch.relu(x)
 
-    def tanh_(self, x):
-        return x.tanh_()
-
-    def relu_(self, x):
-        return x.relu_()
-
-    def tanh(self, x):
-        return torch.tanh(x)
-
-    def sigmoid(self, x):
-        return torch.sigmoid(x)
-
-    def relu(self, x):
-        return torch.relu(x)
-
-    # --- losses, layers and optimizers: new tensors, autograd-safe (except add_rows_) ------------
+    # --- losses, layers and optimizers: torch's names for axes (dim=, keepdim=) ------------------
     def int_array(self, a):
         if isinstance(a, torch.Tensor):
             if a.is_floating_point() or a.is_complex():
                 raise ShapeError(f"expected an integer tensor of ids (got dtype {a.dtype})")
             return a.to(device=self.device, dtype=torch.int64)
         return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(self.device)
-
-    def exp(self, x):
-        return torch.exp(x)
-
-    def log(self, x):
-        return torch.log(x)
-
-    def sqrt(self, x):
-        return torch.sqrt(x)
 
     def sum(self, x, axis=None, keepdims=False):
         if axis is None:
@@ -158,7 +131,9 @@ class TorchOps(Ops):
     def rows(self, W, ids):
         return torch.nn.functional.embedding(ids, W)
 
-    def add_rows_(self, dW, ids, d):
-        # index_put_ with accumulate sums repeated ids, like numpy.add.at
-        dW.index_put_((ids.reshape(-1),), d.reshape(-1, dW.shape[-1]), accumulate=True)
-        return dW
+    def add_rows(self, dW, ids, d, *, inplace=False):
+        # index_put with accumulate sums repeated ids, like numpy.add.at
+        index, rows = (ids.reshape(-1),), d.reshape(-1, dW.shape[-1])
+        if inplace:
+            return dW.index_put_(index, rows, accumulate=True)
+        return dW.index_put(index, rows, accumulate=True)

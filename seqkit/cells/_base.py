@@ -27,10 +27,21 @@ class Cell(abc.ABC):
     the weights, the input and ``h<t-1>`` with big matrix products) and of the previous state
     through every path that does not go through ``hg``.
 
+    The contract is functional, so one definition runs on mutable (NumPy, torch) and immutable
+    (JAX) arrays alike: :meth:`step` and :meth:`step_backward` use the return value of every
+    operation and never depend on aliasing or on writing into their arguments. No ``x += y``,
+    no assignment into a slice, no ignored return value. In-place work is an option of an
+    operation (``ops.sigmoid(z, inplace=True)``, ``ops.add(a, b, inplace=True)``,
+    ``ops.concat(blocks, inplace=True)``) that NumPy and torch honour and an immutable backend
+    ignores; a cell passes it only for an array it does not read again, which may be the
+    ``xg`` and ``hg`` it was given (the driver does not read them after the step), never
+    ``state``, ``d_state`` or ``params``. A gate array is built from per-gate results with
+    :meth:`~seqkit.ops.Ops.concat`; with ``inplace=True`` NumPy copies nothing when the blocks
+    are adjacent views of one array, as they are when each was computed in place in it.
+
     Every per-step array the backend hands over is ``(B, features)``; the NumPy backend stores
     them feature-major (column-major), which makes each gate block ``z[:, k*H:(k+1)*H]`` one
-    contiguous run of memory. Arithmetic keeps that layout by itself; a cell that allocates a
-    per-step array does so with ``ops.empty_like(z)``, not ``ops.empty(shape)``, to keep it too.
+    contiguous run of memory. Arithmetic keeps that layout by itself.
 
     Subclasses are attrs classes whose fields are the cell's options (``RNN(nonlinearity=...)``),
     and set the class variables below.
@@ -60,10 +71,11 @@ class Cell(abc.ABC):
 
         Args:
             ops: the backend's array operations.
-            xg: (B, G*H) input projection of this step; the cell may overwrite it.
-            hg: (B, G*H) recurrent projection of ``state[0]``; the cell may overwrite it, and
-                must copy what its cache needs of it: the driver reuses its memory at the next
-                step (the GRU keeps a copy of ``hg_n``).
+            xg: (B, G*H) input projection of this step; the cell may pass it (or its blocks)
+                to an operation with ``inplace=True``.
+            hg: (B, G*H) recurrent projection of ``state[0]``; as ``xg``, and the cell keeps
+                what its cache needs of it only through ``ops.copy``: the driver reuses its
+                memory at the next step (the GRU keeps a copy of ``hg_n``).
             state: previous state, a tuple of (B, H) arrays; must not be modified.
             params: this layer-direction's parameters by short name (``"weight_hh"``, extras).
 
@@ -87,12 +99,13 @@ class Cell(abc.ABC):
             d_state: gradient of the loss with respect to the new state, a tuple of (B, H).
             cache: what :meth:`step` returned.
             params: as in :meth:`step`.
-            grads: gradients of extra parameters, to accumulate into with ``+=``.
+            grads: gradients of extra parameters by short name; the cell replaces each entry
+                with the accumulated value, ``grads[k] = ops.add(grads[k], d, inplace=True)``.
 
         Returns:
             ``(d_xg, d_hg, d_prev)``: (B, G*H) gradients of ``xg`` and ``hg`` (may be the same
-            array), and the gradient of the previous state through paths other than ``hg``,
-            a tuple whose entries may be ``None`` for "no such path".
+            array; the driver only reads them), and the gradient of the previous state through
+            paths other than ``hg``, a tuple whose entries may be ``None`` for "no such path".
         """
 
     def options(self) -> dict[str, Any]:

@@ -30,40 +30,30 @@ class GRU(Cell):
     def step(self, ops, xg, hg, state, params):
         (h_prev,) = state
         H = h_prev.shape[1]
-        # 1-2. reset and update gates, in xg's memory
-        rz = xg[:, : 2 * H]
-        rz += hg[:, : 2 * H]
-        ops.sigmoid_(rz)
+        # 1-2. reset and update gates, in xg's memory where the backend allows
+        rz = ops.sigmoid(ops.add(xg[:, : 2 * H], hg[:, : 2 * H], inplace=True), inplace=True)
         r, z = rz[:, :H], rz[:, H:]
-        # 3. candidate; keep a copy of hg_n (not all of hg) for the backward of r
+        # 3. candidate; keep a copy of hg_n (not all of hg) for the backward of r: the driver
+        #    reuses hg's memory at the next step
         hg_n = ops.copy(hg[:, 2 * H :])
-        n = xg[:, 2 * H :]
-        n += r * hg_n
-        ops.tanh_(n)
+        n = ops.tanh(ops.add(xg[:, 2 * H :], r * hg_n, inplace=True), inplace=True)
         # 4. interpolate
         h = n + z * (h_prev - n)
-        return (h,), (xg, hg_n, h_prev)
+        return (h,), (r, z, n, hg_n, h_prev)
 
     def step_backward(self, ops, d_state, cache, params, grads):
         (d_h,) = d_state
-        xg, hg_n, h_prev = cache
-        H = d_h.shape[1]
-        r, z, n = xg[:, :H], xg[:, H : 2 * H], xg[:, 2 * H :]
-        d_xg = ops.empty_like(xg)
-        d_hg = ops.empty_like(xg)
+        r, z, n, hg_n, h_prev = cache
         # undo 4: h = (1 - z) n + z h_prev
         d_n = d_h * (1 - z)
         d_z = d_h * (h_prev - n)
         d_h_prev = d_h * z
         # undo 3: n = tanh(xg_n + r * hg_n)
-        d_npre = d_n * (1 - n * n)
+        d_npre = ops.mul(d_n, 1 - n * n, inplace=True)
         d_r = d_npre * hg_n
         # undo 1-2: sigmoids
-        d_rpre = d_r * r * (1 - r)
-        d_zpre = d_z * z * (1 - z)
-        d_xg[:, :H] = d_rpre
-        d_xg[:, H : 2 * H] = d_zpre
-        d_xg[:, 2 * H :] = d_npre
-        d_hg[:, : 2 * H] = d_xg[:, : 2 * H]
-        d_hg[:, 2 * H :] = d_npre * r
+        d_rpre = ops.mul(d_r, r * (1 - r), inplace=True)
+        d_zpre = ops.mul(d_z, z * (1 - z), inplace=True)
+        d_xg = ops.concat((d_rpre, d_zpre, d_npre))
+        d_hg = ops.concat((d_rpre, d_zpre, d_npre * r))
         return d_xg, d_hg, (d_h_prev,)

@@ -32,26 +32,23 @@ class SimpleGRU(Cell):
     def step(self, ops, xg, hg, state, params):
         (c_prev,) = state
         H = c_prev.shape[1]
-        # 1-2. gate and candidate, in xg's memory
-        z = xg
-        z += hg
-        u = ops.sigmoid_(z[:, :H])
-        cand = ops.tanh_(z[:, H:])
+        # 1-2. gate and candidate, in xg's memory where the backend allows
+        z = ops.add(xg, hg, inplace=True)
+        u = ops.sigmoid(z[:, :H], inplace=True)
+        cand = ops.tanh(z[:, H:], inplace=True)
         # 3. c<t> = u * c~ + (1 - u) * c<t-1>
         c = c_prev + u * (cand - c_prev)
-        return (c,), (z, c_prev)
+        return (c,), (u, cand, c_prev)
 
     def step_backward(self, ops, d_state, cache, params, grads):
         (d_c,) = d_state
-        z, c_prev = cache
-        H = d_c.shape[1]
-        u, cand = z[:, :H], z[:, H:]
-        d_z = ops.empty_like(z)
+        u, cand, c_prev = cache
         # undo 3
         d_u = d_c * (cand - c_prev)
         d_cand = d_c * u
         d_c_prev = d_c * (1 - u)
         # undo 1-2
-        d_z[:, :H] = d_u * u * (1 - u)
-        d_z[:, H:] = d_cand * (1 - cand * cand)
+        d_upre = ops.mul(d_u, u * (1 - u), inplace=True)
+        d_cpre = ops.mul(d_cand, 1 - cand * cand, inplace=True)
+        d_z = ops.concat((d_upre, d_cpre))
         return d_z, d_z, (d_c_prev,)

@@ -28,11 +28,10 @@ class RNN(Cell):
 
     # Notation: z = xg + hg is the pre-activation, h = g(z).
     def step(self, ops, xg, hg, state, params):
-        # 1. z = xg + hg                       (B, H), in xg's memory
-        z = xg
-        z += hg
+        # 1. z = xg + hg                       (B, H), in xg's memory where the backend allows
+        z = ops.add(xg, hg, inplace=True)
         # 2. h = g(z)
-        h = ops.tanh_(z) if self.nonlinearity == "tanh" else ops.relu_(z)
+        h = ops.tanh(z, inplace=True) if self.nonlinearity == "tanh" else ops.relu(z, inplace=True)
         return (h,), h
 
     def step_backward(self, ops, d_state, cache, params, grads):

@@ -46,52 +46,50 @@ class PeepholeLSTM(seqkit.Cell):
     def step(self, ops, xg, hg, state, params):
         h_prev, c_prev = state
         H = h_prev.shape[1]
-        # 1. pre-activations, in xg's memory (the driver allows the cell to overwrite xg)
-        z = xg
-        z += hg
+        # 1. pre-activations, in xg's memory where the backend allows
+        z = ops.add(xg, hg, inplace=True)
         # 2. peepholes into i and f, then the activations
-        z[:, :H] += params["weight_ci"] * c_prev
-        z[:, H : 2 * H] += params["weight_cf"] * c_prev
-        ops.sigmoid_(z[:, : 2 * H])
-        ops.tanh_(z[:, 2 * H : 3 * H])
-        i, f, g = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H]
+        i = ops.sigmoid(ops.add(z[:, :H], params["weight_ci"] * c_prev, inplace=True), inplace=True)
+        f = ops.sigmoid(
+            ops.add(z[:, H : 2 * H], params["weight_cf"] * c_prev, inplace=True), inplace=True
+        )
+        g = ops.tanh(z[:, 2 * H : 3 * H], inplace=True)
         # 3. c<t> = f * c<t-1> + i * g
-        c = f * c_prev
-        c += i * g
+        c = ops.add(f * c_prev, i * g, inplace=True)
         # 4. the output gate peeks at the new cell
-        z[:, 3 * H :] += params["weight_co"] * c
-        o = ops.sigmoid_(z[:, 3 * H :])
+        o = ops.sigmoid(ops.add(z[:, 3 * H :], params["weight_co"] * c, inplace=True), inplace=True)
         # 5. h<t> = o * tanh(c<t>)
         tanh_c = ops.tanh(c)
         h = o * tanh_c
-        return (h, c), (z, c_prev, c, tanh_c)
+        return (h, c), (i, f, g, o, c_prev, c, tanh_c)
 
     def step_backward(self, ops, d_state, cache, params, grads):
         d_h, d_c = d_state
-        z, c_prev, c, tanh_c = cache
-        H = d_h.shape[1]
-        i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
-        d_z = ops.empty_like(z)
+        i, f, g, o, c_prev, c, tanh_c = cache
         # undo 5: h = o * tanh(c)
         d_o = d_h * tanh_c
         d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
         # undo 4: o = sigmoid(o_pre), o_pre = ... + w_co * c<t>: a second path into c<t>
-        d_opre = d_o * o * (1 - o)
-        d_z[:, 3 * H :] = d_opre
-        d_c = d_c + d_opre * params["weight_co"]
-        grads["weight_co"] += ops.sum_leading(d_opre * c)
+        d_opre = ops.mul(d_o, o * (1 - o), inplace=True)
+        d_c = ops.add(d_c, d_opre * params["weight_co"], inplace=True)
         # undo 3: c = f * c_prev + i * g
         d_c_prev = d_c * f
         # undo 2: sigmoid' = s (1 - s), tanh' = 1 - t^2; the peepholes reach c<t-1> as well
         d_ipre = d_c * g * i * (1 - i)
         d_fpre = d_c * c_prev * f * (1 - f)
-        d_z[:, :H] = d_ipre
-        d_z[:, H : 2 * H] = d_fpre
-        d_z[:, 2 * H : 3 * H] = d_c * i * (1 - g * g)
-        d_c_prev += d_ipre * params["weight_ci"] + d_fpre * params["weight_cf"]
-        grads["weight_ci"] += ops.sum_leading(d_ipre * c_prev)
-        grads["weight_cf"] += ops.sum_leading(d_fpre * c_prev)
+        d_gpre = d_c * i * (1 - g * g)
+        d_c_prev = ops.add(
+            d_c_prev, d_ipre * params["weight_ci"] + d_fpre * params["weight_cf"], inplace=True
+        )
+        # the peephole weights' gradients accumulate into grads (new arrays on every backend)
+        for name, d_pre, peeked in (
+            ("weight_ci", d_ipre, c_prev),
+            ("weight_cf", d_fpre, c_prev),
+            ("weight_co", d_opre, c),
+        ):
+            grads[name] = ops.add(grads[name], ops.sum_leading(d_pre * peeked), inplace=True)
         # undo 1: z = xg + hg sends d_z to both; h<t-1> reaches the step only through hg
+        d_z = ops.concat((d_ipre, d_fpre, d_gpre, d_opre))
         return d_z, d_z, (None, d_c_prev)
 
 

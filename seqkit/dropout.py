@@ -1,0 +1,339 @@
+"""Inverted dropout with masks drawn on the host, as a block and between stacked recurrent layers.
+
+In training each feature is zeroed with probability p and the survivors are scaled by
+``1/(1-p)``, so that a unit's expected value is the same in training and evaluation; in
+evaluation dropout is the identity. Masks come from the training random state on the host
+(:class:`~seqkit.context.Context`), never from a backend's generator, so NumPy and torch draw
+the same masks from the same seed, a resumed run draws what the uninterrupted one would, and N
+data-parallel processes draw what one process would.
+
+Notation (x (..., B, F); a mask m has the shape of x)::
+
+    F1. m = draw_mask(rng, shape, p)      0 with probability p, else 1/(1-p)
+    F2. y = x * m
+
+Backward::
+
+    B2. dx = dy * m                       the same mask: dropout is linear in x
+
+p = 0 draws nothing (the generator does not advance) and returns the input itself, so a model
+with ``dropout=0`` trains bit for bit as one without dropout. Later recurrent dropout and zoneout
+(one mask per sequence on h, or per step on the state) draw theirs through :func:`dropout_mask`
+too, in the order the blocks run.
+
+Between stacked recurrent layers, ``Recurrent(..., dropout=p)`` has ``torch.nn.LSTM(dropout=p)``'s
+meaning: the outputs of every layer but the last are dropped, in training only.
+:func:`stack_forward` runs such a stack one layer at a time through the backend's public
+``recurrent_forward`` (on torch each layer is one single-layer call of the fused kernel) with the
+masks in between; without dropout, or in evaluation, it makes the one whole-stack call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from seqkit.context import Context
+from seqkit.errors import ShapeError
+from seqkit.ops import Ops
+from seqkit.shapes import Array
+
+__all__ = [
+    "Dropout",
+    "StackCache",
+    "check_probability",
+    "draw_mask",
+    "dropout_mask",
+    "probability",
+    "stack_backward",
+    "stack_forward",
+]
+
+
+def check_probability(name: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` is a number in [0, 1); ``name`` is the argument."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not 0.0 <= float(value) < 1.0
+    ):
+        raise ValueError(f"{name!r} must be a probability in [0, 1) (got {value!r})")
+
+
+def probability(instance, attribute, value) -> None:
+    """An attrs validator: the field is a probability in [0, 1) (``Recurrent.dropout``)."""
+    check_probability(attribute.name, value)
+
+
+def draw_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:
+    """An inverted-dropout mask: 0 with probability ``p``, else ``1/(1-p)``, float64 on the host.
+
+    Args:
+        rng: the generator to draw from; it advances by one float per entry (not at all for
+            ``p = 0``, which returns ones).
+        shape: the mask's shape; in data-parallel training the *global* batch's, so that every
+            process draws the same numbers and then keeps its own rows
+            (``mask[..., rank::world_size, :]``, see :func:`dropout_mask`).
+        p: the drop probability, in [0, 1).
+
+    Returns:
+        (shape) float64 array.
+    """
+    check_probability("p", p)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"'rng' must be a numpy.random.Generator (got {type(rng).__name__}); "
+            "build one with numpy.random.default_rng(seed)"
+        )
+    if p == 0:
+        return np.ones(shape)
+    keep = rng.random(shape) >= p  # each entry kept with probability 1 - p
+    return keep * (1.0 / (1.0 - p))
+
+
+def dropout_mask(ctx: Context, shape: tuple[int, ...], p: float) -> np.ndarray | None:
+    """The mask a block applies to an array of ``shape`` under ``ctx``, or None for the identity.
+
+    None in evaluation and for ``p = 0`` (nothing is drawn). Otherwise the mask of this
+    process's rows: ``shape`` is ``(..., B, F)`` with B the local batch; with
+    ``ctx.global_batch`` set, the mask of the global batch is drawn and rows
+    ``rank::world_size`` of its second-to-last axis are kept.
+
+    Args:
+        ctx: the forward's :class:`~seqkit.context.Context`.
+        shape: ``(..., B, F)``: (T, B, F) for a sequence, (B, F) for one step or one mask per
+            sequence.
+        p: the drop probability, in [0, 1).
+
+    Returns:
+        None, or a (shape) float64 host array of 0 and ``1/(1-p)``.
+    """
+    if not isinstance(ctx, Context):
+        raise TypeError(f"'ctx' must be a seqkit.context.Context (got {type(ctx).__name__})")
+    check_probability("p", p)
+    if not ctx.training or p == 0:
+        return None
+    if ctx.rng is None:
+        raise ValueError(
+            f"dropout with p={p} in training needs ctx.rng, a numpy.random.Generator (got None)"
+        )
+    shape = tuple(shape)
+    if len(shape) < 2:
+        raise ShapeError(f"a dropout mask needs a (..., B, F) shape (got {shape})")
+    rows = ctx.rows(shape[-2])
+    if ctx.global_batch is None:
+        return draw_mask(ctx.rng, shape, p)
+    full = draw_mask(ctx.rng, (*shape[:-2], ctx.global_batch, shape[-1]), p)
+    return full[..., rows, :]
+
+
+@attrs.frozen
+class Dropout:
+    """Inverted dropout of every feature at every step, in training only.
+
+    Args:
+        p: the probability that a feature is zeroed, in [0, 1); survivors are scaled by
+            ``1/(1-p)``. ``p = 0`` is the identity and draws nothing.
+
+    No parameters. A model puts it after its input encoding and before its head.
+    """
+
+    p: float = attrs.field(validator=probability)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{}``: no parameters."""
+        return {}
+
+    def init_params(
+        self, seed: int | np.random.Generator | None = None, *, dtype: str = "float64"
+    ) -> dict[str, np.ndarray]:
+        """``{}``: no parameters."""
+        return {}
+
+    def forward(self, ops: Ops, params: dict | None, x: Array, *, ctx: Context) -> tuple[Any, Any]:
+        """Drop features of ``x``, drawing the mask from ``ctx.rng`` in training.
+
+        Args:
+            params: ignored (``{}`` or None).
+            x: (T, B, F) or (B, F) backend array.
+            ctx: the forward's :class:`~seqkit.context.Context`.
+
+        Returns:
+            ``(y, cache)``: y shaped like x (``x`` itself in evaluation or for ``p = 0``), and
+            the mask as a backend array (None when nothing was drawn) for :meth:`backward`.
+        """
+        if getattr(x, "ndim", None) not in (2, 3):
+            raise ShapeError(
+                f"Dropout: 'x' must be (T, B, F) or (B, F) (got shape "
+                f"{tuple(getattr(x, 'shape', ()))})"
+            )
+        mask = dropout_mask(ctx, tuple(x.shape), self.p)  # F1
+        if mask is None:
+            return x, None
+        mask = ops.asarray(mask)
+        return x * mask, mask  # F2
+
+    def backward(self, ops: Ops, params: dict | None, cache: Any, dy: Array) -> tuple[Array, dict]:
+        """Undo :meth:`forward`: ``(dx, {})`` with dx shaped like ``dy``."""
+        if cache is None:
+            return dy, {}
+        return dy * cache, {}  # B2
+
+
+# --- dropout between stacked recurrent layers --------------------------------------------------
+@attrs.define
+class StackCache:
+    """What :func:`stack_backward` needs from :func:`stack_forward`.
+
+    Attributes:
+        layer: the whole stack's :class:`~seqkit.Recurrent`.
+        layers: the specification of each backend call: the stack itself for one whole-stack
+            call, else one single-layer specification per layer (input size I for layer 0,
+            D*H above).
+        caches: the backend's cache of each call, in the same order.
+        masks: the L-1 masks (T, B, D*H), backend arrays, applied to the outputs of layers
+            0..L-2; empty for a whole-stack call.
+    """
+
+    layer: Any
+    layers: list
+    caches: list
+    masks: list
+
+
+def _layer_params(layer, params: dict, k: int) -> dict:
+    """Layer k's parameters under the names of a one-layer stack (``_l{k}`` -> ``_l0``)."""
+    return {
+        short + layer.suffix(0, d): params[short + layer.suffix(k, d)]
+        for d in range(layer.num_directions)
+        for short in layer.direction_shapes(k)
+    }
+
+
+def _split_state(layer, state: tuple, k: int) -> tuple:
+    """Layer k's rows ``k*D .. k*D+D-1`` of each (L*D, B, H) part."""
+    D = layer.num_directions
+    return tuple(part[k * D : (k + 1) * D] for part in state)
+
+
+def _pack(layer, parts) -> Any:
+    return parts[0] if len(layer.state_names) == 1 else tuple(parts)
+
+
+def _unpack(state) -> tuple:
+    return tuple(state) if isinstance(state, tuple | list) else (state,)
+
+
+def _concat_states(ops: Ops, per_layer: list) -> tuple:
+    """Per-layer tuples of (D, B, H) parts as one tuple of (L*D, B, H) parts."""
+    return tuple(ops.xp.concatenate(parts, axis=0) for parts in zip(*per_layer))
+
+
+def stack_forward(
+    backend,
+    layer,
+    params: dict,
+    x: Any,
+    initial_state: Any = None,
+    lengths: Any = None,
+    *,
+    ctx: Context,
+) -> tuple[Array, Any, StackCache]:
+    """Run a recurrent stack with dropout between its layers in training.
+
+    With ``layer.dropout == 0``, in evaluation, or for one layer, this is the single call
+    ``backend.recurrent_forward(layer, ...)``. Otherwise layer k runs as a one-layer stack
+    through the same public method and its output (T, B, D*H) is multiplied by a mask from
+    :func:`dropout_mask` before layer k+1 reads it; masks are drawn in layer order, L-1 of them.
+    No backend changes: on torch each layer is one call of the fused kernel.
+
+    Args:
+        backend: any :class:`~seqkit.Backend`.
+        layer: the :class:`~seqkit.Recurrent` stack, with its ``dropout``.
+        params: every parameter of ``layer.param_shapes()`` (PyTorch's names).
+        x: (T, B, I).
+        initial_state: None (zeros), h0 (L*D, B, H), or ``(h0, c0)``.
+        lengths: None, or (B,) integers in 1..T; padded steps output zeros and change nothing,
+            with or without dropout.
+        ctx: the forward's :class:`~seqkit.context.Context`.
+
+    Returns:
+        ``(out, final, cache)`` as ``backend.recurrent_forward`` returns them: out (T, B, D*H),
+        final h_n (L*D, B, H) or ``(h_n, c_n)``, and a :class:`StackCache` for
+        :func:`stack_backward`.
+    """
+    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    if not ctx.training or layer.dropout == 0 or L == 1:
+        out, final, cache = backend.recurrent_forward(layer, params, x, initial_state, lengths)
+        return out, final, StackCache(layer, [layer], [cache], [])
+    # the whole stack's validation, once: each call below then sees well-formed arguments
+    params = backend._check_params(layer, params)
+    x = backend._check_x(layer, x)
+    T, B, _ = x.shape
+    state0 = backend._check_state(layer, initial_state, B, "initial_state")
+    first = attrs.evolve(layer, num_layers=1, dropout=0.0)
+    above = attrs.evolve(first, input_size=D * H)
+    cache = StackCache(layer, [], [], [])
+    finals = []
+    inp = x
+    for k in range(L):
+        spec = first if k == 0 else above
+        s0 = _pack(layer, _split_state(layer, state0, k))
+        out, final, c = backend.recurrent_forward(
+            spec, _layer_params(layer, params, k), inp, s0, lengths
+        )
+        cache.layers.append(spec)
+        cache.caches.append(c)
+        finals.append(_unpack(final))
+        if k < L - 1:
+            mask = backend.asarray(dropout_mask(ctx, (T, B, D * H), layer.dropout))
+            cache.masks.append(mask)
+            inp = out * mask  # padded steps are zeros and stay zeros
+    return out, _pack(layer, _concat_states(backend.ops, finals)), cache
+
+
+def stack_backward(
+    backend, cache: StackCache, d_out: Any, d_final_state: Any = None
+) -> tuple[Array, Any, dict]:
+    """Gradients of a scalar loss through the stack that produced ``cache``.
+
+    Args:
+        backend: the backend that ran :func:`stack_forward`.
+        cache: the third value :func:`stack_forward` returned.
+        d_out: (T, B, D*H) gradient of the loss with respect to ``out``.
+        d_final_state: None (zeros), or the gradient of the final state in its form.
+
+    Returns:
+        ``(d_x, d_initial_state, grads)``: d_x (T, B, I); the gradient of the initial state in
+        its form, h0 (L*D, B, H) or ``(h0, c0)``; ``grads`` with one entry per parameter of
+        ``layer.param_shapes()``, in that order.
+    """
+    if not isinstance(cache, StackCache):
+        raise TypeError("cache must be the third value returned by stack_forward")
+    layer = cache.layer
+    names = layer.state_names
+    if len(cache.caches) == 1:  # one whole-stack call
+        g = backend.recurrent_backward(layer, cache.caches[0], d_out, d_final_state)
+        d_state = _pack(layer, [g[f"{n}0"] for n in names])
+        return g["x"], d_state, {name: g[name] for name in layer.param_shapes()}
+    d = backend.asarray(d_out)
+    B = d.shape[1]
+    d_final = None
+    if d_final_state is not None:
+        d_final = backend._check_state(layer, d_final_state, B, "d_final_state")
+    grads: dict = {}
+    d_states = []
+    for k in reversed(range(layer.num_layers)):
+        d_fin = None if d_final is None else _pack(layer, _split_state(layer, d_final, k))
+        g = backend.recurrent_backward(cache.layers[k], cache.caches[k], d, d_fin)
+        for short in layer.direction_shapes(k):
+            for direction in range(layer.num_directions):
+                grads[short + layer.suffix(k, direction)] = g[short + layer.suffix(0, direction)]
+        d_states.append(tuple(g[f"{n}0"] for n in names))
+        d = g["x"]
+        if k > 0:
+            d = d * cache.masks[k - 1]  # B2 of the mask between layers k-1 and k
+    d_state = _pack(layer, _concat_states(backend.ops, d_states[::-1]))
+    return d, d_state, {name: grads[name] for name in layer.param_shapes()}
