@@ -91,9 +91,9 @@ def plain_torch_runner(vocab, texts, cell: str, device: str):
             inputs, targets, lengths = lm_batch([encoded[i] for i in pick], vocab)
             ids = torch.from_numpy(inputs).to(device)  # (T, B)
             tgt = torch.from_numpy(targets).to(device)
-            mask = torch.from_numpy(
-                np.arange(inputs.shape[0])[:, None] < lengths[None, :]
-            ).to(device)
+            mask = torch.from_numpy(np.arange(inputs.shape[0])[:, None] < lengths[None, :]).to(
+                device
+            )
             # the start id (pad) encodes as the zero vector, as in seqkit
             x = torch.nn.functional.one_hot(ids, V).float() * (ids != pad)[..., None]
             out, _ = rnn(x)  # (T, B, H); padding comes after each sequence, so no packing
@@ -149,7 +149,7 @@ def main() -> None:
         return TorchBackend(dtype="float32", device=args.device, path=path)
 
     # (label, cell, backend); None for the plain PyTorch script
-    cases = [("plain PyTorch (nn.%s + nn.Linear + Adam)" % args.cell.upper(), args.cell, None)]
+    cases = [(f"plain PyTorch (nn.{args.cell.upper()} + nn.Linear + Adam)", args.cell, None)]
     cases += [(f"seqkit torch   {args.cell!r}", args.cell, torch_backend("auto"))]
     cases += [(f"seqkit torch   {custom!r}", custom, torch_backend("auto"))]
     cases += [(f"seqkit torch   {custom!r}", custom, torch_backend("generic"))]

@@ -76,7 +76,9 @@ def test_cuda_without_cuda_is_a_clear_error(device):
 
 
 def test_bad_path_lists_choices():
-    with pytest.raises(ConfigError, match="'path' must be one of 'auto', 'fused', 'compiled', 'generic'"):
+    with pytest.raises(
+        ConfigError, match="'path' must be one of 'auto', 'fused', 'compiled', 'generic'"
+    ):
         TorchBackend(path="cudnn")
 
 

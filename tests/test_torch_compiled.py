@@ -16,8 +16,7 @@ from seqkit.errors import ConfigError
 from seqkit.testing import check_backends_agree, make_batch
 
 torch = pytest.importorskip("torch")
-from seqkit_torch import TorchBackend  # noqa: E402
-from seqkit_torch import _compiled  # noqa: E402
+from seqkit_torch import TorchBackend, _compiled  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +35,14 @@ def peephole():
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", ["rnn", "gru", "gru_simple", "lstm"])
 def test_every_builtin_cell_agrees_with_numpy(compiled64, cell):
-    check_backends_agree(
-        cell, backends=[compiled64], num_layers=(1, 2), rtol=1e-9, atol=1e-9
-    )
+    check_backends_agree(cell, backends=[compiled64], num_layers=(1, 2), rtol=1e-9, atol=1e-9)
     assert compiled64.layer_path(seqkit.Recurrent(cell, 3, 4)) == "compiled"
     assert compiled64.compile_stats(seqkit.Recurrent(cell, 3, 4)).error is None
 
 
 @pytest.mark.slow
 def test_peephole_plugin_agrees_with_numpy(compiled64, peephole):
-    check_backends_agree(
-        peephole, backends=[compiled64], num_layers=(1, 2), rtol=1e-9, atol=1e-9
-    )
+    check_backends_agree(peephole, backends=[compiled64], num_layers=(1, 2), rtol=1e-9, atol=1e-9)
 
 
 def _run(be, layer, T, B, seed):

@@ -65,7 +65,9 @@ class CompiledCell(Cell):
         try:
             backend = _timed_inductor(self.stats, cuda_graphs)
             self._step = _compile(_step_function(cell, ops), f"step_{tag}", backend)
-            self._backward = _compile(_backward_function(cell, ops), f"step_backward_{tag}", backend)
+            self._backward = _compile(
+                _backward_function(cell, ops), f"step_backward_{tag}", backend
+            )
         except Exception as exc:  # no Inductor, or torch.compile refused (an unsupported platform)
             self._fall_back(exc)
 

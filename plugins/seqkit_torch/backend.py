@@ -128,7 +128,7 @@ class TorchBackend(Backend):
 
     # --- which path ---------------------------------------------------------------------------
     def layer_path(self, layer: Recurrent) -> str:
-        """``"fused"``, ``"compiled"`` or ``"generic"``: how :meth:`recurrent_forward` runs ``layer``.
+        """``"fused"``, ``"compiled"`` or ``"generic"``: how :meth:`recurrent_forward` runs it.
 
         A cell whose compilation failed (see :meth:`compile_stats`) reports ``"generic"`` from
         then on, which is what it runs.
