@@ -10,7 +10,7 @@ which is timed and printed on its own), then ``--steps`` steps are timed; the be
 ``--repeat`` timed runs counts. Ratios are against the plain script.
 
 "With a custom cell" is a registered copy of the cell under another name (``gru_custom``), which
-no backend has a fused kernel for: on torch it takes the compiled path under ``path='auto'``,
+no backend has a fused kernel for: on torch it runs on the compiled path (``path="compiled"``),
 and the generic path is shown beside it.
 
     python benchmarks/bench_train.py                      # GRU, CPU, 50 steps
@@ -151,10 +151,10 @@ def main() -> None:
     # (label, cell, backend); None for the plain PyTorch script
     cases = [(f"plain PyTorch (nn.{args.cell.upper()} + nn.Linear + Adam)", args.cell, None)]
     cases += [(f"seqkit torch   {args.cell!r}", args.cell, torch_backend("auto"))]
-    cases += [(f"seqkit torch   {custom!r}", custom, torch_backend("auto"))]
+    cases += [(f"seqkit torch   {custom!r}", custom, torch_backend("compiled"))]
     cases += [(f"seqkit torch   {custom!r}", custom, torch_backend("generic"))]
     if args.cell == "lstm" and "lstm_peephole" in seqkit.list_cells():
-        cases += [("seqkit torch   'lstm_peephole'", "lstm_peephole", torch_backend("auto"))]
+        cases += [("seqkit torch   'lstm_peephole'", "lstm_peephole", torch_backend("compiled"))]
     if not args.skip_numpy:
         cases += [(f"seqkit numpy   {args.cell!r}", args.cell, "numpy")]
         cases += [(f"seqkit numpy   {custom!r}", custom, "numpy")]

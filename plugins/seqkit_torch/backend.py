@@ -21,8 +21,10 @@ __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 #: How a layer runs: ``"fused"`` (torch's RNN kernels), ``"compiled"`` (the cell's hand-written
 #: BPTT inside one ``torch.autograd.Function``, its step and step backward compiled by
 #: ``torch.compile``) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
-#: is a kernel and compiled for every other cell.
+#: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
+#: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
+_CPU_COMPILE_MIN_HIDDEN = 512
 
 _INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
@@ -86,11 +88,12 @@ class TorchBackend(Backend):
     Args:
         dtype: ``"float32"`` or ``"float64"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (cuda when available).
-        path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``, the compiled path for every
-            other cell), ``"fused"`` (an error for a cell without a kernel), ``"compiled"`` (any
-            cell, its step and step backward compiled by ``torch.compile``; a cell that cannot be
-            compiled warns once and runs on the generic path) or ``"generic"`` (any cell,
-            uncompiled). :meth:`layer_path` says which one a layer takes.
+        path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``; for every other cell the
+            compiled path on CUDA and on a CPU from H = 512 on, where it measured faster, else
+            the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
+            (any cell, its step and step backward compiled by ``torch.compile``; a cell that
+            cannot be compiled warns once and runs on the generic path) or ``"generic"`` (any
+            cell, uncompiled). :meth:`layer_path` says which one a layer takes.
         tf32: on CUDA, let cuDNN and cuBLAS compute float32 in TF32 (faster, ~1e-3 relative
             error). Off by default so that float32 agrees with the reference; either way it sets
             ``torch.backends.cudnn.allow_tf32`` and ``torch.backends.cuda.matmul.allow_tf32``
@@ -143,9 +146,19 @@ class TorchBackend(Backend):
             )
         if self.path in ("auto", "fused") and has_kernel:
             return "fused"
-        if self.path == "generic" or self.compile_stats(layer).error is not None:
+        if self.path == "generic" or (self.path == "auto" and not self._compiling_pays(layer)):
             return "generic"
-        return "compiled"
+        return "generic" if self.compile_stats(layer).error is not None else "compiled"
+
+    def _compiling_pays(self, layer: Recurrent) -> bool:
+        """Whether ``auto`` compiles ``layer``'s cell: where the compiled path measured faster.
+
+        On a CPU a compiled step pays a fixed cost per call (guards, the runtime wrapper, the
+        OpenMP start of its kernels) that the fused elementwise work of a small step does not
+        repay: at H = 256 it measured slower than the generic path, at H = 512 faster
+        (docs/reference/performance.rst). On a GPU every saved kernel launch counts.
+        """
+        return self.ops.device.type == "cuda" or layer.hidden_size >= _CPU_COMPILE_MIN_HIDDEN
 
     def compile_stats(self, layer: Recurrent):
         """What compiling ``layer``'s cell on this dtype and device cost, for every layer of it.
