@@ -76,7 +76,9 @@ def test_cuda_without_cuda_is_a_clear_error(device):
 
 
 def test_bad_path_lists_choices():
-    with pytest.raises(ConfigError, match="'path' must be one of 'auto', 'fused', 'generic'"):
+    with pytest.raises(
+        ConfigError, match="'path' must be one of 'auto', 'fused', 'compiled', 'generic'"
+    ):
         TorchBackend(path="cudnn")
 
 
@@ -87,7 +89,7 @@ def test_layer_path():
         be.layer_path(seqkit.Recurrent(seqkit.get_cell("rnn", nonlinearity="relu"), 2, 3))
         == "fused"
     )
-    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 3)) == "generic"
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 3)) == "generic"  # small: not compiled
     assert TorchBackend(path="generic").layer_path(seqkit.Recurrent("lstm", 2, 3)) == "generic"
     with pytest.raises(ConfigError, match="cell 'gru_simple' has no fused kernel"):
         TorchBackend(path="fused").layer_path(seqkit.Recurrent("gru_simple", 2, 3))

@@ -18,9 +18,13 @@ from seqkit.recurrent import Recurrent
 
 __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 
-#: How a layer runs: ``"fused"`` (torch's RNN kernels) or ``"generic"`` (the cell's hand-written
-#: BPTT inside one ``torch.autograd.Function``); ``"auto"`` picks fused where there is a kernel.
-PATHS = ("auto", "fused", "generic")
+#: How a layer runs: ``"fused"`` (torch's RNN kernels), ``"compiled"`` (the cell's hand-written
+#: BPTT inside one ``torch.autograd.Function``, its step and step backward compiled by
+#: ``torch.compile``) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
+#: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
+PATHS = ("auto", "fused", "compiled", "generic")
+#: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
+_CPU_COMPILE_MIN_HIDDEN = 512
 
 _INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
@@ -71,7 +75,7 @@ def _resolve_device(torch, device: str) -> str:
 class TorchCache:
     """What :meth:`TorchBackend.recurrent_backward` needs: the graph's ends and the path taken."""
 
-    path: str  # "fused" or "generic"
+    path: str  # "fused", "compiled" or "generic"
     outputs: tuple  # (out, *final)
     inputs: tuple  # (x, *state0, *params), each requiring grad
     steps: int
@@ -84,8 +88,12 @@ class TorchBackend(Backend):
     Args:
         dtype: ``"float32"`` or ``"float64"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (cuda when available).
-        path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``, the generic path for every
-            other cell), ``"fused"`` (an error for a cell without a kernel) or ``"generic"``.
+        path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``; for every other cell the
+            compiled path on CUDA and on a CPU from H = 512 on, where it measured faster, else
+            the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
+            (any cell, its step and step backward compiled by ``torch.compile``; a cell that
+            cannot be compiled warns once and runs on the generic path) or ``"generic"`` (any
+            cell, uncompiled). :meth:`layer_path` says which one a layer takes.
         tf32: on CUDA, let cuDNN and cuBLAS compute float32 in TF32 (faster, ~1e-3 relative
             error). Off by default so that float32 agrees with the reference; either way it sets
             ``torch.backends.cudnn.allow_tf32`` and ``torch.backends.cuda.matmul.allow_tf32``
@@ -123,7 +131,11 @@ class TorchBackend(Backend):
 
     # --- which path ---------------------------------------------------------------------------
     def layer_path(self, layer: Recurrent) -> str:
-        """``"fused"`` or ``"generic"``: how :meth:`recurrent_forward` will run ``layer``."""
+        """``"fused"``, ``"compiled"`` or ``"generic"``: how :meth:`recurrent_forward` runs it.
+
+        A cell whose compilation failed (see :meth:`compile_stats`) reports ``"generic"`` from
+        then on, which is what it runs.
+        """
         from seqkit_torch._fused import fused_kernel
 
         has_kernel = fused_kernel(layer) is not None
@@ -132,12 +144,37 @@ class TorchBackend(Backend):
                 f"backend 'torch' with path 'fused': cell {layer.cell.name!r} has no fused kernel; "
                 "fused kernels exist for: gru, lstm, rnn (exact built-in classes)"
             )
-        if self.path == "generic" or not has_kernel:
+        if self.path in ("auto", "fused") and has_kernel:
+            return "fused"
+        if self.path == "generic" or (self.path == "auto" and not self._compiling_pays(layer)):
             return "generic"
-        return "fused"
+        return "generic" if self.compile_stats(layer).error is not None else "compiled"
+
+    def _compiling_pays(self, layer: Recurrent) -> bool:
+        """Whether ``auto`` compiles ``layer``'s cell: where the compiled path measured faster.
+
+        On a CPU a compiled step pays a fixed cost per call (guards, the runtime wrapper, the
+        OpenMP start of its kernels) that the fused elementwise work of a small step does not
+        repay: at H = 256 it measured slower than the generic path, at H = 512 faster
+        (docs/reference/performance.rst). On a GPU every saved kernel launch counts.
+        """
+        return self.ops.device.type == "cuda" or layer.hidden_size >= _CPU_COMPILE_MIN_HIDDEN
+
+    def compile_stats(self, layer: Recurrent):
+        """What compiling ``layer``'s cell on this dtype and device cost, for every layer of it.
+
+        Returns:
+            a :class:`~seqkit_torch._compiled.CompileStats`: ``graphs`` (compiled so far, forward
+            and backward), ``seconds`` (spent in the calls that compiled) and ``error`` (None, or
+            why the cell fell back to the generic path). The cell is compiled on its first run.
+        """
+        from seqkit_torch._compiled import compiled_cell
+
+        return compiled_cell(layer.cell, self.ops).stats
 
     # --- recurrent stack ----------------------------------------------------------------------
     def _recurrent_forward(self, layer, params, x, state0, lengths):
+        from seqkit_torch._compiled import compiled_layer
         from seqkit_torch._fused import fused_forward
         from seqkit_torch._generic import generic_forward
 
@@ -154,7 +191,10 @@ class TorchBackend(Backend):
         if path == "fused":
             out, final = fused_forward(layer, params, x, state0, lengths)
         else:
-            out, final = generic_forward(self.ops, layer, params, x, state0, lengths)
+            run = compiled_layer(layer, self.ops) if path == "compiled" else layer
+            out, final = generic_forward(self.ops, run, params, x, state0, lengths)
+            if path == "compiled" and run.cell.failed:
+                path = "generic"  # it fell back during this very call
         T, B = x.shape[0], x.shape[1]
         inputs = (x, *state0, *(params[n] for n in names)) if grad else ()
         cache = TorchCache(path, (out, *final), inputs, T, B)

@@ -1,0 +1,137 @@
+"""The torch backend's compiled path: agreement with the reference, caching, fallback, choice.
+
+Compiling a cell takes seconds (the C++ compiler runs), so the tests share one float64 backend
+and a handful of cells; Inductor's on-disk cache makes a second run of the file fast.
+"""
+
+import warnings
+
+import attrs
+import numpy as np
+import pytest
+
+import seqkit
+from seqkit.cells import LSTM
+from seqkit.errors import ConfigError
+from seqkit.testing import check_backends_agree, make_batch
+
+torch = pytest.importorskip("torch")
+from seqkit_torch import TorchBackend, _compiled  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def compiled64():
+    return TorchBackend(dtype="float64", path="compiled")
+
+
+@pytest.fixture(scope="module")
+def peephole():
+    seqkit_peephole = pytest.importorskip("seqkit_peephole")
+    if "lstm_peephole" not in seqkit.list_cells():
+        seqkit.register_plugin(seqkit_peephole, name="peephole-for-compiled")
+    return "lstm_peephole"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["rnn", "gru", "gru_simple", "lstm"])
+def test_every_builtin_cell_agrees_with_numpy(compiled64, cell):
+    check_backends_agree(cell, backends=[compiled64], num_layers=(1, 2), rtol=1e-9, atol=1e-9)
+    assert compiled64.layer_path(seqkit.Recurrent(cell, 3, 4)) == "compiled"
+    assert compiled64.compile_stats(seqkit.Recurrent(cell, 3, 4)).error is None
+
+
+@pytest.mark.slow
+def test_peephole_plugin_agrees_with_numpy(compiled64, peephole):
+    check_backends_agree(peephole, backends=[compiled64], num_layers=(1, 2), rtol=1e-9, atol=1e-9)
+
+
+def _run(be, layer, T, B, seed):
+    data = make_batch(layer, T, B, seed, with_lengths=True)
+    params = layer.init_params(seed)
+    out, _, cache = be.recurrent_forward(layer, params, data.x, data.initial_state, data.lengths)
+    return be.recurrent_backward(layer, cache, data.d_out, data.d_final)
+
+
+@pytest.mark.slow
+def test_new_batch_and_length_reuse_the_compiled_graphs(compiled64):
+    layer = seqkit.Recurrent("gru_simple", 3, 4, bidirectional=True)
+    _run(compiled64, layer, 5, 3, 0)  # compiles (or finds the graphs of an earlier test)
+    graphs = compiled64.compile_stats(layer).graphs
+    assert graphs >= 2  # a forward and a backward graph at least
+    for T, B in [(2, 4), (7, 2), (3, 9), (11, 5), (1, 6)]:
+        _run(compiled64, layer, T, B, T + B)
+    assert compiled64.compile_stats(layer).graphs == graphs
+    # a second backend on the same dtype and device shares the cache
+    other = TorchBackend(dtype="float64", path="auto")
+    assert other.compile_stats(layer) is compiled64.compile_stats(layer)
+
+
+@attrs.frozen
+class FailingLSTM(LSTM):
+    """The LSTM under a name of its own, so that it gets a cache entry of its own."""
+
+    name = "lstm_compile_fails"
+
+
+def test_a_compile_error_at_the_first_call_warns_once_and_agrees(monkeypatch):
+    def compile_that_fails(fn, name, backend):
+        def call(*args):
+            raise RuntimeError(f"InductorError: C++ compile error in {name}")
+
+        return call
+
+    monkeypatch.setattr(_compiled, "_compile", compile_that_fails)
+    be = TorchBackend(dtype="float64", path="compiled")
+    layer = seqkit.Recurrent(FailingLSTM(), 3, 4, bidirectional=True)
+    assert be.layer_path(layer) == "compiled"  # not known to fail before it runs
+    ref = seqkit.get_backend("numpy", dtype="float64")
+    with pytest.warns(RuntimeWarning, match="cannot compile cell 'lstm_compile_fails'") as record:
+        got = _run(be, layer, 4, 3, 0)
+    assert len([w for w in record if "cannot compile" in str(w.message)]) == 1
+    assert be.layer_path(layer) == "generic"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = _run(be, layer, 4, 3, 0)  # no second warning
+    want = _run(ref, layer, 4, 3, 0)
+    for name, value in want.items():
+        np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_compile_raising_falls_back(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(_compiled, "_CELLS", {})
+    be = TorchBackend(dtype="float64", path="compiled")
+    layer = seqkit.Recurrent("gru_simple", 3, 4)
+    with pytest.warns(RuntimeWarning, match=r"\(RuntimeError: no C\+\+ compiler found\)"):
+        assert be.layer_path(layer) == "generic"
+    ref = seqkit.get_backend("numpy", dtype="float64")
+    got, want = _run(be, layer, 4, 2, 1), _run(ref, layer, 4, 2, 1)
+    for name, value in want.items():
+        np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_takes_fused_kernels_then_compiles_where_it_pays():
+    be = TorchBackend(path="auto")
+    assert be.layer_path(seqkit.Recurrent("lstm", 2, 3)) == "fused"
+    assert be.layer_path(seqkit.Recurrent("gru", 2, 600)) == "fused"
+    # on a CPU the compiled path measured faster from H = 512 on, slower below
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 3)) == "generic"
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 512)) == "compiled"
+    assert TorchBackend(path="compiled").layer_path(seqkit.Recurrent("lstm", 2, 3)) == "compiled"
+    assert TorchBackend(path="generic").layer_path(seqkit.Recurrent("gru_simple", 2, 512)) == (
+        "generic"
+    )
+
+
+def test_bad_path_names_the_choices():
+    with pytest.raises(ConfigError) as info:
+        TorchBackend(path="compiledd")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (
+        "backend 'torch': 'path' must be one of 'auto', 'fused', 'compiled', 'generic' "
+        "(got 'compiledd')"
+    )
