@@ -13,7 +13,8 @@ V     vocabulary size
 
 Inside seqkit every sequence is time-major: ``x`` is ``(T, B, I)``, a recurrent layer's output is
 ``(T, B, D*H)`` and its states are ``(L*D, B, H)``, with layer ``l`` direction ``d`` at index
-``l*D + d`` (PyTorch's order). ``batch_first`` is accepted only at public edges.
+``l*D + d`` (PyTorch's order). No function takes ``batch_first``: transpose a batch-major
+array with ``x.swapaxes(0, 1)`` before it enters.
 """
 
 from typing import Any, TypeAlias
