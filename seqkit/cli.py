@@ -15,25 +15,53 @@ from pathlib import Path
 
 import click
 
+from seqkit._cli_tasks import (
+    COMMANDS,
+    check_plot_path,
+    load_for,
+    read_lines,
+    require_matplotlib,
+)
 from seqkit.distributed import from_environment
 from seqkit.errors import SeqkitError
 
 __all__ = ["main", "cli"]
 
 
-class _Group(click.Group):
-    """Turns errors about the input into one clear line instead of a traceback.
+_CLICK_FLOW = (click.ClickException, click.exceptions.Abort, click.exceptions.Exit)
 
-    ``SEQKIT_DEBUG=1`` in the environment shows the traceback instead.
+
+class _Group(click.Group):
+    """Turns every failure into one clear line instead of a traceback.
+
+    Errors about the input (bad files, checkpoints, values) read ``Error: ...``; anything else is
+    the last line of defence, ``seqkit: internal error: <type>: <message>``, exit 1. ``--debug``
+    (or ``SEQKIT_DEBUG=1`` in the environment) shows the traceback instead.
     """
 
     def invoke(self, ctx: click.Context):
+        debug = ctx.params.get("debug") or bool(os.environ.get("SEQKIT_DEBUG"))
         try:
             return super().invoke(ctx)
+        except _CLICK_FLOW:
+            raise
         except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
-            if isinstance(exc, click.ClickException) or os.environ.get("SEQKIT_DEBUG"):
+            if debug:
                 raise
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(_one_line(exc)) from None
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(
+                f"seqkit: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                "(run 'seqkit --debug ...' for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _device(device: str | None) -> str | None:
@@ -61,8 +89,9 @@ def _read_lines(path: str) -> list[str]:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seqkit")
-def cli() -> None:
-    """Recurrent sequence models: train, sample and score language models on real text."""
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure.")
+def cli(debug: bool) -> None:
+    """Recurrent sequence models: language models, classifiers, taggers and encoder-decoders."""
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -502,12 +531,6 @@ def demo(out, steps, backend, progress):
 # --- sample, score ----------------------------------------------------------------------------
 
 
-def _load(path: str, backend: str | None, device: str | None = None):
-    from seqkit.models import load
-
-    return load(path, _backend(backend, device))
-
-
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option(
@@ -528,7 +551,7 @@ def sample(
     model_path, n, temperature, top_k, top_p, greedy, prefix, max_len, seed, backend, device
 ):
     """Print N sequences sampled from MODEL, one per line (same seed, same output)."""
-    model = _load(model_path, backend, device)
+    model, _ = load_for("sample", model_path, backend, device)
     for text in model.sample(
         n,
         sampler="greedy" if greedy else "random",
@@ -544,7 +567,7 @@ def sample(
 
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--backend", default=None)
 @click.option("--device", default=None)
@@ -553,8 +576,8 @@ def score(model_path, file, as_json, backend, device):
 
     Tokens count each line's <EOS>; tokens outside the vocabulary score as <UNK>.
     """
-    model = _load(model_path, backend, device)
-    lines = _read_lines(file)
+    model, _ = load_for("score", model_path, backend, device)
+    lines = read_lines(file)
     per_line = model.token_log_probs(lines)
     unknown = sum(ids.count(model.vocab.unk_id) for ids in (model.vocab.encode(t) for t in lines))
     tokens = sum(len(p) for p in per_line)
@@ -634,6 +657,9 @@ def gradients(out, steps, hidden_size, cells, seed):
     """Draw how the gradient of a loss at the last step w.r.t. h<t> decays with distance."""
     from seqkit.plots import gradient_decay, plot_gradient_decay
 
+    require_matplotlib("seqkit gradients")
+    check_plot_path(out, "--out")
+
     curves = {
         cell: gradient_decay(cell, steps=steps, hidden_size=hidden_size, seed=seed)
         for cell in cells.split(",")
@@ -642,6 +668,10 @@ def gradients(out, steps, hidden_size, cells, seed):
     for cell, norms in curves.items():
         click.echo(f"{cell}: |dL/dh<T-1>| = {norms[0]:.3g}, |dL/dh<0>| = {norms[-1]:.3g}")
     click.echo(f"wrote {out}", err=True)
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,347 @@
+"""The task commands (predict, evaluate, corpora), wrong-kind models, and the no-traceback sweep."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqkit.cli import cli
+from seqkit.tasks import get_task
+
+NAMES = ["anna", "anne", "bob", "bobby", "carl", "carla", "dana", "dan", "eve", "evan"]
+SEX = ["f", "f", "m", "m", "m", "f", "f", "m", "f", "m"]
+
+LINES = {
+    "lm": NAMES,
+    "classify": [f"{n}\t{s}" for n, s in zip(NAMES, SEX)],
+    "tag": [
+        f"{n}{m}\t{' '.join('B' + ' I' * (len(n) - 1))} {' '.join('B' + ' I' * (len(m) - 1))}"
+        for n, m in zip(NAMES, reversed(NAMES))
+    ],
+    "translate": [f"{n}\t{n[::-1]}" for n in NAMES],
+}
+
+
+def run(*args, catch=False):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=catch)
+
+
+def write(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def build(task_name, tmp_path, *, backend="numpy"):
+    """A small model of ``task_name`` trained a few steps through the task API, saved."""
+    task = get_task(task_name)
+    data = task.read(LINES[task_name], "data", level="char")
+    model = task.build_model(data, hidden_size=8, backend=backend, seed=0)
+    model.fit(*task.fit_data(model, data), steps=3, batch_size=4, lr=0.01, progress=False)
+    path = tmp_path / f"{task_name}.npz"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("models")
+    return {name: build(name, tmp) for name in LINES}
+
+
+@pytest.fixture
+def data(tmp_path):
+    return {name: write(tmp_path / f"{name}.tsv", lines) for name, lines in LINES.items()}
+
+
+# --- predict, evaluate ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", sorted(LINES))
+def test_predict_one_line_per_input(task, models, data):
+    result = run("predict", models[task], data[task])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(NAMES)
+    if task == "classify":
+        assert set(lines) <= {"f", "m"}
+    elif task == "tag":
+        for line, name in zip(lines, NAMES):
+            assert len(line.split()) == len(name) + len(NAMES[::-1][NAMES.index(name)])
+            assert set(line.split()) <= {"B", "I"}
+    elif task == "lm":
+        assert all(float(line) < 0 for line in lines)
+
+
+# the keys of one --json record of predict, per task
+PREDICT_KEYS = {
+    "lm": {"text", "log_prob", "tokens"},
+    "classify": {"text", "label", "probabilities"},
+    "tag": {"text", "tokens", "tags", "scores"},
+    "translate": {"source", "translation", "log_prob"},
+}
+
+
+@pytest.mark.parametrize("task", sorted(LINES))
+def test_predict_json_shapes(task, models, data):
+    result = run("predict", models[task], data[task], "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == len(NAMES)
+    for record in records:
+        assert set(record) == PREDICT_KEYS[task]
+    if task == "classify":
+        for record in records:
+            assert set(record["probabilities"]) == {"f", "m"}
+            assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+            assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
+    if task == "tag":
+        for record in records:
+            assert len(record["tags"]) == len(record["tokens"]) == len(record["scores"])
+            assert all(0 < s <= 1 for s in record["scores"])
+
+
+EVALUATE_KEYS = {
+    "lm": {"examples", "tokens", "nats_per_token", "perplexity"},
+    "classify": {"examples", "accuracy", "macro_f1", "per_label", "confusion_matrix"},
+    "tag": {"examples", "tokens", "token_accuracy", "per_tag", "span_f1"},
+    "translate": {"examples", "exact_match", "char_error_rate"},
+}
+
+
+@pytest.mark.parametrize("task", sorted(LINES))
+def test_evaluate_json_and_text(task, models, data):
+    result = run("evaluate", models[task], data[task], "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == EVALUATE_KEYS[task]
+    assert metrics["examples"] == len(NAMES)
+    text = run("evaluate", models[task], data[task])
+    assert text.exit_code == 0, text.output
+    assert text.stdout.strip() == get_task(task).format_metrics(metrics).strip()
+
+
+def test_evaluate_classify_confusion_matrix_counts(models, data):
+    metrics = json.loads(run("evaluate", models["classify"], data["classify"], "--json").stdout)
+    cm = metrics["confusion_matrix"]
+    assert cm["labels"] == ["f", "m"]
+    matrix = np.array(cm["matrix"])
+    assert matrix.sum() == len(NAMES)
+    assert matrix.sum(axis=1).tolist() == [SEX.count("f"), SEX.count("m")]
+    assert metrics["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+
+
+def test_beam_search_for_translate_and_refused_elsewhere(models, data):
+    result = run("predict", models["translate"], data["translate"], "--beam", 3)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == len(NAMES)
+    refused = run("predict", models["classify"], data["classify"], "--beam", 3)
+    assert refused.exit_code == 1
+    assert "does not decode: beam_size must be 1 (got 3)" in refused.stderr
+
+
+def test_evaluate_names_a_malformed_line(models, tmp_path):
+    bad = write(tmp_path / "bad.tsv", ["anna\tf", "bob m", "carl\tm"])
+    result = run("evaluate", models["classify"], bad)
+    assert result.exit_code == 1
+    assert f"{bad} line 2: expected 2 tab-separated fields" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_evaluate_names_an_unknown_label(models, tmp_path):
+    bad = write(tmp_path / "bad.tsv", ["anna\tf", "bob\tx"])
+    result = run("evaluate", models["classify"], bad)
+    assert result.exit_code == 1
+    assert "line 2: label 'x' is not one of the model's labels (f, m)" in result.stderr
+
+
+def test_label_names_survive_a_backend_switch(tmp_path, data):
+    pytest.importorskip("torch")
+    path = build("classify", tmp_path, backend="numpy")
+    on_numpy = run("predict", path, data["classify"], "--json", "--backend", "numpy")
+    on_torch = run("predict", path, data["classify"], "--json", "--backend", "torch")
+    assert on_numpy.exit_code == on_torch.exit_code == 0, on_torch.output
+    a = [json.loads(line) for line in on_numpy.stdout.splitlines()]
+    b = [json.loads(line) for line in on_torch.stdout.splitlines()]
+    assert [r["label"] for r in a] == [r["label"] for r in b]
+    for ra, rb in zip(a, b):
+        assert set(rb["probabilities"]) == {"f", "m"}
+        for label in ("f", "m"):
+            assert rb["probabilities"][label] == pytest.approx(ra["probabilities"][label], abs=1e-5)
+
+
+def test_corpora_lists_task_and_size():
+    result = run("corpora", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["name-sex"]["task"] == "classify" and rows["name-sex"]["size"] == 4832
+    assert rows["dates"]["task"] == "translate"
+    assert rows["surname-split"]["task"] == "tag"
+    assert rows["surnames"]["task"] == "lm" and rows["surnames"]["size"] == 88799
+    text = run("corpora").stdout.splitlines()
+    assert any(line.split()[:3] == ["name-sex", "classify", "4,832"] for line in text)
+
+
+# --- wrong kinds ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command, task, takes",
+    [
+        ("sample", "classify", "'sample' takes a LanguageModel"),
+        ("sample", "tag", "'sample' takes a LanguageModel"),
+        ("sample", "translate", "'sample' takes a LanguageModel"),
+        ("score", "translate", "'score' takes a LanguageModel"),
+        ("score", "classify", "'score' takes a LanguageModel"),
+    ],
+)
+def test_a_model_of_the_wrong_kind_is_one_line(command, task, takes, models, data):
+    args = [command, models[task]] + ([data["lm"]] if command == "score" else [])
+    result = run(*args)
+    assert result.exit_code == 1
+    kind = get_task(task).model_kind
+    assert f"is a {kind} (task '{task}'): {takes}; use seqkit train, predict, evaluate" in (
+        result.stderr
+    )
+    assert result.stderr.count("\n") == 1
+
+
+# --- the last line of defence -----------------------------------------------------------------
+
+
+def test_an_unexpected_exception_is_one_line(monkeypatch, models, data):
+    task = get_task("classify")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the flux\ncapacitor")
+
+    monkeypatch.setattr(type(task), "predict", broken)
+    result = run("predict", models["classify"], data["classify"], catch=True)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("seqkit: internal error: RuntimeError: the flux capacitor")
+    assert result.stderr.count("\n") == 1
+    debug = run("--debug", "predict", models["classify"], data["classify"], catch=True)
+    assert isinstance(debug.exception, RuntimeError)
+
+
+def test_debug_shows_the_traceback_of_an_input_error(tmp_path, models):
+    result = run("--debug", "predict", models["lm"], tmp_path / "missing.txt", catch=True)
+    assert result.exception is not None and not isinstance(result.exception, SystemExit)
+
+
+def test_plot_format_is_refused_before_any_work(models, data, tmp_path):
+    result = run("evaluate", models["classify"], data["classify"], "--plot", tmp_path / "cm.xyz")
+    assert result.exit_code == 2 or "needs matplotlib: pip install 'seqkit[plot]'" in result.stderr
+    if result.exit_code == 2:
+        assert "'.xyz'" in result.stderr and ".png" in result.stderr
+
+
+def test_evaluate_plot_draws_the_confusion_matrix(models, data, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "cm.png"
+    result = run("evaluate", models["classify"], data["classify"], "--plot", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = run("evaluate", models["lm"], data["lm"], "--plot", png)
+    assert refused.exit_code == 1 and "task 'lm' has none" in refused.stderr
+
+
+def test_without_matplotlib_figures_say_how_to_install(monkeypatch, models, data, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    for args in (
+        ["gradients", "--out", tmp_path / "g.png"],
+        ["evaluate", models["classify"], data["classify"], "--plot", tmp_path / "cm.png"],
+    ):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert "needs matplotlib: pip install 'seqkit[plot]'" in result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("nodir/g.png", "the directory of '{tmp}/nodir/g.png' ('{tmp}/nodir') does not exist"),
+        (".", "is a directory"),
+    ],
+)
+def test_gradients_output_path_checked_first(out, message, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run("gradients", "--out", tmp_path / out)
+    assert result.exit_code == 2
+    assert message.format(tmp=tmp_path) in result.stderr
+
+
+# --- the sweep: every command, broken inputs, never a traceback -------------------------------
+
+
+def _broken(tmp_path, models):
+    """``(bad models, bad data files)``: each fails as that argument."""
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "latin1.txt").write_bytes("jos\xe9\n".encode("latin-1"))
+    (d / "empty.txt").write_text("")
+    (d / "blank.txt").write_text("\n \n")
+    good = models["lm"].read_bytes()
+    (d / "truncated.npz").write_bytes(good[: len(good) // 2])
+    flipped = bytearray(good)
+    flipped[len(good) // 3] ^= 0xFF
+    (d / "flipped.npz").write_bytes(bytes(flipped))
+    (d / "text.npz").write_text("not a checkpoint\n")
+    files = [d / "missing.txt", d, d / "latin1.txt", d / "empty.txt", d / "blank.txt"]
+    bad_models = files + [d / "truncated.npz", d / "flipped.npz", d / "text.npz"]
+    return bad_models, files
+
+
+def _sweep_cases(tmp_path, models, data):
+    bad_models, bad_files = _broken(tmp_path, models)
+    out = tmp_path / "out.npz"
+    lm, text = models["lm"], data["lm"]
+    for bad in bad_models:
+        yield from (["sample", bad], ["score", bad, text], ["predict", bad, text])
+        yield ["evaluate", bad, text]
+    for bad in bad_files:
+        yield from (["score", lm, bad], ["predict", lm, bad], ["evaluate", lm, bad])
+        yield ["evaluate", models["classify"], bad]
+        yield ["train", bad, "--out", out, "--steps", 1, "--no-progress"]
+        yield ["gradients", "--out", bad]
+    for kind in ("classify", "tag", "translate"):  # not language models
+        yield from (["sample", models[kind]], ["score", models[kind], text])
+    yield from (
+        ["evaluate", models["classify"], text],  # no labels in an lm file
+        ["sample", lm, "-n", 0],
+        ["sample", lm, "--top-p", 2],
+        ["sample", lm, "--backend", "jaxx"],
+        ["predict", lm, text, "--beam", 0],
+        ["predict", models["translate"], text, "--beam", "x"],
+        ["evaluate", lm, text, "--plot", tmp_path / "p.xyz"],
+        ["gradients", "--out", tmp_path / "g.png", "--cells", "lstn"],
+        ["gradients", "--out", tmp_path / "g.png", "--steps", 1],
+        ["gradients", "--out", tmp_path / "nodir" / "g.png"],
+        ["train", text, "--out", out, "--hidden-size", 0],
+        ["train", text, "--out", out, "--lr", "nan", "--steps", 2, "--no-progress"],
+        ["train", text, "--out", out, "--cell", "lstn"],
+        ["train", "--corpus", "klingon", "--out", out],
+        ["corpora", "--bogus"],
+        ["no-such-command"],
+    )
+
+
+def test_no_command_prints_a_traceback(tmp_path, models, data):
+    failures = []
+    for args in _sweep_cases(tmp_path, models, data):
+        result = run(*args, catch=True)
+        raised = result.exception is not None and not isinstance(result.exception, SystemExit)
+        # every case is broken: a non-zero exit with a message, never an exception
+        if raised or "Traceback" in result.output or result.exit_code == 0 or not result.stderr:
+            failures.append((args, result.exit_code, repr(result.exception), result.output[-300:]))
+    assert not failures, "\n".join(map(str, failures))
