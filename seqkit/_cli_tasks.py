@@ -19,8 +19,11 @@ __all__ = [
     "corpora",
     "evaluate",
     "load_for",
+    "limit_length",
     "predict",
     "read_lines",
+    "size_warnings",
+    "training_examples",
     "require_matplotlib",
 ]
 
@@ -112,6 +115,84 @@ def load_for(command: str, path: str, backend: str | None = None, device: str | 
             f"{' or '.join(takes)}; use seqkit {', '.join(task.commands)} with it"
         )
     return model, task
+
+
+def training_examples(task, file: str | None, corpus: str | None, level: str | None):
+    """The examples of FILE (read as UTF-8, parsed by ``task``'s reader) or of a built-in
+    corpus (through :meth:`Task.from_corpus`); exactly one of the two."""
+    from seqkit.vocab import read_text_lines
+
+    if (file is None) == (corpus is None):
+        raise click.UsageError("give exactly one of FILE or --corpus NAME")
+    level = task.defaults.level if level is None else level
+    if corpus is not None:
+        from seqkit.corpora import get_corpus
+
+        found = get_corpus(corpus)
+        if found.task != task.name:
+            raise click.UsageError(
+                f"corpus {corpus!r} is for task {found.task!r}, not {task.name!r}: "
+                f"use --task {found.task}"
+            )
+        return task.from_corpus(found, level=level)
+    return task.read(read_text_lines(file), file, level=level)
+
+
+def _length(text: str, level: str) -> int:
+    from seqkit.tasks._base import word_tokens
+
+    return len(text) if level == "char" else len(word_tokens(text))
+
+
+def limit_length(task, examples, max_len: int | None, how: str = "drop"):
+    """``(examples, note)``: inputs longer than ``max_len`` tokens dropped or truncated.
+
+    ``note`` says how many and which line was the longest (None when nothing changed).
+    """
+    if max_len is None:
+        return examples, None
+    lengths = [_length(text, examples.level) for text in examples.inputs]
+    long = [i for i, n in enumerate(lengths) if n > max_len]
+    if not long:
+        return examples, None
+    longest = max(long, key=lengths.__getitem__)
+    what = (
+        f"{len(long):,} of {len(examples):,} examples longer than --max-len {max_len} tokens "
+        f"(the longest, {examples.where(longest)}, has {lengths[longest]:,})"
+    )
+    if how == "truncate":
+        try:
+            return task.truncate(examples, max_len), f"truncated {what}"
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--truncate'") from None
+    keep = [i for i in range(len(examples)) if lengths[i] <= max_len]
+    if not keep:
+        raise click.ClickException(f"{examples.source}: every example is longer than --max-len")
+    return examples.subset(keep), f"dropped {what}"
+
+
+#: above these a run is slow or its checkpoint large; ``seqkit train`` says so
+LONG_EXAMPLE = 1_000
+LARGE_VOCABULARY = 10_000
+
+
+def size_warnings(examples, vocab_size: int) -> list[str]:
+    """Lines warning of a slow or large configuration, with the option that fixes it."""
+    notes = []
+    lengths = [_length(text, examples.level) for text in examples.inputs]
+    i = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[i] > LONG_EXAMPLE:
+        notes.append(
+            f"seqkit: warning: {examples.where(i)} has {lengths[i]:,} tokens (median "
+            f"{sorted(lengths)[len(lengths) // 2]:,}); every batch pads to its longest example, "
+            "so training is slow: --max-len N drops (or --truncate cuts) long examples"
+        )
+    if vocab_size > LARGE_VOCABULARY:
+        notes.append(
+            f"seqkit: warning: a vocabulary of {vocab_size:,} tokens makes the input and output "
+            "layers large and slow: --max-vocab N or --min-count N cap it"
+        )
+    return notes
 
 
 def _input_level(model: Any) -> str:
