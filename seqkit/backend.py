@@ -64,13 +64,14 @@ class Backend(abc.ABC):
             params: every parameter of ``layer.param_shapes()``, NumPy or backend arrays.
             x: (T, B, I) input.
             initial_state: None (zeros), h0 (L*D, B, H), or ``(h0, c0)`` for a cell with a
-                memory state such as ``lstm``.
+                memory state such as ``lstm``; h0 is (L*D, B, P) under ``layer.proj_size`` P.
             lengths: None, or (B,) integers in 1..T; steps at or past a sequence's length
                 change nothing and output zeros.
 
         Returns:
-            ``(out, final, cache)``: out (T, B, D*H); final in the form of ``initial_state``
-            (h_n, or ``(h_n, c_n)``); cache for :meth:`recurrent_backward`.
+            ``(out, final, cache)``: out (T, B, D*H) (D*P under a projection); final in the
+            form of ``initial_state`` (h_n, or ``(h_n, c_n)``); cache for
+            :meth:`recurrent_backward`.
         """
         if not isinstance(layer, Recurrent):
             raise TypeError(f"layer must be a seqkit.Recurrent (got {type(layer).__name__})")
@@ -207,10 +208,12 @@ class Backend(abc.ABC):
         return x
 
     def _check_state(self, layer: Recurrent, state: Any, batch: int, argname: str) -> tuple:
-        names = layer.state_names
-        expected = (layer.num_layers * layer.num_directions, batch, layer.hidden_size)
+        names, LD = layer.state_names, layer.num_layers * layer.num_directions
+        # (L*D, B, H) per part; h is (L*D, B, P) under a projection
+        expected = {name: (LD, batch, n) for name, n in zip(names, layer.state_sizes)}
+        letters = {name: "P" if layer.proj_size and i == 0 else "H" for i, name in enumerate(names)}
         if state is None:
-            return tuple(self.ops.zeros(expected) for _ in names)
+            return tuple(self.ops.zeros(expected[name]) for name in names)
         if len(names) == 1:
             if isinstance(state, tuple | list):
                 raise ShapeError(
@@ -229,10 +232,10 @@ class Backend(abc.ABC):
         out = []
         for name, part in zip(names, parts):
             part = self.asarray(part)
-            if tuple(part.shape) != expected:
+            if tuple(part.shape) != expected[name]:
                 raise ShapeError(
-                    f"{argname} {name} must have shape (L*D, B, H) = {expected} "
-                    f"(got {tuple(part.shape)})"
+                    f"{argname} {name} must have shape (L*D, B, {letters[name]}) = "
+                    f"{expected[name]} (got {tuple(part.shape)})"
                 )
             out.append(part)
         return tuple(out)

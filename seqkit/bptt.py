@@ -10,11 +10,13 @@ Notation (shape letters in :mod:`seqkit.shapes`; we are at step t of one directi
     F2. hg<t> = h<t-1> @ W_hh^T + b_hh    one matrix product per step; b_hh joins b_ih in F1
                                           for a cell with ``sums_projections`` (uses xg + hg only)
     F3. s<t> = cell.step(xg<t>, hg<t>, s<t-1>)
+    F3p. with a projection (``proj_size`` P): h<t> = h~<t> @ W_hr^T, h~<t> (B, H) the cell's h
     F4. padded rows keep s<t-1>: s<t> = where(t < length, s<t>, s<t-1>); out<t> = h<t> or 0
 
 Backward, from t = T-1 down to 0, given d out<t> and d s<T-1> (the final state's gradient)::
 
     B4. rows past their length pass d s<t> straight to d s<t-1> and take nothing from d out<t>
+    B3p. with a projection: d W_hr = sum_t d h<t>^T h~<t>;  d h~<t> = d h<t> @ W_hr
     B3. d xg<t>, d hg<t>, d s<t-1> = cell.step_backward(d s<t>)
     B2. d h<t-1> += d hg<t> @ W_hh;  d W_hh = sum_t d hg<t>^T h<t-1>
     B1. d x = d xg @ W_ih,  d W_ih = d xg^T x,  d b_ih = sum d xg
@@ -26,6 +28,9 @@ products whatever T is, and only one chunk of step gradients is alive at a time.
 Every per-step array is feature-major (:func:`_feature_major`): a ``(B, G*H)`` step is stored as
 ``G*H`` runs of ``B`` numbers, so each gate block is contiguous and the per-step products read and
 write column-major operands, which BLAS runs faster at the small B of a recurrent step.
+
+Under a projection h<t> and h<t-1> have P features (the output, ``hg``'s input, the first state
+part) and ``c`` and the cell's own h~ have H; without one F3p and B3p cost nothing.
 
 A bidirectional layer's reverse direction runs the same recursion on each sequence's valid prefix
 read back to front (``ops.take_time`` with :func:`reverse_index`), so one loop serves both.
@@ -59,9 +64,10 @@ class _Direction:
     """What one direction of one layer keeps for its backward pass."""
 
     x: Array  # (T, B, I_l), in processing order
-    out: Array  # (T, B, H), h<t> in processing order, before padding was zeroed
-    state0: tuple  # initial state, tuple of (B, H)
+    out: Array  # (T, B, H) (or P), h<t> in processing order, before padding was zeroed
+    state0: tuple  # initial state, tuple of (B, H) (h (B, P) under a projection)
     steps: list  # one cell cache per step
+    full: Array | None = None  # (T, B, H) the cell's h~<t> before a projection, else None
 
 
 @attrs.define
@@ -84,24 +90,26 @@ def recurrent_forward(
 
     Args:
         x: (T, B, I).
-        state0: tuple of (L*D, B, H) arrays, one per ``layer.state_names``.
+        state0: tuple of (L*D, B, H) arrays, one per ``layer.state_names`` (h (L*D, B, P)
+            under a projection, see ``layer.state_sizes``).
         lengths: (B,) host integers in 1..T, or None for full length.
 
     Returns:
-        ``(out, final, cache)``: out (T, B, D*H) with zeros past each length, final state as a
-        tuple of (L*D, B, H) arrays, and the cache for :func:`recurrent_backward`. The cache
-        may share memory with ``out`` (one direction, no padding): leave ``out`` unmodified until
-        the backward pass has run.
+        ``(out, final, cache)``: out (T, B, D*H) (D*P) with zeros past each length, final state
+        as a tuple of (L*D, B, H) arrays (h (L*D, B, P)), and the cache for
+        :func:`recurrent_backward`. The cache may share memory with ``out`` (one direction, no
+        padding): leave ``out`` unmodified until the backward pass has run.
     """
     T, B, _ = x.shape
-    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    L, D = layer.num_layers, layer.num_directions
+    H = layer.state_sizes[0]  # features of h: the hidden size, or P under a projection
     shortest = int(lengths.min()) if lengths is not None and T > 0 else T
     mask = ops.mask(lengths, T) if lengths is not None and shortest < T else None
     partial = [t >= shortest for t in range(T)]  # some row is padded at step t
     reverse = reverse_index(T, lengths, B)  # (T, B) ints; used by a second direction only
     if mask is not None:
         x = ops.where(mask, x, 0.0)  # padding never reaches a cell, whatever values it holds
-    final = tuple(ops.empty((L * D, B, H)) for _ in layer.state_names)
+    final = tuple(ops.empty((L * D, B, n)) for n in layer.state_sizes)
     cache = RecurrentCache(layer, params, lengths, mask, partial, reverse, [])
     layer_in = x
     for lyr in range(L):
@@ -141,6 +149,8 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
     T, B = x.shape[:2]
     GH = p["weight_ih"].shape[0]
     H = GH // cell.num_gates
+    w_hr = p.get(_PROJECTION)  # (P, H), or None without a projection
+    P = H if w_hr is None else w_hr.shape[0]
     # F1. input projection of every step at once, each step's (B, GH) block feature-major. A
     # cell that only adds xg and hg takes bias_hh here too, once, instead of once per step in F2.
     summed = cell.sums_projections
@@ -148,10 +158,11 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
     ops.matmul(x, p["weight_ih"].T, out=xg)
     xg += (p["bias_ih"] + p["bias_hh"]) if summed else p["bias_ih"]
     w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
-    out = ops.empty((T, B, H))
+    out = ops.empty((T, B, P))
+    full = None if w_hr is None else ops.empty((T, B, H))
     steps = []
     state0 = state
-    state = tuple(_copy_into(_feature_major(ops, B, H), s) for s in state)
+    state = tuple(_copy_into(_feature_major(ops, B, s.shape[1]), s) for s in state)
     hg = _feature_major(ops, B, GH)  # one buffer for every step: cells copy what they keep of hg
     for t in range(T):
         # F2. recurrent projection
@@ -160,13 +171,17 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
             hg += b_hh
         # F3. one cell step
         new, step_cache = cell.step(ops, xg[t], hg, state, p)
+        if w_hr is not None:
+            # F3p. project the cell's h~<t> (B, H) to h<t> (B, P)
+            full[t] = new[0]
+            new = (ops.matmul(new[0], w_hr.T, out=_feature_major(ops, B, P)), *new[1:])
         # F4. rows past their length keep their state
         if partial[t]:
             new = tuple(ops.where(mask[t], n, s) for n, s in zip(new, state))
         out[t] = new[0]
         steps.append(step_cache)
         state = new
-    return out, state, _Direction(x, out, state0, steps)
+    return out, state, _Direction(x, out, state0, steps, full)
 
 
 def _copy_into(dest: Array, src: Array) -> Array:
@@ -180,18 +195,20 @@ def recurrent_backward(
     """Backpropagation through time for the stack that produced ``cache``.
 
     Args:
-        d_out: (T, B, D*H) gradient of the loss with respect to the output.
-        d_final: tuple of (L*D, B, H) gradients of the final state, or None for zeros.
+        d_out: (T, B, D*H) (D*P) gradient of the loss with respect to the output.
+        d_final: tuple of (L*D, B, H) gradients of the final state (h's (L*D, B, P)), or None
+            for zeros.
 
     Returns:
         ``{"x": (T, B, I), "h0": (L*D, B, H), ["c0": ...], <every parameter name>: ...}``.
     """
     layer = cache.layer
-    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    L, D = layer.num_layers, layer.num_directions
+    H = layer.state_sizes[0]  # features of h: the hidden size, or P under a projection
     T, B = d_out.shape[:2]
     mask, reverse = cache.mask, cache.reverse
     grads: dict = {}
-    d_state0 = tuple(ops.empty((L * D, B, H)) for _ in layer.state_names)
+    d_state0 = tuple(ops.empty((L * D, B, n)) for n in layer.state_sizes)
     d_layer_out = d_out
     for lyr in reversed(range(L)):
         if mask is not None:
@@ -232,13 +249,21 @@ def recurrent_backward(
 def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_state, mask, partial):
     x, out, steps = saved.x, saved.out, saved.steps
     T, B = x.shape[:2]
-    GH, H = p["weight_hh"].shape
+    GH, P = p["weight_hh"].shape  # P: features of h, the hidden size H without a projection
+    H = GH // cell.num_gates
+    w_hr = p.get(_PROJECTION)
     # B2's product runs fastest with W_hh column-major too (one copy per call)
-    w_hh = _copy_into(_feature_major(ops, GH, H), p["weight_hh"])
-    grads = {name: ops.zeros(tuple(p[name].shape)) for name in p if name not in _MATRICES}
+    w_hh = _copy_into(_feature_major(ops, GH, P), p["weight_hh"])
+    grads = {
+        name: ops.zeros(tuple(p[name].shape))
+        for name in p
+        if name not in _MATRICES and name != _PROJECTION
+    }
     weights = _WeightGradients(ops, p, x, out, saved.state0[0], cell.sums_projections)
+    d_proj = None if w_hr is None else ops.empty((T, B, P))  # d h<t> of every step, for B3p
     # the loop's own arrays, feature-major: it adds into d_state[0] in place
-    d_state = tuple(_copy_into(_feature_major(ops, B, H), d) for d in d_state)
+    sizes = (P,) + (H,) * (len(d_state) - 1)
+    d_state = tuple(_copy_into(_feature_major(ops, B, n), d) for n, d in zip(sizes, d_state))
     for t in reversed(range(T)):
         d_h = d_state[0]
         d_h += d_out[t]
@@ -246,10 +271,14 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         if partial[t]:
             # B4. padded rows: the cell sees no gradient, the state's passes through
             d_new = tuple(ops.where(mask[t], dn, 0.0) for dn in d_new)
+        if w_hr is not None:
+            # B3p. through the projection: d h~<t> = d h<t> @ W_hr (d W_hr after the loop)
+            d_proj[t] = d_new[0]
+            d_new = (ops.matmul(d_new[0], w_hr, out=_feature_major(ops, B, H)), *d_new[1:])
         # B3. one cell step backward
         d_xg, d_hg, d_prev = cell.step_backward(ops, d_new, steps[t], p, grads)
         # B2. through h<t-1> @ W_hh^T
-        d_h_prev = ops.matmul(d_hg, w_hh, out=_feature_major(ops, B, H))
+        d_h_prev = ops.matmul(d_hg, w_hh, out=_feature_major(ops, B, P))
         if d_prev[0] is not None:
             d_h_prev += d_prev[0]
         d_prev = (d_h_prev, *(dp if dp is not None else ops.zeros((H, B)).T for dp in d_prev[1:]))
@@ -258,6 +287,10 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         weights.add_step(t, d_xg, d_hg)
         d_state = d_prev
     grads.update(weights.result())
+    if w_hr is not None:
+        # B3p. d W_hr = sum_t d h<t>^T h~<t>, one product over every step
+        rows = T * B
+        grads[_PROJECTION] = ops.matmul(d_proj.reshape(rows, P).T, saved.full.reshape(rows, H))
     return weights.d_x, d_state, grads
 
 
@@ -337,4 +370,5 @@ class _WeightGradients:
 
 
 _MATRICES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_PROJECTION = "weight_hr"  # (P, H), present only under a projection (Recurrent.proj_size)
 _CHUNK_ROWS = 1024  # steps x batch rows per chunk of the weight-gradient products

@@ -264,7 +264,7 @@ def stack_forward(
         final h_n (L*D, B, H) or ``(h_n, c_n)``, and a :class:`StackCache` for
         :func:`stack_backward`.
     """
-    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    L = layer.num_layers
     if not ctx.training or layer.dropout == 0 or L == 1:
         out, final, cache = backend.recurrent_forward(layer, params, x, initial_state, lengths)
         return out, final, StackCache(layer, [layer], [cache], [])
@@ -274,7 +274,7 @@ def stack_forward(
     T, B, _ = x.shape
     state0 = backend._check_state(layer, initial_state, B, "initial_state")
     first = attrs.evolve(layer, num_layers=1, dropout=0.0)
-    above = attrs.evolve(first, input_size=D * H)
+    above = attrs.evolve(first, input_size=layer.output_size)
     cache = StackCache(layer, [], [], [])
     finals = []
     inp = x
@@ -288,7 +288,7 @@ def stack_forward(
         cache.caches.append(c)
         finals.append(_unpack(final))
         if k < L - 1:
-            mask = backend.asarray(dropout_mask(ctx, (T, B, D * H), layer.dropout))
+            mask = backend.asarray(dropout_mask(ctx, (T, B, layer.output_size), layer.dropout))
             cache.masks.append(mask)
             inp = out * mask  # padded steps are zeros and stay zeros
     return out, _pack(layer, _concat_states(backend.ops, finals)), cache

@@ -136,7 +136,7 @@ def make_batch(
     With ``with_lengths``, the first sequence has length T and the others random lengths in 1..T.
     """
     rng = np.random.default_rng(seed)
-    T, B, LD, H = steps, batch, layer.num_layers * layer.num_directions, layer.hidden_size
+    T, B, LD = steps, batch, layer.num_layers * layer.num_directions
 
     def u(*shape):
         return rng.uniform(-scale, scale, size=shape).astype(dtype)
@@ -146,9 +146,9 @@ def make_batch(
         lens = rng.integers(1, T + 1, size=B)
         lens[0] = T
     x = u(T, B, layer.input_size)
-    state = _pack(layer, [u(LD, B, H) for _ in layer.state_names])
+    state = _pack(layer, [u(LD, B, n) for n in layer.state_sizes])
     d_out = u(T, B, layer.output_size)
-    d_final = _pack(layer, [u(LD, B, H) for _ in layer.state_names])
+    d_final = _pack(layer, [u(LD, B, n) for n in layer.state_sizes])
     return SequenceBatch(x, state, lens, d_out, d_final)
 
 
@@ -271,7 +271,9 @@ def _loss(
 def _expected_grad_shapes(layer: Recurrent, batch: SequenceBatch) -> dict:
     LD = layer.num_layers * layer.num_directions
     shapes = {"x": batch.x.shape}
-    shapes.update({f"{n}0": (LD, batch.batch, layer.hidden_size) for n in layer.state_names})
+    shapes.update(
+        {f"{n}0": (LD, batch.batch, size) for n, size in zip(layer.state_names, layer.state_sizes)}
+    )
     shapes.update(layer.param_shapes())
     return shapes
 

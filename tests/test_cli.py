@@ -99,7 +99,7 @@ def test_damaged_checkpoints_give_one_line_and_non_zero_exit(tmp_path, corpus, d
         ),
         (
             ["train", "--corpus", "surnames", "--cell", "lstn", "--out", "x.npz", "--steps", "1"],
-            "unknown cell 'lstn'; available: gru, gru_simple, lstm",
+            "unknown cell 'lstn'; available: gru, gru_ln, gru_simple, lstm",
         ),
         (
             ["train", "--corpus", "surnames", "--backend", "jaxx", "--out", "x.npz"],

@@ -10,7 +10,14 @@ from seqkit.cells.lstm import LSTM
 
 def test_builtins_register_through_entry_points():
     plugins = {p.name: p for p in seqkit.list_plugins()}
-    assert plugins["cells"].registered["cell"] == ("gru", "gru_simple", "lstm", "rnn")
+    assert plugins["cells"].registered["cell"] == (
+        "gru",
+        "gru_ln",
+        "gru_simple",
+        "lstm",
+        "lstm_ln",
+        "rnn",
+    )
     assert plugins["cells"].distribution == "seqkit"
     assert plugins["cells"].entry_point == "cells = seqkit.cells._builtin"
     assert plugins["numpy"].registered["backend"] == ("numpy",)
@@ -24,7 +31,8 @@ def test_unknown_names_list_the_choices():
     ):
         seqkit.get_backend("jaxx")
     with pytest.raises(
-        seqkit.UnknownNameError, match=r"unknown cell 'lstn'; available: gru, gru_simple, lstm"
+        seqkit.UnknownNameError,
+        match=r"unknown cell 'lstn'; available: gru, gru_ln, gru_simple, lstm, lstm_ln",
     ):
         seqkit.Recurrent("lstn", 2, 3)
 

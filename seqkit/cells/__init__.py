@@ -2,8 +2,10 @@
 
 from seqkit.cells._base import Cell
 from seqkit.cells.gru import GRU
+from seqkit.cells.gru_ln import LayerNormGRU
 from seqkit.cells.gru_simple import SimpleGRU
 from seqkit.cells.lstm import LSTM
+from seqkit.cells.lstm_ln import LayerNormLSTM
 from seqkit.cells.rnn import RNN
 
-__all__ = ["Cell", "RNN", "GRU", "SimpleGRU", "LSTM"]
+__all__ = ["Cell", "RNN", "GRU", "SimpleGRU", "LSTM", "LayerNormLSTM", "LayerNormGRU"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, ClassVar
+
+import numpy as np
 
 from seqkit.ops import Ops
 from seqkit.shapes import Array, State
@@ -16,8 +19,10 @@ class Cell(abc.ABC):
 
     A cell owns four matrices in PyTorch's layout, ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
     ``bias_ih (G*H,)`` and ``bias_hh (G*H,)``, plus any extra parameters it declares in
-    :meth:`extra_param_shapes`. The loop over time belongs to the backend (``seqkit.bptt``), which
-    computes the two matrix products for the cell, so that they can be hoisted and batched:
+    :meth:`extra_param_shapes`, which start as :meth:`init_extra_params` says (PyTorch's uniform
+    rule unless the cell overrides it: a layer-norm gain starts at 1). The loop over time belongs
+    to the backend (``seqkit.bptt``), which computes the two matrix products for the cell, so that
+    they can be hoisted and batched:
 
     * ``xg = x<t> @ weight_ih.T + bias_ih`` for every step at once, before the loop;
     * ``hg = h<t-1> @ weight_hh.T + bias_hh`` once per step (``h`` is ``state[0]``).
@@ -58,10 +63,43 @@ class Cell(abc.ABC):
     #: ``bias_hh`` once to the hoisted input projection instead of once per step, and, since
     #: ``d hg`` is then ``d xg``, keeps only ``d xg`` for the weight-gradient products.
     sums_projections: ClassVar[bool] = False
+    #: The index of the forget-gate block among the G blocks (1 for ``lstm``'s ``i, f, g, o``),
+    #: or None for a cell without one; ``Recurrent(forget_bias=...)`` needs it.
+    forget_gate: ClassVar[int | None] = None
+    #: True when :meth:`step` reads ``h<t-1>`` only through ``hg`` and takes H from another state
+    #: part, so that the driver may project ``h`` to P < H features after each step
+    #: (``Recurrent(proj_size=P)``, as ``torch.nn.LSTM``); ``state[0]`` is then (B, P).
+    projectable: ClassVar[bool] = False
 
     def extra_param_shapes(self, hidden_size: int) -> dict[str, tuple[int, ...]]:
         """Extra per-layer parameters beyond the four matrices: ``{name: shape}`` (default none)."""
         return {}
+
+    def init_extra_params(
+        self, rng: np.random.Generator, hidden_size: int, input_size: int
+    ) -> dict[str, np.ndarray]:
+        """Initial values of the parameters of :meth:`extra_param_shapes`, as float64 arrays.
+
+        :meth:`seqkit.Recurrent.init_params` calls it once per layer and direction, after the
+        four matrices were drawn from ``rng``. The default draws every extra parameter, in
+        :meth:`extra_param_shapes` order, from PyTorch's U(-1/sqrt(H), 1/sqrt(H)); override it
+        for parameters that must start elsewhere (a layer-norm gain starts at 1, see
+        :class:`seqkit.cells.LayerNormLSTM`). Draw from ``rng`` only, so that a seed fixes the
+        values.
+
+        Args:
+            rng: the generator :meth:`~seqkit.Recurrent.init_params` draws everything from.
+            hidden_size: H.
+            input_size: the features this layer reads per step (I for layer 0, D*H above).
+
+        Returns:
+            ``{name: array}`` with exactly the names and shapes of :meth:`extra_param_shapes`.
+        """
+        bound = 1.0 / math.sqrt(hidden_size)
+        return {
+            name: rng.uniform(-bound, bound, size=shape)
+            for name, shape in self.extra_param_shapes(hidden_size).items()
+        }
 
     @abc.abstractmethod
     def step(

@@ -28,10 +28,13 @@ class LSTM(Cell):
     state_names = ("h", "c")
     #: Step 1 only adds xg and hg, so the backend may fold bias_hh into xg before the loop.
     sums_projections = True
+    forget_gate = 1
+    #: h<t-1> enters only through hg, so ``Recurrent(proj_size=P)`` may project h (torch's LSTMP)
+    projectable = True
 
     def step(self, ops, xg, hg, state, params):
-        h_prev, c_prev = state
-        H = h_prev.shape[1]
+        _, c_prev = state
+        H = c_prev.shape[1]  # h<t-1> is (B, P) under a projection; c<t-1> is always (B, H)
         # 1. pre-activations, in xg's memory where the backend allows
         z = ops.add(xg, hg, inplace=True)
         # 2. gates. tanh(g) = 2 sigmoid(2g) - 1, so one sigmoid pass (one exp) serves all four

@@ -38,6 +38,8 @@ class PeepholeLSTM(seqkit.Cell):
     name = "lstm_peephole"
     num_gates = 4
     state_names = ("h", "c")
+    #: block 1 is the forget gate, so Recurrent(..., forget_bias=1.0) works for this cell too
+    forget_gate = 1
 
     def extra_param_shapes(self, hidden_size):
         H = hidden_size

@@ -1,0 +1,118 @@
+"""A recurrent stack as one pure JAX function: ``jax.lax.scan`` over the cell's own ``step``.
+
+The same recursion as :mod:`seqkit.bptt`, written as a function of immutable arrays so that JAX
+can compile and differentiate it (we are at step t of one direction)::
+
+    F1. xg = x @ W_ih^T + b_ih            all T steps in one product, before the scan
+                                          (+ b_hh for a cell with ``sums_projections``)
+    F2. hg<t> = h<t-1> @ W_hh^T + b_hh    inside the scan (b_hh joined F1 for such a cell)
+    F3. s<t> = cell.step(xg<t>, hg<t>, s<t-1>)
+    F4. padded rows keep s<t-1>: s<t> = where(t < length, s<t>, s<t-1>); out<t> = h<t> or 0
+
+The reverse direction of a bidirectional layer runs F1-F4 on each sequence's valid prefix read
+back to front (:func:`seqkit.bptt.reverse_index`, gathered here with ``take_time``).
+
+:func:`forward` returns the stack's outputs together with its ``jax.vjp`` function, which is a
+pytree (``jax.tree_util.Partial``) holding the residuals, so it passes out of ``jax.jit``;
+:func:`backward` applies it. Both are compiled once per shape class: the layer, the ops (dtype
+and device), whether lengths are given, and the shapes of the arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from seqkit.recurrent import Recurrent
+
+__all__ = ["backward", "forward", "stack"]
+
+
+def stack(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reverse):
+    """``(out, final)`` of the stack, a pure traceable function.
+
+    Args:
+        ops: the backend's :class:`~seqkit_jax.JaxOps`.
+        params: every parameter by full name.
+        x: (T, B, I).
+        state0: tuple of (L*D, B, H), one per ``layer.state_names``.
+        lengths: None, or (B,) integers in 1..T.
+        reverse: (T, B) :func:`seqkit.bptt.reverse_index` when ``lengths`` is given, else None.
+
+    Returns:
+        out (T, B, D*H), zero past each length; final, a tuple of (L*D, B, H).
+    """
+    T = x.shape[0]
+    L, D = layer.num_layers, layer.num_directions
+    mask = None if lengths is None else ops.mask(lengths, T)  # (T, B, 1)
+    if mask is not None:
+        x = ops.where(mask, x, 0.0)  # padding never reaches a cell, whatever values it holds
+    finals: list[list] = [[] for _ in layer.state_names]
+    layer_in = x
+    for lyr in range(L):
+        outs = []
+        for d in range(D):
+            k = lyr * D + d
+            p = layer.direction_params(params, lyr, d)
+            x_d = layer_in if d == 0 else _reversed(ops, layer_in, reverse)
+            o, sT = _direction(ops, layer.cell, p, x_d, tuple(s[k] for s in state0), mask)
+            outs.append(o if d == 0 else _reversed(ops, o, reverse))
+            for part, s in zip(finals, sT, strict=True):
+                part.append(s)
+        out = outs[0] if D == 1 else jnp.concatenate(outs, axis=-1)  # (T, B, D*H)
+        if mask is not None:
+            out = ops.where(mask, out, 0.0)
+        layer_in = out
+    return layer_in, tuple(jnp.stack(part) for part in finals)
+
+
+def _reversed(ops, a, reverse):
+    """``a`` (T, B, F) with each valid prefix reversed (all of it when ``reverse`` is None)."""
+    return a[::-1] if reverse is None else ops.take_time(a, reverse)
+
+
+def _direction(ops, cell, p: dict, x, state: tuple, mask):
+    """One direction of one layer: out (T, B, H) in processing order, final state tuple."""
+    summed = cell.sums_projections
+    # F1. the input projection of every step at once
+    xg = ops.matmul(x, p["weight_ih"].T) + (
+        (p["bias_ih"] + p["bias_hh"]) if summed else p["bias_ih"]
+    )  # (T, B, G*H)
+    w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
+
+    def step(s, inputs):
+        xg_t, m_t = inputs  # (B, G*H), (B, 1) or None
+        hg = ops.matmul(s[0], w_hh_t)  # F2
+        if not summed:
+            hg = hg + b_hh
+        new, _ = cell.step(ops, xg_t, hg, s, p)  # F3; the cell's cache is not needed here
+        if m_t is not None:  # F4
+            new = tuple(ops.where(m_t, n, old) for n, old in zip(new, s, strict=True))
+        return new, new[0]
+
+    final, out = lax.scan(step, state, (xg, mask))
+    return out, final
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def forward(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reverse):
+    """``(out, final, vjp)``: :func:`stack`'s results and its ``jax.vjp`` function.
+
+    ``vjp((d_out, d_final)) -> (d_params, d_x, d_state0)``; lengths and the reverse index are
+    integers, not differentiated.
+    """
+
+    def run(params, x, state0):
+        return stack(ops, layer, params, x, state0, lengths, reverse)
+
+    (out, final), vjp = jax.vjp(run, params, x, state0)
+    return out, final, vjp
+
+
+@jax.jit
+def backward(vjp, d_out, d_final: tuple):
+    """``(d_params, d_x, d_state0)`` from the function :func:`forward` returned."""
+    return vjp((d_out, d_final))
