@@ -12,6 +12,7 @@ from seqkit._plugins import (
     unregister_plugin,
 )
 from seqkit.backend import Backend, get_backend
+from seqkit.callbacks import Callback
 from seqkit.cells import Cell
 from seqkit.checkpoint import CheckpointError
 from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
@@ -21,9 +22,18 @@ from seqkit.errors import ConfigError, PluginError, SeqkitError, ShapeError, Unk
 from seqkit.hookspecs import hookimpl
 from seqkit.layers import Dense, DenseStack, Embedding, OneHot
 from seqkit.losses import Loss, get_loss
-from seqkit.models import LanguageModel, Model, Seq2Seq, SequenceClassifier, SequenceTagger, load
+from seqkit.models import (
+    Batch,
+    LanguageModel,
+    Model,
+    Seq2Seq,
+    SequenceClassifier,
+    SequenceTagger,
+    load,
+)
 from seqkit.ops import Ops
 from seqkit.optim import SGD, Adagrad, Adam, AdamW, Optimizer, get_optimizer, list_optimizers
+from seqkit.options import TrainingOptions
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import Sampler, get_sampler
 from seqkit.training import TrainingDiverged, TrainingHistory
@@ -36,6 +46,8 @@ __all__ = [
     "Adam",
     "AdamW",
     "Backend",
+    "Batch",
+    "Callback",
     "Cell",
     "CheckpointError",
     "Config",
@@ -61,6 +73,7 @@ __all__ = [
     "ShapeError",
     "TrainingDiverged",
     "TrainingHistory",
+    "TrainingOptions",
     "UnknownNameError",
     "Vocabulary",
     "clip_grad_norm",

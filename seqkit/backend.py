@@ -9,6 +9,7 @@ import numpy as np
 
 from seqkit import bptt
 from seqkit.config import load_config
+from seqkit.distributed import DataParallel
 from seqkit.errors import ShapeError
 from seqkit.ops import Ops
 from seqkit.recurrent import Recurrent
@@ -130,31 +131,12 @@ class Backend(abc.ABC):
         """
         return self._check_params(layer, params)
 
-    # --- data-parallel training (seqkit.distributed) ---------------------------------------------
-    def init_distributed(self, info) -> None:
-        """Join the process group of a multi-process job (``seqkit.distributed``)."""
-        raise NotImplementedError(
-            f"backend {self.name!r} does not train across processes; use backend 'torch'"
-        )
-
-    def leave_distributed(self) -> None:
-        """Leave the process group joined by :meth:`init_distributed`, with every other rank."""
-        raise NotImplementedError(
-            f"backend {self.name!r} does not train across processes; use backend 'torch'"
-        )
-
-    def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
-        """The ``weight``-weighted mean of every rank's loss and gradients, on every rank."""
-        raise NotImplementedError(
-            f"backend {self.name!r} does not train across processes; use backend 'torch'"
-        )
-
-    @classmethod
-    def launch(cls, nproc: int, argv: list[str]) -> int:
-        """Run ``python -m seqkit *argv`` in ``nproc`` processes on this machine; exit status."""
-        raise NotImplementedError(
-            f"backend {cls.name!r} does not train across processes; use --backend torch"
-        )
+    # --- optional capabilities ------------------------------------------------------------------
+    @property
+    def data_parallel(self) -> DataParallel | None:
+        """Data-parallel training across processes (:class:`seqkit.distributed.DataParallel`),
+        or None when this backend has none (the reference)."""
+        return None
 
     def _recurrent_forward(self, layer, params, x, state0, lengths):
         return bptt.recurrent_forward(self.ops, layer, params, x, state0, lengths)

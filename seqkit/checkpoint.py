@@ -561,12 +561,18 @@ def _check_members(members: dict[str, _Member], expected: dict | None, fail) -> 
         if not name.startswith(_STATE):
             continue
         parts = name[len(_STATE) :].split("/")
-        if len(parts) == 3 and parts[0] == "optim":  # state/optim/<buffer>/<parameter>
-            if parts[2] not in shapes:
+        # state/optim/<buffer>/<parameter>; state/best|last/<parameter> (early stopping's copies)
+        owner = None
+        if len(parts) == 3 and parts[0] == "optim":
+            owner = parts[2]
+        elif len(parts) == 2 and parts[0] in ("best", "last"):
+            owner = parts[1]
+        if owner is not None:
+            if owner not in shapes:
                 raise fail(f"state array {name!r} names no parameter of the model")
-            if m.shape != shapes[parts[2]]:
+            if m.shape != shapes[owner]:
                 raise fail(
-                    f"state array {name!r} must have its parameter's shape {shapes[parts[2]]} "
+                    f"state array {name!r} must have its parameter's shape {shapes[owner]} "
                     f"(got {m.shape})"
                 )
         elif len(m.shape) > 1:
@@ -691,6 +697,7 @@ CONFIG_SCHEMA = _Object(
         "embedding_size": _Nullable(_SIZE),
         "head_sizes": _List(_SIZE, 64),
         "num_classes": _Int(1, 1 << 20),
+        "dropout": _Type("number"),  # the model checks the range [0, 1)
     }
 )
 _VOCAB = _Object({"tokens": _List(_Type("str", 1000), 1 << 22)}, required=("tokens",))
@@ -704,7 +711,9 @@ _TRAINING = _Object(
         "rng": _Object(),
         "losses": _List(_Nullable(_Type("number"))),
         "grad_norms": _List(_Nullable(_Type("number"))),
-        "evals": _List(_List(_Nullable(_Type("number")), 2)),
+        "evals": _List(_List(_Type("any"), 2)),  # [step, {metric: value}]
+        "dropout_seed": _Int(0, 1 << 128),
+        "best": _Object(),
     }
 )
 EXTRA_SCHEMA = _Object(

@@ -22,6 +22,7 @@ from seqkit._cli_tasks import (
     read_lines,
     require_matplotlib,
 )
+from seqkit.callbacks import Callback
 from seqkit.distributed import from_environment
 from seqkit.errors import SeqkitError
 
@@ -96,9 +97,14 @@ def cli(debug: bool) -> None:
 
 # --- train ------------------------------------------------------------------------------------
 
+# what fixes the model's shape or the data: a resumed run must keep them
+_SHAPE = ("level", "cell", "hidden_size", "layers", "embedding_size", "dropout", "dev_fraction")
+# the command line's defaults where they differ from fit's
+_CLI_DEFAULTS = {"steps": 1500, "batch_size": 64, "seed": 0}
 
-def _train_options(func):
-    options = [
+
+def _model_options() -> list:
+    return [
         click.option(
             "--level",
             type=click.Choice(["char", "word"]),
@@ -117,6 +123,13 @@ def _train_options(func):
             default=None,
             help="Learned embedding instead of one-hot input.",
         ),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Dropout on the input, between layers and before the head (training only).",
+        ),
         click.option("--backend", default=None, help="Backend name (default: config, else numpy)."),
         click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (torch backend)."),
         click.option(
@@ -132,35 +145,11 @@ def _train_options(func):
             show_default=True,
             help="Data-parallel processes on this machine (backend torch; torchrun works too).",
         ),
-        click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
-        click.option(
-            "--lr", type=click.FloatRange(min=0, min_open=True), default=0.003, show_default=True
-        ),
-        click.option(
-            "--optimizer",
-            type=click.Choice(["sgd", "adagrad", "adam"]),
-            default="adam",
-            show_default=True,
-        ),
-        click.option(
-            "--clip-norm",
-            type=click.FloatRange(min=0, min_open=True),
-            default=5.0,
-            show_default=True,
-        ),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
         click.option(
             "--dev-fraction",
             type=click.FloatRange(0, 1, max_open=True),
             default=0.1,
             show_default=True,
-        ),
-        click.option(
-            "--eval-every",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Steps between dev evaluations (default: steps/10).",
         ),
         click.option(
             "--plot",
@@ -171,9 +160,37 @@ def _train_options(func):
         ),
         click.option("--progress/--no-progress", default=True, show_default=True),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+
+def _training_options() -> list:
+    """One click option per field of :class:`seqkit.TrainingOptions`, generated."""
+    import attrs
+
+    from seqkit.options import TrainingOptions
+
+    options = []
+    for field in attrs.fields(TrainingOptions):
+        flag = "--" + field.name.replace("_", "-")
+        default = _CLI_DEFAULTS.get(field.name, field.default)
+        kwargs = {"default": default, "help": field.metadata["help"], "show_default": True}
+        if field.type == "bool":
+            flag = f"{flag}/--no-{flag[2:]}"
+        elif "choices" in field.metadata:
+            kwargs["type"] = click.Choice(field.metadata["choices"])
+        else:
+            kwargs["type"] = float if "float" in field.type else int
+            kwargs["show_default"] = default is not None
+        options.append(click.option(flag, field.name, **kwargs))
+    return options
+
+
+def _with(options: list):
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 @cli.command()
@@ -201,7 +218,7 @@ def _train_options(func):
     default=None,
     help="Continue the run saved in this checkpoint (same data and options).",
 )
-@_train_options
+@_with(_model_options() + _training_options())
 def train(file, corpus, out, checkpoint_every, resume, **options):
     """Train a language model on FILE (one sequence per line) or a built-in corpus.
 
@@ -210,103 +227,67 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
     """
     nproc = options.pop("nproc")
     if nproc > 1 and from_environment() is None:
-        sys.exit(_launch(nproc, options["backend"]))
+        sys.exit(_launch(nproc, options))
+    model, run = None, {"file": str(Path(file).resolve()) if file else None, "corpus": corpus}
     if resume is not None:
-        _resume(resume, file, corpus, out, checkpoint_every, options)
-        return
-    if out is None:
+        model, saved = _resumed(resume, options)
+        run, out = saved["run"], out or resume
+        checkpoint_every = checkpoint_every or saved.get("checkpoint_every")
+        if file is None and corpus is None:
+            file, corpus = run["file"], run["corpus"]
+            if file and not Path(file).is_file():
+                raise click.ClickException(
+                    f"{resume} was trained on {file}, which no longer exists; give FILE"
+                )
+    elif out is None:
         raise click.UsageError("--out MODEL is required (unless --resume MODEL)")
     texts, source = _training_texts(file, corpus)
-    run = {"file": str(Path(file).resolve()) if file else None, "corpus": corpus}
-    _train_and_report(texts, source, out, run=run, checkpoint_every=checkpoint_every, **options)
+    _train_and_report(texts, source, out, options, run=run, model=model, every=checkpoint_every)
 
 
-# options that fix the model's shape or the data: a resumed run must keep them
-_SHAPE = ("level", "cell", "hidden_size", "layers", "embedding_size")
-_RUN = ("steps", "batch_size", "lr", "optimizer", "clip_norm", "seed", "dev_fraction", "eval_every")
-
-
-def _launch(nproc: int, backend: str | None) -> int:
+def _launch(nproc: int, options: dict) -> int:
     """Re-run this command line in ``nproc`` processes through the backend's launcher."""
-    from seqkit._plugins import lookup
-    from seqkit.config import load_config
-
     argv = list(click.get_current_context().find_root().obj or sys.argv[1:])
     i = argv.index("--nproc")
     del argv[i : i + 2]
-    cls = lookup("backend", load_config(backend=backend).backend)
-    try:
-        return cls.launch(nproc, argv)
-    except NotImplementedError as exc:
-        raise click.ClickException(str(exc)) from None
+    backend = _backend(options["backend"], None, options["dtype"])
+    if backend.data_parallel is None:
+        raise click.ClickException(
+            f"backend {backend.name!r} does not train across processes; use --backend torch"
+        )
+    return backend.data_parallel.launch(nproc, argv)
 
 
-def _resume(path, file, corpus, out, checkpoint_every, options):
+def _resumed(path: str, options: dict):
+    """The model saved at ``path`` and its CLI record; ``options`` get the saved values of
+    every option not given on the command line. A different model shape is an error."""
     from seqkit.checkpoint import read_checkpoint
     from seqkit.models import load
 
     saved = read_checkpoint(path).extra.get("metadata", {}).get("cli")
-    if saved:  # continue on the backend and dtype the run used, unless told otherwise
-        options["backend"] = options["backend"] or saved["options"].get("backend")
-        options["dtype"] = options["dtype"] or saved["options"].get("dtype")
-    model = load(path, _backend(options["backend"], _device(options["device"]), options["dtype"]))
-    if model.training_state is None or not saved:
+    if not saved:
         raise click.ClickException(
             f"{path}: holds no training state to resume (was it written by 'seqkit train'?)"
         )
     ctx = click.get_current_context()
     given = {
-        k: v
-        for k, v in options.items()
-        if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
+        k for k in options if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
     }
     differs = [
-        f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
+        f"--{k.replace('_', '-')} {options[k]!r} (saved {saved['options'].get(k)!r})"
         for k in _SHAPE
-        if k in given and given[k] != saved["options"][k]
+        if k in given and options[k] != saved["options"].get(k)
     ]
     if differs:
         raise click.ClickException(
             f"cannot resume {path} with a different model shape: {', '.join(differs)}"
         )
-    run_options = {
-        **saved["options"],
-        **{k: given[k] for k in ("steps", "eval_every") if k in given},
-    }
-    differs = [
-        f"--{k.replace('_', '-')} {given[k]!r} (saved {saved['options'][k]!r})"
-        for k in _RUN
-        if k in given and k not in ("steps", "eval_every") and given[k] != saved["options"][k]
-    ]
-    if differs:
-        raise click.ClickException(
-            f"cannot resume {path} with different training options: {', '.join(differs)}"
-        )
-    src_file = file or saved["run"]["file"]
-    src_corpus = corpus or saved["run"]["corpus"]
-    if file is None and corpus is None and src_file and not Path(src_file).is_file():
-        raise click.ClickException(
-            f"{path} was trained on {src_file}, which no longer exists; give FILE"
-        )
-    texts, source = _training_texts(
-        src_file if not corpus else None, src_corpus if not file else None
-    )
-    run_options.update(
-        backend=options["backend"],
-        device=options["device"],
-        dtype=options["dtype"],
-        progress=options["progress"],
-        plot_path=options["plot_path"],
-    )
-    _train_and_report(
-        texts,
-        source,
-        out or path,
-        run=saved["run"],
-        resume_model=model,
-        checkpoint_every=checkpoint_every or saved.get("checkpoint_every"),
-        **run_options,
-    )
+    # continue on the backend and dtype the run used, unless told otherwise
+    options.update({k: v for k, v in saved["options"].items() if k in options and k not in given})
+    model = load(path, _backend(options["backend"], _device(options["device"]), options["dtype"]))
+    if model.training_state is None:
+        raise click.ClickException(f"{path}: holds no training state to resume")
+    return model, saved
 
 
 def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], str]:
@@ -320,163 +301,154 @@ def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], st
     return _read_lines(file), file
 
 
-def _train_and_report(
-    texts,
-    source,
-    out,
-    *,
-    level,
-    cell,
-    hidden_size,
-    layers,
-    embedding_size,
-    backend,
-    device,
-    steps,
-    batch_size,
-    dtype=None,
-    lr,
-    optimizer,
-    clip_norm,
-    seed,
-    dev_fraction,
-    eval_every,
-    plot_path,
-    progress,
-    run=None,
-    checkpoint_every=None,
-    resume_model=None,
-):
+def _train_and_report(texts, source, out, options: dict, *, run=None, model=None, every=None):
+    """Split off dev data, build (or check) the model, fit it with a reporting callback, and
+    write it; returns ``(model, history)``."""
     from seqkit.corpora import split_train_dev
-    from seqkit.models import LanguageModel
     from seqkit.training import TrainingDiverged
     from seqkit.vocab import Vocabulary
 
-    train_texts, dev_texts = split_train_dev(texts, dev_fraction)
+    train_texts, dev_texts = split_train_dev(texts, options["dev_fraction"])
     if not train_texts:
         raise click.ClickException(f"{source}: no training sequences left after the dev split")
-    vocab = Vocabulary.build(train_texts, level=level)
-    eval_every = eval_every or max(1, steps // 10)
+    vocab = Vocabulary.build(train_texts, level=options["level"])
     info = from_environment()
     main = info is None or info.is_main
-    say = (lambda *a, **k: click.echo(*a, **k)) if main else (lambda *a, **k: None)
-    if resume_model is not None:
-        model = resume_model
-        if model.vocab != vocab:
-            added = sorted(set(vocab.tokens) - set(model.vocab.tokens))
-            removed = sorted(set(model.vocab.tokens) - set(vocab.tokens))
-            raise click.ClickException(
-                f"cannot resume: the data's vocabulary differs from the checkpoint's "
-                f"(new tokens {added[:10]}, missing tokens {removed[:10]})"
-            )
-        say(f"resuming {model!r} at step {model.training_state.step} of {steps}", err=True)
+    opts = _options(options)
+    if model is None:
+        model = _new_model(vocab, options)
+        what = f"{len(train_texts):,} sequences from {source} ({len(dev_texts):,} held out)"
+        _say(main, f"training {model!r} on {what}, V={len(vocab)}")
     else:
-        model = LanguageModel(
-            vocab,
-            cell=cell,
-            hidden_size=hidden_size,
-            num_layers=layers,
-            embedding_size=embedding_size,
-            backend=_backend(backend, _device(device), dtype),
-            seed=seed,
-        )
-        say(
-            f"training {model!r} on {len(train_texts):,} sequences from {source} "
-            f"({len(dev_texts):,} held out), V={len(vocab)}",
-            err=True,
-        )
-    model.metadata = {
-        "cli": {
-            "run": run or {"file": None, "corpus": None},
-            "checkpoint_every": checkpoint_every,
-            "options": {
-                "level": level,
-                "cell": cell,
-                "hidden_size": hidden_size,
-                "layers": layers,
-                "embedding_size": embedding_size,
-                "steps": steps,
-                "batch_size": batch_size,
-                "lr": lr,
-                "optimizer": optimizer,
-                "clip_norm": clip_norm,
-                "seed": seed,
-                "dev_fraction": dev_fraction,
-                "eval_every": eval_every,
-                "backend": model.backend.name,
-                "dtype": model.backend.dtype,
-            },
-        }
-    }
-    state = {"saved_step": model.training_state.step if resume_model is not None else None}
-
-    def saved(step: int) -> None:
-        model.save(out)  # atomic: an interrupted run keeps the last checkpoint whole
-        state["saved_step"] = step
-
-    def on_eval(step: int, dev_nats: float) -> None:
-        if not checkpoint_every:
-            saved(step)
-        names = ", ".join(model.sample(3, seed=step, max_len=50))
-        _write(
-            f"step {step}: dev {dev_nats:.3f} nats/token "
-            f"(perplexity {math.exp(dev_nats):.2f}); samples: {names}"
-        )
-
+        _check_vocabulary(model, vocab)
+        _say(main, f"resuming {model!r} at step {model.training_state.step} of {opts.steps}")
+    model.metadata = _record(model, options, run, every)
+    report = _Report(out, every, model.training_state.step if model.training_state else None)
     try:
         history = model.fit(
             train_texts,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            clip_norm=clip_norm,
-            seed=seed,
-            progress=progress,
-            dev_texts=dev_texts or None,
-            eval_every=eval_every,
-            on_eval=on_eval if dev_texts else None,
-            resume=resume_model is not None,
-            checkpoint=out if checkpoint_every else None,
-            checkpoint_every=checkpoint_every,
+            dev=dev_texts or None,
+            options=opts,
+            callbacks=[report],
+            progress=options["progress"],
+            resume=model.training_state is not None,
+            checkpoint=out if every else None,
+            checkpoint_every=every,
             distributed=info if info is not None and info.world_size > 1 else False,
         )
     except KeyboardInterrupt:
-        if checkpoint_every and Path(out).is_file():
-            from seqkit.checkpoint import read_checkpoint
-
-            state["saved_step"] = read_checkpoint(out).extra.get("training", {}).get("step")
-        where = (
-            f"the model from step {state['saved_step']}" if state["saved_step"] else "nothing new"
-        )
-        click.echo(f"seqkit: interrupted; {out} holds {where}", err=True)
+        click.echo(f"seqkit: interrupted; {out} holds {report.holds()}", err=True)
         sys.exit(130)
     except TrainingDiverged as exc:
-        where = (
-            f"{out} holds the model from step {state['saved_step']}"
-            if state["saved_step"]
-            else f"{out} was not written"
-        )
-        raise click.ClickException(f"{exc}; {where}") from None
+        raise click.ClickException(f"{exc}; {report.where()}") from None
     if not main:
         return model, history
-    if not checkpoint_every:
+    if not every:
         model.save(out)
-    seconds = history.seconds
-    say(
-        f"wrote {out} after {steps} steps in {seconds:.1f} s "
-        f"({history.tokens / max(seconds, 1e-9):,.0f} tokens/s)",
-        err=True,
+    rate = history.tokens / max(history.seconds, 1e-9)
+    _say(
+        main,
+        f"wrote {out} after {opts.steps} steps in {history.seconds:.1f} s ({rate:,.0f} tokens/s)",
     )
     if history.evals:
         dev = history.evals[-1][1]
-        click.echo(f"dev: {dev:.4f} nats/token, perplexity {math.exp(dev):.3f}")
-    if plot_path:
-        from seqkit.plots import plot_training
-
-        plot_training(history, plot_path)
-        click.echo(f"wrote {plot_path}", err=True)
+        click.echo(
+            f"dev: {dev['nats_per_token']:.4f} nats/token, perplexity {dev['perplexity']:.3f}"
+        )
+    if options["plot_path"]:
+        _plot(history, options["plot_path"])
     return model, history
+
+
+def _plot(history, path: str) -> None:
+    from seqkit.plots import plot_training
+
+    plot_training(history, path)
+    click.echo(f"wrote {path}", err=True)
+
+
+def _record(model, options: dict, run: dict | None, every: int | None) -> dict:
+    """What ``--resume`` needs: the data source and every option but where to show and plot."""
+    shown = {k: options[k] for k in options if k not in ("device", "plot_path", "progress")}
+    shown.update(backend=model.backend.name, dtype=model.backend.dtype)
+    record = {"run": run or {"file": None, "corpus": None}, "checkpoint_every": every}
+    return {"cli": {**record, "options": shown}}
+
+
+def _options(options: dict):
+    """The :class:`~seqkit.TrainingOptions` of the command line; errors name the flag."""
+    import attrs
+
+    from seqkit.options import TrainingOptions
+
+    names = [f.name for f in attrs.fields(TrainingOptions)]
+    try:
+        return TrainingOptions(**{k: options[k] for k in names})
+    except ValueError as exc:
+        message = str(exc)
+        for name in names:
+            message = message.replace(f"'{name}'", "--" + name.replace("_", "-"))
+        raise click.ClickException(message) from None
+
+
+def _new_model(vocab, options: dict):
+    from seqkit.models import LanguageModel
+
+    return LanguageModel(
+        vocab,
+        cell=options["cell"],
+        hidden_size=options["hidden_size"],
+        num_layers=options["layers"],
+        embedding_size=options["embedding_size"],
+        dropout=options["dropout"],
+        backend=_backend(options["backend"], _device(options["device"]), options["dtype"]),
+        seed=options["seed"],
+    )
+
+
+def _check_vocabulary(model, vocab) -> None:
+    if model.vocab != vocab:
+        added = sorted(set(vocab.tokens) - set(model.vocab.tokens))
+        removed = sorted(set(model.vocab.tokens) - set(vocab.tokens))
+        raise click.ClickException(
+            f"cannot resume: the data's vocabulary differs from the checkpoint's "
+            f"(new tokens {added[:10]}, missing tokens {removed[:10]})"
+        )
+
+
+def _say(main: bool, line: str) -> None:
+    if main:
+        click.echo(line, err=True)
+
+
+class _Report(Callback):
+    """The CLI's callback: a dev line with samples at every evaluation, and, without
+    ``--checkpoint-every``, the model written there (an interrupted run keeps it)."""
+
+    def __init__(self, out, every, saved_step) -> None:
+        self.out, self.every, self.saved_step = out, every, saved_step
+
+    def on_step(self, run, step, loss) -> None:
+        if self.every and step % self.every == 0:
+            self.saved_step = step
+
+    def on_eval(self, run, step, metrics) -> None:
+        if not self.every:
+            run.model.save(self.out)  # atomic: an interrupted run keeps the last model whole
+            self.saved_step = step
+        names = ", ".join(run.model.sample(3, seed=step, max_len=50))
+        _write(
+            f"step {step}: dev {metrics['nats_per_token']:.3f} nats/token "
+            f"(perplexity {metrics['perplexity']:.2f}); samples: {names}"
+        )
+
+    def holds(self) -> str:
+        return f"the model from step {self.saved_step}" if self.saved_step else "nothing new"
+
+    def where(self) -> str:
+        if self.saved_step:
+            return f"{self.out} holds the model from step {self.saved_step}"
+        return f"{self.out} was not written"
 
 
 def _write(line: str) -> None:
@@ -501,28 +473,9 @@ def _write(line: str) -> None:
 def demo(out, steps, backend, progress):
     """Train a character-level GRU on US surnames, then print ten invented names."""
     texts, source = _training_texts(None, "surnames")
-    model, history = _train_and_report(
-        texts,
-        source,
-        out,
-        level="char",
-        cell="gru",
-        hidden_size=128,
-        layers=1,
-        embedding_size=None,
-        backend=backend,
-        device=None,
-        steps=steps,
-        batch_size=64,
-        lr=0.003,
-        optimizer="adam",
-        clip_norm=5.0,
-        seed=0,
-        dev_fraction=0.1,
-        eval_every=max(1, steps // 3),
-        plot_path=None,
-        progress=progress,
-    )
+    options = {p.name: p.default for p in train.params if p.name not in ("nproc",)}
+    options.update(steps=steps, backend=backend, progress=progress, eval_every=max(1, steps // 3))
+    model, _ = _train_and_report(texts, source, out, options)
     click.echo("ten surnames seqkit invented:")
     for name in model.sample(10, seed=0, max_len=30):
         click.echo(f"  {name}")

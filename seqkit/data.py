@@ -31,7 +31,16 @@ import numpy as np
 from seqkit.errors import ShapeError
 from seqkit.vocab import Vocabulary
 
-__all__ = ["pad_batch", "mask_from_lengths", "one_hot", "lm_batch", "iterate_minibatches"]
+__all__ = [
+    "check_labels",
+    "check_texts",
+    "encode_nonempty",
+    "iterate_minibatches",
+    "lm_batch",
+    "mask_from_lengths",
+    "one_hot",
+    "pad_batch",
+]
 
 
 def _check_int(name: str, value: Any, *, low: int) -> int:
@@ -232,3 +241,53 @@ def iterate_minibatches(
     stop = n_items - n_items % batch_size if drop_last else n_items
     # a generator of its own, so that bad arguments fail at the call, not at the first next()
     return (order[start : start + batch_size] for start in range(0, stop, batch_size))
+
+
+# --- checks of a model's data, shared by every model --------------------------------------------
+def check_texts(name: str, texts: Any) -> list[str]:
+    """``texts`` as a non-empty list of strings."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"{name!r} must be a sequence of strings (got {type(texts).__name__})")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(
+            f"{name!r} must hold strings only (item {bad[0]} is {type(texts[bad[0]]).__name__})"
+        )
+    if not texts:
+        raise ValueError(f"{name!r} must hold at least one sequence (got none)")
+    return list(texts)
+
+
+def encode_nonempty(vocab: Vocabulary, texts: Sequence[str]) -> list[list[int]]:
+    """Each text's ids; a text without tokens is an error (a recurrent stack reads one step)."""
+    encoded = [vocab.encode(t) for t in texts]
+    for b, e in enumerate(encoded):
+        if not e:
+            raise ValueError(
+                f"'texts'[{b}] has no tokens (got {texts[b]!r}); every text needs at least one"
+            )
+    return encoded
+
+
+def check_labels(name: str, labels: Any, n: int, num_classes: int) -> np.ndarray:
+    """``labels`` as a (n,) int64 array of class ids in ``0..num_classes-1``."""
+    if isinstance(labels, str) or not isinstance(labels, Sequence | np.ndarray):
+        raise TypeError(f"{name!r} must be a sequence of ints (got {type(labels).__name__})")
+    if len(labels) != n:
+        raise ValueError(f"{name!r} must hold one label per text: expected {n}, got {len(labels)}")
+    out = np.empty(n, dtype=np.int64)
+    for i, label in enumerate(labels):
+        try:
+            if isinstance(label, bool | np.bool_):
+                raise TypeError
+            out[i] = operator.index(label)
+        except TypeError:
+            raise TypeError(
+                f"{name!r}[{i}] must be an integer class id in 0..{num_classes - 1} "
+                f"(got {type(label).__name__}: {label!r})"
+            ) from None
+        if not 0 <= out[i] < num_classes:
+            raise ValueError(
+                f"{name!r}[{i}] must be a class id in 0..{num_classes - 1} (got {label!r})"
+            )
+    return out

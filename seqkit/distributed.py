@@ -15,12 +15,39 @@ would. Only rank 0 prints and writes checkpoints.
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Mapping
 
 import attrs
 
-__all__ = ["DistributedInfo", "from_environment"]
+__all__ = ["DataParallel", "DistributedInfo", "from_environment"]
+
+
+class DataParallel(abc.ABC):
+    """A backend's data-parallel capability: ``backend.data_parallel``, None where there is none.
+
+    A backend that trains across processes returns one of these; the others need no methods
+    that raise. ``fit`` calls :meth:`join` before the first step and :meth:`leave` after the
+    last, the loop :meth:`all_reduce_mean` at every step; ``seqkit train --nproc N`` calls
+    :meth:`launch`.
+    """
+
+    @abc.abstractmethod
+    def join(self, info: DistributedInfo) -> None:
+        """Join the process group of a multi-process job."""
+
+    @abc.abstractmethod
+    def leave(self) -> None:
+        """Leave the process group joined by :meth:`join`, with every other rank."""
+
+    @abc.abstractmethod
+    def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
+        """The ``weight``-weighted mean of every rank's loss and gradients, on every rank."""
+
+    @abc.abstractmethod
+    def launch(self, nproc: int, argv: list[str]) -> int:
+        """Run ``python -m seqkit *argv`` in ``nproc`` processes on this machine; exit status."""
 
 
 @attrs.frozen

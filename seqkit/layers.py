@@ -7,8 +7,10 @@ block here is an attrs frozen specification with the same four methods:
 * ``param_shapes() -> {name: shape}`` and ``init_params(seed) -> {name: numpy array}``, with
   PyTorch's names, layouts and default initialisation, so weights copy 1:1 to and from
   ``torch.nn.Linear``, ``torch.nn.Sequential`` and ``torch.nn.Embedding``;
-* ``forward(ops, params, x) -> (y, cache)``, autograd-safe: it modifies neither ``x`` nor a
-  parameter, so an autograd backend calls it on tensors that require grad;
+* ``forward(ops, params, x, *, ctx=None) -> (y, cache)``, autograd-safe: it modifies neither
+  ``x`` nor a parameter, so an autograd backend calls it on tensors that require grad; ``ctx``
+  (a :class:`~seqkit.context.Context`) is the block protocol's and these layers ignore it: they
+  behave alike in training and evaluation;
 * ``backward(ops, params, cache, dy) -> (dx, grads)``, the hand-written gradient the NumPy
   reference uses. ``dx`` is None for integer inputs.
 
@@ -26,6 +28,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from seqkit.context import Context
 from seqkit.errors import ShapeError
 from seqkit.ops import Ops
 from seqkit.shapes import Array
@@ -130,7 +133,9 @@ class Dense:
             for name, shape in self.param_shapes().items()
         }
 
-    def forward(self, ops: Ops, params: dict, x: Array) -> tuple[Array, Any]:
+    def forward(
+        self, ops: Ops, params: dict, x: Array, *, ctx: Context | None = None
+    ) -> tuple[Array, Any]:
         """Apply the layer at every step.
 
         Args:
@@ -267,7 +272,9 @@ class DenseStack:
             for prefix in self.prefixes()
         ]
 
-    def forward(self, ops: Ops, params: dict, x: Array) -> tuple[Array, Any]:
+    def forward(
+        self, ops: Ops, params: dict, x: Array, *, ctx: Context | None = None
+    ) -> tuple[Array, Any]:
         """Apply every layer at every step.
 
         Args:
@@ -338,7 +345,9 @@ class Embedding:
         shape = (self.num_embeddings, self.embedding_dim)
         return {"weight": rng.standard_normal(shape).astype(dtype)}
 
-    def forward(self, ops: Ops, params: dict, ids: Any) -> tuple[Array, Any]:
+    def forward(
+        self, ops: Ops, params: dict, ids: Any, *, ctx: Context | None = None
+    ) -> tuple[Array, Any]:
         """Look up every id.
 
         Args:
@@ -392,7 +401,9 @@ class OneHot:
         """``{}``: no parameters."""
         return {}
 
-    def forward(self, ops: Ops, params: dict | None, ids: Any) -> tuple[Array, Any]:
+    def forward(
+        self, ops: Ops, params: dict | None, ids: Any, *, ctx: Context | None = None
+    ) -> tuple[Array, Any]:
         """Encode every id.
 
         Args:

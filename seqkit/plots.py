@@ -93,8 +93,9 @@ def plot_training(history, path: str) -> None:
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
         ax.plot(steps[k - 1 :], smooth, label=f"train (mean of {k})")
     if history.evals:
-        ev = np.asarray(history.evals)
-        ax.plot(ev[:, 0], ev[:, 1], "o-", label="dev")
+        # the dev loss: the first metric of evaluate() (nats_per_token or loss)
+        dev = [(step, next(iter(metrics.values()))) for step, metrics in history.evals]
+        ax.plot(*zip(*dev, strict=True), "o-", label="dev")
     ax.set_xlabel("step")
     ax.set_ylabel("nats / token")
     ax.grid(True, alpha=0.3)

@@ -1,44 +1,60 @@
-"""The training loop shared by every model: minibatches, gradients, clipping, updates, progress.
+"""The training loop shared by every model: the step, and callbacks around it.
 
-One step: draw a minibatch (reproducibly, from the seed), ask the backend for the loss and the
-gradients (hand-written BPTT on NumPy, autograd on PyTorch), refuse non-finite values (the
-seed's exploding gradient: the parameters stay at their last good values), clip by value and/or
-by global norm, and let the optimizer update the parameters in place.
+One step: draw a minibatch (reproducibly, from the training random state), ask the backend for
+the loss and the gradients (hand-written BPTT on NumPy, autograd on PyTorch), average them over
+the processes of a data-parallel job, refuse non-finite values (the seed's exploding gradient:
+the parameters stay at their last good values), clip by value and/or by global norm, and let the
+optimizer update the parameters with the scheduled learning rate. Everything else (progress,
+evaluation on dev data, early stopping, checkpoints, user code) is a
+:class:`~seqkit.callbacks.Callback`.
 
 Everything that decides the next step lives in one :class:`TrainingState` (step, optimizer
-buffers, the random generator, the epoch's example order), so a run saved every N steps and
-resumed gives exactly the parameters of a run that was never interrupted.
+buffers, the random generator, the epoch's example order, the best evaluation), so a run saved
+every N steps and resumed gives exactly the parameters of a run that was never interrupted.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
+from seqkit.callbacks import Callback
 from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
-from seqkit.distributed import DistributedInfo
+from seqkit.config import resolve_seed
+from seqkit.context import Context
 from seqkit.errors import SeqkitError
 from seqkit.optim import Optimizer, get_optimizer
+from seqkit.options import TrainingOptions
+from seqkit.schedules import get_schedule
 
-__all__ = ["TrainingDiverged", "TrainingHistory", "TrainingState", "train"]
+__all__ = ["Examples", "Run", "TrainingDiverged", "TrainingHistory", "TrainingState", "train"]
 
 
 class TrainingDiverged(SeqkitError, FloatingPointError):
     """The loss or a gradient became non-finite; the model keeps its last good parameters."""
 
 
+@attrs.frozen
+class Examples:
+    """Training or dev data as a model prepared it: ``size`` examples and how any of them,
+    by index, become a :class:`~seqkit.models.Batch`."""
+
+    size: int
+    batch: Callable[[np.ndarray], Any]
+
+
 @attrs.define
 class TrainingHistory:
-    """What :func:`train` saw: one loss per step, and periodic evaluations."""
+    """What training saw: one loss per step, and ``(step, metrics)`` per evaluation."""
 
     losses: list[float] = attrs.field(factory=list)
     grad_norms: list[float] = attrs.field(factory=list)
-    evals: list[tuple[int, float]] = attrs.field(factory=list)
+    evals: list[tuple[int, dict[str, float]]] = attrs.field(factory=list)
     tokens: int = 0
     seconds: float = 0.0
 
@@ -49,12 +65,17 @@ class TrainingState:
 
     Attributes:
         step: optimizer steps completed.
-        options: the run's options (batch_size, lr, optimizer, clip_norm, clip_value, seed).
+        options: :meth:`TrainingOptions.to_dict` of the run, plus ``n_items``.
         optimizer_state: the optimizer's buffers (backend arrays) and its step count.
         rng: the minibatch generator's ``bit_generator.state``.
         order: the current epoch's permutation of the examples.
         cursor: how much of ``order`` is used.
         history: losses and evaluations so far.
+        dropout_seed: with the step, seeds that step's host generator for dropout masks.
+        best: the best evaluation so far, ``{"value", "step", "wait"}`` (early stopping).
+        best_params: its parameters (NumPy), kept when ``patience`` and ``restore_best``.
+        last_params: the parameters training had reached when early stopping restored the best
+            ones at the end (NumPy): a resumed run continues from these.
     """
 
     step: int
@@ -64,6 +85,10 @@ class TrainingState:
     order: np.ndarray
     cursor: int
     history: TrainingHistory
+    dropout_seed: int = 0
+    best: dict = attrs.field(factory=dict)
+    best_params: dict | None = None
+    last_params: dict | None = None
 
     def to_checkpoint(self, optimizer: Optimizer, ops) -> tuple[dict, dict[str, np.ndarray]]:
         """``(json_part, arrays)`` for :class:`seqkit.checkpoint.Checkpoint`."""
@@ -71,6 +96,8 @@ class TrainingState:
             f"optim/{k}": v for k, v in optimizer.state_to_numpy(ops, self.optimizer_state).items()
         }
         arrays["order"] = np.asarray(self.order, dtype=np.int64)
+        arrays.update({f"best/{k}": v for k, v in (self.best_params or {}).items()})
+        arrays.update({f"last/{k}": v for k, v in (self.last_params or {}).items()})
         meta = {
             "step": self.step,
             "options": self.options,
@@ -80,30 +107,224 @@ class TrainingState:
             "grad_norms": self.history.grad_norms,
             "evals": self.history.evals,
             "tokens": self.history.tokens,
+            "dropout_seed": self.dropout_seed,
+            "best": self.best,
         }
         return meta, arrays
 
     @classmethod
     def from_checkpoint(cls, meta: dict, arrays: dict[str, np.ndarray], ops) -> TrainingState:
-        """Undo :meth:`to_checkpoint` onto ``ops``'s backend."""
+        """Undo :meth:`to_checkpoint` onto ``ops``'s backend (older checkpoints too)."""
         options = meta["options"]
-        optimizer = get_optimizer(options["optimizer"], lr=options["lr"])
-        optim_arrays = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
+        optimizer = build_optimizer(
+            options["optimizer"], options.get("lr"), options.get("weight_decay")
+        )
+        optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
+        best = {k[len("best/") :]: v for k, v in arrays.items() if k.startswith("best/")}
+        last = {k[len("last/") :]: v for k, v in arrays.items() if k.startswith("last/")}
         history = TrainingHistory(
             list(meta["losses"]),
             list(meta["grad_norms"]),
-            [tuple(e) for e in meta["evals"]],
+            [(int(s), m if isinstance(m, dict) else {"loss": m}) for s, m in meta["evals"]],
             int(meta["tokens"]),
         )
         return cls(
             step=int(meta["step"]),
             options=dict(options),
-            optimizer_state=optimizer.state_from_numpy(ops, optim_arrays),
+            optimizer_state=optimizer.state_from_numpy(ops, optim),
             rng=meta["rng"],
             order=np.asarray(arrays["order"], dtype=np.int64),
             cursor=int(meta["cursor"]),
             history=history,
+            dropout_seed=int(meta.get("dropout_seed", 0)),
+            best=dict(meta.get("best", {})),
+            best_params=best or None,
+            last_params=last or None,
         )
+
+
+@attrs.define(eq=False)
+class Run:
+    """One call of :func:`train`, as callbacks see it."""
+
+    model: Any
+    options: TrainingOptions
+    state: TrainingState
+    optimizer: Optimizer
+    schedule: Callable[[int], float]
+    callbacks: list[Callback]
+    main: bool = True
+    stop: bool = False
+
+    @property
+    def history(self) -> TrainingHistory:
+        """``state.history``."""
+        return self.state.history
+
+    def dispatch(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback that runs in this process."""
+        for callback in self.callbacks:
+            if self.main or callback.all_ranks:
+                getattr(callback, hook)(self, *args)
+
+
+def train(
+    model,
+    examples: Examples,
+    options: TrainingOptions,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume: TrainingState | None = None,
+    distributed=None,
+) -> TrainingHistory:
+    """Train ``model`` in place: ``options.steps`` steps, ``callbacks`` around each.
+
+    Args:
+        model: a :class:`seqkit.models.Model`.
+        examples: the training data, made by the model.
+        options: the :class:`~seqkit.TrainingOptions`.
+        callbacks: :class:`~seqkit.Callback` objects, called in order.
+        resume: a :class:`TrainingState` to continue from (``model.training_state`` after
+            :func:`seqkit.load`); its options must equal these but for ``steps``.
+        distributed: this process's :class:`~seqkit.distributed.DistributedInfo` in a
+            data-parallel job: rank r computes the shard ``index[r::world_size]`` of every global
+            batch and the backend's ``data_parallel`` averages the gradients, so the parameters
+            equal a one-process run with the same global batch.
+
+    Raises:
+        TrainingDiverged: the loss or a gradient became non-finite; parameters are unchanged
+            from the step before.
+    """
+    world = distributed.world_size if distributed is not None else 1
+    if options.batch_size < world:
+        raise ValueError(
+            f"'batch_size' must be at least the number of processes, {world} "
+            f"(got {options.batch_size})"
+        )
+    optimizer = build_optimizer(options.optimizer, options.lr, options.weight_decay)
+    if resume is None:
+        saved = {**options.to_dict(), "n_items": examples.size}
+        state = _fresh_state(model, optimizer, saved, options.seed, examples.size)
+    else:
+        state = _resumed(model, resume, options, examples.size)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng
+    schedule = get_schedule(
+        options.lr_schedule, steps=options.steps, warmup_steps=options.warmup_steps
+    )
+    main = distributed is None or distributed.is_main
+    run = Run(model, options, state, optimizer, schedule, list(callbacks), main)
+    model.training_state = state
+    shard = slice(distributed.rank, None, world) if world > 1 else slice(None)
+    start = time.perf_counter()
+    try:
+        run.dispatch("on_begin")
+        while state.step < options.steps and not run.stop:
+            loss = _step(run, examples, rng, shard, world)
+            run.dispatch("on_step", state.step, loss)
+        run.dispatch("on_end")
+    finally:
+        state.history.seconds = time.perf_counter() - start
+    return state.history
+
+
+def _resumed(model, state: TrainingState, options: TrainingOptions, n_items: int):
+    """``state`` if ``options`` and the data size equal the saved ones (all but ``steps``)."""
+    changed = options.differences(state.options)
+    if state.options.get("n_items", n_items) != n_items:
+        changed.append(f"n_items: saved {state.options['n_items']!r}, now {n_items!r}")
+    if changed:
+        raise ValueError(f"cannot resume with different training options ({'; '.join(changed)})")
+    if state.last_params is not None:  # the best were restored at the end: go on from here
+        model._set_params(state.last_params)
+        state.last_params = None
+    return state
+
+
+def _fresh_state(model, optimizer, saved: dict, seed, n_items: int) -> TrainingState:
+    seed = resolve_seed(seed)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_items)
+    dropout_seed = int(np.random.SeedSequence(seed).entropy)
+    return TrainingState(
+        0,
+        saved,
+        optimizer.init_state(model.backend.ops, model.params),
+        dict(rng.bit_generator.state),
+        order,
+        0,
+        TrainingHistory(),
+        dropout_seed=dropout_seed,
+    )
+
+
+def _step(run: Run, examples: Examples, rng: np.random.Generator, shard: slice, world: int):
+    """One update: batch -> loss and gradients -> all-reduce -> checks -> clip -> update."""
+    model, state, opts = run.model, run.state, run.options
+    step = state.step + 1
+    if state.cursor + opts.batch_size > examples.size:  # a new epoch: reshuffle
+        state.order, state.cursor = rng.permutation(examples.size), 0
+    index = state.order[state.cursor : state.cursor + opts.batch_size]
+    batch = examples.batch(index[shard])
+    ctx = _context(state, step, shard, world, len(index))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # overflow is detected below and reported as one clear error, not as warnings
+        loss, grads = model.loss_and_grads(batch, ctx=ctx)
+        if world > 1:
+            loss, grads = model.backend.data_parallel.all_reduce_mean(loss, grads, batch.weight)
+        norm = global_norm(grads)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", norm)
+        raise TrainingDiverged(
+            f"step {step}: the {what} is {value}: training stopped, the model keeps its "
+            f"parameters from step {step - 1}; lower 'lr' or set 'clip_norm'"
+        )
+    if opts.clip_value is not None:
+        grads = clip_grad_value(grads, opts.clip_value)
+    if opts.clip_norm is not None:
+        grads, _ = clip_grad_norm(grads, opts.clip_norm)
+    lr = run.optimizer.lr * run.schedule(step - 1)
+    model.params, state.optimizer_state = run.optimizer.update(
+        model.backend.ops, model.params, grads, state.optimizer_state, lr=lr
+    )
+    state.cursor += opts.batch_size
+    state.step = step
+    state.rng = dict(rng.bit_generator.state)
+    state.history.losses.append(loss)
+    state.history.grad_norms.append(norm)
+    state.history.tokens += batch.n_tokens * world
+    return loss
+
+
+def _context(state: TrainingState, step: int, shard: slice, world: int, global_batch: int):
+    """The step's training :class:`~seqkit.context.Context`: its dropout masks come from a
+    host generator seeded by ``(state.dropout_seed, step)``: the same on every backend, in
+    every process of a data-parallel job (each keeps its rows), and after a resume."""
+    rng = np.random.default_rng([state.dropout_seed, step])
+    if world == 1:
+        return Context(training=True, rng=rng)
+    return Context(
+        training=True, rng=rng, rank=shard.start, world_size=world, global_batch=global_batch
+    )
+
+
+# --- optimizers and schedules ------------------------------------------------------------------
+def build_optimizer(spec: Any, lr: float | None, weight_decay: float | None) -> Optimizer:
+    """The optimizer of the options: a name, an object or a config dict, with the options'
+    ``lr`` and ``weight_decay`` when they are set (a name without ``lr`` gets 0.003)."""
+    overrides: dict[str, Any] = {}
+    if lr is not None:
+        overrides["lr"] = lr
+    elif isinstance(spec, str):
+        overrides["lr"] = 0.003
+    if weight_decay is not None:
+        overrides["weight_decay"] = weight_decay
+    return get_optimizer(spec, **overrides)
+
+
+def optimizer_config(optimizer: Optimizer) -> dict:
+    """``optimizer.to_config()``: ``{"name": ..., hyperparameters}``, JSON-able."""
+    return optimizer.to_config()
 
 
 def _jsonable(value: Any) -> Any:
@@ -112,172 +333,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ValueError(f"{name!r} must be a positive integer (got {value!r})")
-    return int(value)
-
-
-def train(
-    model,
-    make_batch: Callable[[np.ndarray], tuple],
-    n_items: int,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    optimizer: str = "adam",
-    clip_norm: float | None = None,
-    clip_value: float | None = None,
-    seed: int | None = None,
-    progress: bool = False,
-    eval_every: int | None = None,
-    evaluate: Callable[[], float] | None = None,
-    on_eval: Callable[[int, float], None] | None = None,
-    resume: TrainingState | None = None,
-    checkpoint_every: int | None = None,
-    on_checkpoint: Callable[[TrainingState], None] | None = None,
-    distributed: DistributedInfo | None = None,
-) -> TrainingHistory:
-    """Train ``model`` in place with minibatch gradient descent.
-
-    Args:
-        model: a :class:`seqkit.models.Model`.
-        make_batch: turns an index array into the model's batch arguments.
-        n_items: how many training examples ``make_batch`` indexes.
-        steps: total optimizer steps (a resumed run continues up to this count).
-        batch_size: examples per step.
-        lr: learning rate.
-        optimizer: ``"sgd"``, ``"adagrad"`` or ``"adam"``.
-        clip_norm: rescale gradients whose global norm exceeds this.
-        clip_value: clamp every gradient entry to ``[-clip_value, clip_value]``.
-        seed: seeds the minibatch order; the same seed on the same backend repeats the run.
-        progress: show a progress bar (tqdm) with the loss and tokens/s.
-        eval_every: call ``evaluate()`` every this many steps and at the end.
-        evaluate: returns a held-out loss; recorded in ``history.evals``.
-        on_eval: called with ``(step, value)`` after each evaluation.
-        resume: a :class:`TrainingState` to continue from (``model.training_state`` after
-            :func:`seqkit.load`); its options must equal this call's.
-        checkpoint_every: call ``on_checkpoint(state)`` every this many steps and at the end.
-        on_checkpoint: receives the current :class:`TrainingState` (the model's ``fit`` saves it).
-        distributed: this process's place in a data-parallel job (``seqkit.distributed``): each
-            rank computes its shard ``index[rank::world_size]`` of every global batch and the
-            backend averages the gradients; progress, ``on_eval`` and ``on_checkpoint`` run on
-            rank 0 only. The parameters equal a one-process run with the same global batch.
-
-    Raises:
-        TrainingDiverged: the loss or a gradient became non-finite; parameters are unchanged
-            from the step before.
-    """
-    steps = _positive_int("steps", steps)
-    batch_size = _positive_int("batch_size", batch_size)
-    if n_items <= 0:
-        raise ValueError(f"training data must hold at least one example (got {n_items})")
-    world = distributed.world_size if distributed is not None else 1
-    main = distributed is None or distributed.is_main
-    if batch_size < world:
-        raise ValueError(
-            f"'batch_size' must be at least the number of processes, {world} (got {batch_size})"
-        )
-    backend = model.backend
-    ops = backend.ops
-    opt = get_optimizer(optimizer, lr=lr)
-    options = {
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": opt.name,
-        "clip_norm": clip_norm,
-        "clip_value": clip_value,
-        "seed": seed,
-        "n_items": n_items,
-    }
-    if resume is None:
-        rng = np.random.default_rng(seed)
-        state = TrainingState(
-            0,
-            options,
-            opt.init_state(ops, model.params),
-            dict(rng.bit_generator.state),
-            rng.permutation(n_items),
-            0,
-            TrainingHistory(),
-        )
-    else:
-        state = resume
-        changed = {
-            k: (state.options.get(k), v) for k, v in options.items() if state.options.get(k) != v
-        }
-        if changed:
-            detail = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in changed.items())
-            raise ValueError(f"cannot resume with different training options ({detail})")
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state.rng
-    model.training_state = state
-    history = state.history
-    bar = None
-    if progress and main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=state.step, unit="step", dynamic_ncols=True, leave=True)
-    start = time.perf_counter()
-    tokens_before = history.tokens
-    try:
-        while state.step < steps:
-            step = state.step + 1
-            if state.cursor + batch_size > n_items:  # a new epoch: reshuffle
-                state.order = rng.permutation(n_items)
-                state.cursor = 0
-            index = state.order[state.cursor : state.cursor + batch_size]
-            if distributed is not None and world > 1:
-                index = index[distributed.rank :: world]  # this rank's shard of the global batch
-            args = make_batch(index)
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                # overflow is detected below and reported as one clear error, not as warnings
-                loss, grads = backend.loss_and_grads(
-                    model._loss_forward, model._loss_backward, model.params, *args
-                )
-                if world > 1:
-                    loss, grads = backend.all_reduce_mean(loss, grads, model._batch_weight(args))
-                norm = global_norm(grads)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                raise TrainingDiverged(
-                    f"step {step}: the {'loss' if not math.isfinite(loss) else 'gradient norm'} "
-                    f"is {loss if not math.isfinite(loss) else norm}: training stopped, the model "
-                    f"keeps its parameters from step {step - 1}; lower 'lr' or set 'clip_norm'"
-                )
-            if clip_value is not None:
-                grads = clip_grad_value(grads, clip_value)
-            if clip_norm is not None:
-                grads, _ = clip_grad_norm(grads, clip_norm)
-            opt.update(ops, model.params, grads, state.optimizer_state)
-            state.cursor += batch_size
-            state.step = step
-            state.rng = dict(rng.bit_generator.state)
-            history.losses.append(loss)
-            history.grad_norms.append(norm)
-            history.tokens += model._batch_tokens(args) * world
-            if bar is not None:
-                elapsed = time.perf_counter() - start
-                rate = (history.tokens - tokens_before) / max(elapsed, 1e-9)
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
-                bar.update(1)
-            if not main:
-                continue
-            if evaluate is not None and eval_every and (step % eval_every == 0 or step == steps):
-                value = float(evaluate())
-                history.evals.append((step, value))
-                if on_eval is not None:
-                    on_eval(step, value)
-            if (
-                on_checkpoint is not None
-                and checkpoint_every
-                and (step % checkpoint_every == 0 or step == steps)
-            ):
-                on_checkpoint(state)
-    finally:
-        if bar is not None:
-            bar.close()
-        history.seconds = time.perf_counter() - start
-    return history

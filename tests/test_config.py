@@ -109,11 +109,6 @@ print(hashlib.sha256(b"".join(params[k].tobytes() for k in sorted(params))).hexd
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the models do not call seqkit.config.resolve_seed yet (issue 13 item 15)",
-)
 def test_a_model_without_a_seed_uses_the_config_seed(tmp_path):
     import os
     import subprocess

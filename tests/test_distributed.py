@@ -72,9 +72,22 @@ def assert_same_params(a, b, tol):
         np.testing.assert_allclose(pa[name], pb[name], rtol=tol, atol=tol, err_msg=name)
 
 
-def test_two_processes_equal_one(tmp_path, data):
-    seqkit("train", data, "--out", tmp_path / "one.npz", "--steps", 12, *COMMON)
-    two = seqkit("train", data, "--out", tmp_path / "two.npz", "--steps", 12, "--nproc", 2, *COMMON)
+DROPOUT_SHARDS = pytest.mark.xfail(
+    strict=True,
+    reason="a shard pads to its own longest sequence T_r, so a mask drawn for (T_r, B, F) "
+    "advances the generator unlike the one-process (T, B, F) draw: the masks after the first "
+    "differ (fix: draw each mask from a child generator, or pad every shard to the global T)",
+)
+
+
+@pytest.mark.parametrize(
+    "extra", [[], pytest.param(["--dropout", "0.3", "--layers", "2"], marks=DROPOUT_SHARDS)]
+)
+def test_two_processes_equal_one(tmp_path, data, extra):
+    """With dropout too (not yet): each process keeps its rows of the global batch's masks."""
+    args = ["--steps", 12, *COMMON, *extra]
+    seqkit("train", data, "--out", tmp_path / "one.npz", *args)
+    two = seqkit("train", data, "--out", tmp_path / "two.npz", "--nproc", 2, *args)
     assert two.stderr.count("wrote ") == 1  # only rank 0 reports and writes
     assert_same_params(tmp_path / "one.npz", tmp_path / "two.npz", 1e-12)
 

@@ -54,10 +54,12 @@ def _params(path):
     return read_checkpoint(path).params
 
 
-def test_sigkill_then_resume_from_the_command_line(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--dropout", "0.3", "--layers", "2"]])
+def test_sigkill_then_resume_from_the_command_line(tmp_path, extra):
     data = tmp_path / "names.txt"
     data.write_text("\n".join(TEXTS) + "\n")
     common = [
+        *extra,
         "--steps",
         "60",
         "--hidden-size",

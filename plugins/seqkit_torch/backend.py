@@ -213,29 +213,12 @@ class TorchBackend(Backend):
         }
 
     # --- data-parallel training ---------------------------------------------------------------
-    def init_distributed(self, info) -> None:
-        from seqkit_torch import distributed
+    @property
+    def data_parallel(self):
+        """torch.distributed (gloo on the CPU, NCCL on CUDA): ``seqkit_torch.distributed``."""
+        from seqkit_torch.distributed import TorchDataParallel
 
-        distributed.init_process_group(self._torch, info, self.ops.device)
-
-    def leave_distributed(self) -> None:
-        from seqkit_torch import distributed
-
-        distributed.leave_process_group(self._torch)
-
-    def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
-        from seqkit_torch import distributed
-
-        return distributed.all_reduce_mean(
-            self._torch, loss, grads, weight, self.ops.device, self.ops.torch_dtype
-        )
-
-    @classmethod
-    def launch(cls, nproc: int, argv: list[str]) -> int:
-        _import_torch()
-        from seqkit_torch import distributed
-
-        return distributed.launch(nproc, argv)
+        return TorchDataParallel(self)
 
     # --- parameters ---------------------------------------------------------------------------
     def init_params(

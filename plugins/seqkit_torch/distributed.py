@@ -12,6 +12,30 @@ import signal
 import sys
 import uuid
 
+from seqkit.distributed import DataParallel
+
+
+class TorchDataParallel(DataParallel):
+    """``TorchBackend.data_parallel``: torch.distributed on the backend's device and dtype."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def join(self, info) -> None:
+        init_process_group(self.backend._torch, info, self.backend.ops.device)
+
+    def leave(self) -> None:
+        leave_process_group(self.backend._torch)
+
+    def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
+        ops = self.backend.ops
+        return all_reduce_mean(
+            self.backend._torch, loss, grads, weight, ops.device, ops.torch_dtype
+        )
+
+    def launch(self, nproc: int, argv: list[str]) -> int:
+        return launch(nproc, argv)
+
 
 def init_process_group(torch, info, device) -> None:
     """Join the job of ``info`` once (env:// rendezvous from torchrun's variables)."""

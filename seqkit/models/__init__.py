@@ -6,10 +6,18 @@
 * :class:`Seq2Seq`: encoder-decoder, T_x != T_y (greedy and beam-search translation).
 """
 
-from seqkit.models._base import Model, load
+from seqkit.models._base import Batch, Model, load
 from seqkit.models.classifier import SequenceClassifier
 from seqkit.models.language_model import LanguageModel
 from seqkit.models.seq2seq import Seq2Seq
 from seqkit.models.tagger import SequenceTagger
 
-__all__ = ["Model", "LanguageModel", "SequenceClassifier", "SequenceTagger", "Seq2Seq", "load"]
+__all__ = [
+    "Batch",
+    "Model",
+    "LanguageModel",
+    "SequenceClassifier",
+    "SequenceTagger",
+    "Seq2Seq",
+    "load",
+]

@@ -1,41 +1,61 @@
-"""What every model shares: parameters on one backend, training, saving and loading."""
+"""What every model shares: its blocks on one backend, training, evaluation, saving, loading."""
 
 from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
 import numpy as np
 
 from seqkit.backend import Backend, get_backend
-from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
+from seqkit.blocks import Chain, Encode, LastState, PerStep, Stack, prefixed, unprefixed
+from seqkit.callbacks import Callback, Checkpoint, EarlyStopping, Evaluate, Progress
+from seqkit.checkpoint import Checkpoint as CheckpointFile
+from seqkit.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from seqkit.config import resolve_seed
+from seqkit.context import Context
 from seqkit.distributed import DistributedInfo, from_environment
+from seqkit.dropout import Dropout, check_probability
 from seqkit.errors import unknown
-from seqkit.layers import Embedding, OneHot
-from seqkit.optim import get_optimizer
+from seqkit.layers import DenseStack, Embedding, OneHot
+from seqkit.options import TrainingOptions
 from seqkit.recurrent import Recurrent, get_cell
-from seqkit.training import TrainingHistory, TrainingState, train
+from seqkit.training import (
+    Examples,
+    TrainingHistory,
+    TrainingState,
+    build_optimizer,
+    train,
+)
+from seqkit.vocab import Vocabulary
 
-__all__ = ["Model", "load"]
+__all__ = ["Batch", "Model", "load"]
 
 _KINDS: dict[str, type[Model]] = {}
 
 
-def prefixed(prefix: str, values: dict) -> dict:
-    """``{"w": 1} -> {"prefix.w": 1}``."""
-    return {f"{prefix}.{name}": value for name, value in values.items()}
+@attrs.frozen
+class Batch:
+    """One minibatch as a model's network and loss read it.
 
+    Attributes:
+        inputs: what the network reads (a :class:`~seqkit.blocks.Seq` of (T, B) ids, or a
+            pair of them for an encoder-decoder).
+        targets: the loss's targets: (T, B) ids, (B,) class ids, or (B, 1) probabilities.
+        mask: (T, B) booleans, True at the steps the loss counts; None for one step per sequence.
+        n_tokens: the input tokens, for throughput.
+        weight: what the training loss is a mean over (tokens or sequences): data-parallel
+            training weights each process's shard by it.
+    """
 
-def unprefixed(prefix: str, values: dict) -> dict:
-    """The entries of ``values`` under ``prefix.``, with the prefix removed."""
-    start = prefix + "."
-    return {name[len(start) :]: value for name, value in values.items() if name.startswith(start)}
-
-
-def input_encoder(vocab_size: int, embedding_size: int | None) -> OneHot | Embedding:
-    """The seed's one-hot input (``embedding_size=None``) or a learned embedding."""
-    return OneHot(vocab_size) if embedding_size is None else Embedding(vocab_size, embedding_size)
+    inputs: Any
+    targets: np.ndarray | None
+    mask: np.ndarray | None
+    n_tokens: int
+    weight: float
 
 
 def resolve_backend(
@@ -51,29 +71,53 @@ def resolve_backend(
     return get_backend(backend, dtype=dtype, device=device)
 
 
+def check_vocab(name: str, vocab: Any) -> Vocabulary:
+    """``vocab`` if it is a :class:`~seqkit.Vocabulary`."""
+    if not isinstance(vocab, Vocabulary):
+        raise TypeError(f"{name!r} must be a seqkit.Vocabulary (got {type(vocab).__name__})")
+    return vocab
+
+
 class Model(abc.ABC):
     """A composition of blocks whose parameters live on one backend.
 
-    Subclasses build their blocks in ``__init__`` and list them in :attr:`blocks` by parameter
-    prefix (``{"encoder": OneHot(V), "rnn": Recurrent(...), "head": DenseStack(...)}``), call
-    :meth:`_init_params`, and implement :meth:`config`, :meth:`_positional`,
-    :meth:`_loss_forward` and :meth:`_loss_backward`. Parameter names are ``prefix.name``.
+    Args:
+        cell: a registered cell name or :class:`~seqkit.Cell` (``"lstm"``, ``"gru"``, ...).
+        hidden_size: H of every recurrent layer (default: the model's).
+        num_layers: L, stacked recurrent layers.
+        embedding_size: None for the seed's one-hot input (I = V), else a learned embedding of
+            this size.
+        head_sizes: hidden sizes of the dense head before the output (none by default: one
+            linear layer).
+        dropout: p in [0, 1): inverted dropout, in training only, on the input encoding,
+            between stacked recurrent layers (``Recurrent(dropout=p)``, PyTorch's meaning) and
+            before the head. 0 (default) trains bit for bit as no dropout.
+        backend: backend name or instance; None reads the config.
+        dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
+        seed: initialises the parameters (None: the config's ``seed``, else fresh entropy).
+
+    A subclass sets :attr:`kind`, :attr:`positional`, :attr:`data_names` and :attr:`monitor`,
+    stores its own constructor arguments before calling ``super().__init__``, and implements
+    :meth:`_network` (its blocks), :meth:`_loss`, :meth:`_examples` (how data becomes batches)
+    and :meth:`evaluate`. Parameter names are the blocks' prefixes joined by dots.
     """
 
     #: Checkpoint ``kind``; set by subclasses.
     kind: ClassVar[str]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "kind" in cls.__dict__:
-            _KINDS[cls.kind] = cls
+    #: The constructor's positional arguments, saved in the checkpoint (vocabularies, ...).
+    positional: ClassVar[tuple[str, ...]]
+    #: The names of ``fit``'s data arguments (``("texts", "labels")``); ``dev`` has this form.
+    data_names: ClassVar[tuple[str, ...]]
+    #: The :meth:`evaluate` metric that early stopping minimises.
+    monitor: ClassVar[str] = "loss"
+    #: ``hidden_size`` when the constructor is not given one.
+    default_hidden_size: ClassVar[int] = 64
 
     backend: Backend
     params: dict
-    #: The blocks that own parameters, by prefix, in initialisation order. Each has
-    #: ``param_shapes()`` and ``init_params(rng)``; :class:`~seqkit.Recurrent` stacks are
-    #: laid out for the backend's kernels.
-    blocks: dict[str, Any]
+    #: The model as one block (a :class:`~seqkit.blocks.Chain`, or a model's own glue block).
+    network: Any
     #: Set by ``fit`` (and by :func:`load` for a checkpoint written during training): what
     #: ``fit(..., resume=True)`` continues from.
     training_state: TrainingState | None = None
@@ -81,134 +125,277 @@ class Model(abc.ABC):
     #: data source and options here so that ``seqkit train --resume`` can continue).
     metadata: dict = {}
 
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every parameter's name and shape."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            _KINDS[cls.kind] = cls
+
+    def __init__(
+        self,
+        *,
+        cell: str | Any = "lstm",
+        hidden_size: int | None = None,
+        num_layers: int = 1,
+        embedding_size: int | None = None,
+        head_sizes: Sequence[int] = (),
+        dropout: float = 0.0,
+        backend: str | Backend | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+        seed: int | None = None,
+        _init: bool = True,
+    ) -> None:
+        self.cell = get_cell(cell)
+        self.hidden_size = self.default_hidden_size if hidden_size is None else hidden_size
+        self.num_layers = num_layers
+        self.embedding_size = embedding_size
+        self.head_sizes = tuple(head_sizes)
+        check_probability("dropout", dropout)
+        self.dropout = float(dropout)
+        self.backend = resolve_backend(backend, dtype, device)
+        self.network = self._network()
+        self.loss_fn = self._loss()
+        if _init:
+            self._set_params(self.network.init_params(np.random.default_rng(resolve_seed(seed))))
+
+    # --- building blocks, for subclasses -------------------------------------------------------
+    def _input(self, vocab_size: int) -> OneHot | Embedding:
+        """The seed's one-hot input (``embedding_size=None``) or a learned embedding."""
+        if self.embedding_size is None:
+            return OneHot(vocab_size)
+        return Embedding(vocab_size, self.embedding_size)
+
+    def _chain(
+        self,
+        vocab_size: int,
+        outputs: int | None,
+        *,
+        start_id: int | None = None,
+        bidirectional: bool = False,
+        pool: bool = False,
+        input_key: str = "encoder",
+    ) -> Chain:
+        """``Encode [-> Dropout] -> Stack [-> LastState] [-> Dropout -> PerStep(head)]``: ids
+        in, (T, B, outputs) logits out, (B, outputs) with ``pool`` (many-to-one), the stack's
+        output and final state with ``outputs=None``. The dropout blocks are there when
+        ``dropout > 0``; masks are drawn in block order."""
+        encoder = Encode(self._input(vocab_size), start_id=start_id)
+        rnn = Recurrent(
+            self.cell,
+            encoder.output_size,
+            self.hidden_size,
+            num_layers=self.num_layers,
+            bidirectional=bidirectional,
+            dropout=self.dropout,
+        )
+        blocks: dict[str, Any] = {input_key: encoder}
+        if self.dropout:
+            blocks["input_dropout"] = PerStep(Dropout(self.dropout))
+        blocks["rnn"] = Stack(rnn, self.backend)
+        if pool:
+            blocks["pool"] = LastState(rnn)
+        if outputs is not None:
+            if self.dropout:
+                blocks["head_dropout"] = PerStep(Dropout(self.dropout))
+            blocks["head"] = PerStep(DenseStack((rnn.output_size, *self.head_sizes, outputs)))
+        return Chain(blocks)
+
+    @abc.abstractmethod
+    def _network(self) -> Any:
+        """The model's blocks as one block."""
+
+    @abc.abstractmethod
+    def _loss(self) -> Any:
+        """The training loss (:func:`seqkit.get_loss`)."""
+
+    @abc.abstractmethod
+    def _examples(self, *data: Any) -> Examples:
+        """Check ``fit``'s data (``data_names``) and say how it becomes :class:`Batch` es."""
+
+    @abc.abstractmethod
+    def evaluate(self, *data: Any) -> dict[str, float]:
+        """Metrics on held-out data of the training data's form."""
+
+    # --- description ---------------------------------------------------------------------------
+    def _own_config(self) -> dict:
+        """The subclass's constructor options beyond the shared ones (JSON-able)."""
+        return {}
+
+    def config(self) -> dict:
+        """The constructor arguments (JSON-able) that rebuild this model's shape."""
         return {
-            f"{prefix}.{name}": shape
-            for prefix, block in self.blocks.items()
-            for name, shape in block.param_shapes().items()
+            "cell": self.cell.name,
+            "cell_options": self.cell.options(),
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "embedding_size": self.embedding_size,
+            "head_sizes": list(self.head_sizes),
+            "dropout": self.dropout,
+            **self._own_config(),
         }
 
-    def _init_params(self, seed: int | np.random.Generator | None) -> None:
-        """Each block's default initialisation, in order, from one generator."""
-        rng = np.random.default_rng(seed)
-        values: dict[str, np.ndarray] = {}
-        for prefix, block in self.blocks.items():
-            values.update(prefixed(prefix, block.init_params(rng)))
-        self._set_params(values)
+    def _sizes(self) -> str:
+        """The data sizes shown by ``repr`` (``V=28``)."""
+        return f"V={len(self.vocab)}"  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        c = self.config()
+        shown = [f"cell={c['cell']!r}", f"hidden_size={c['hidden_size']}"]
+        shown += [f"num_layers={c['num_layers']}"]
+        shown += [f"{k}={c[k]}" for k in ("bidirectional",) if k in c]
+        return f"{self.kind}({self._sizes()}, {', '.join(shown)}, backend={self.backend.name!r})"
+
+    # --- parameters ----------------------------------------------------------------------------
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's name and shape."""
+        return self.network.param_shapes()
 
     def _set_params(self, values: dict[str, np.ndarray]) -> None:
         params = {name: self.backend.asarray(value) for name, value in values.items()}
-        for prefix, layer in self._recurrent_layers().items():
-            # laid out for the backend's kernels once (cuDNN's one buffer), not on every call
-            own = unprefixed(prefix, params)
-            flat = self.backend.flatten_params(layer, own, requires_grad=False)
-            params.update(prefixed(prefix, flat))
+        for prefix, block in self.network.walk():
+            if isinstance(block, Stack):
+                # laid out for the backend's kernels once (cuDNN's one buffer), not on every call
+                own = unprefixed(prefix, params)
+                flat = self.backend.flatten_params(block.layer, own, requires_grad=False)
+                params.update(prefixed(prefix, flat))
         self.params = params
-
-    def _recurrent_layers(self) -> dict[str, Recurrent]:
-        """``{parameter prefix: Recurrent}`` of every recurrent stack the model holds."""
-        return {p: b for p, b in self.blocks.items() if isinstance(b, Recurrent)}
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """Every parameter as a NumPy array, by name."""
         return {name: np.array(self.backend.to_numpy(value)) for name, value in self.params.items()}
 
-    @abc.abstractmethod
-    def config(self) -> dict:
-        """The constructor arguments (JSON-able) that rebuild this model's shape."""
+    # --- the network and its loss --------------------------------------------------------------
+    def _context(self, ctx: Context | None = None) -> Context:
+        """``ctx``, or ``Context()`` (evaluation: no dropout) when None."""
+        return ctx if ctx is not None else Context()
 
-    @abc.abstractmethod
-    def _loss_forward(self, params: dict, *batch: Any) -> tuple[Any, Any]:
-        """Training loss (0-d array) of one batch and the cache for :meth:`_loss_backward`."""
+    def _forward(self, inputs: Any, params: dict | None = None, ctx: Context | None = None):
+        """The network's output for ``inputs`` (not in training: no dropout)."""
+        params = self.params if params is None else params
+        return self.network.forward(self.backend.ops, params, inputs, ctx=self._context(ctx))[0]
 
-    @abc.abstractmethod
+    def _loss_forward(self, params: dict, batch: Batch, ctx: Context | None = None):
+        """The training loss (0-d array) of ``batch`` and the cache of :meth:`_loss_backward`."""
+        ops = self.backend.ops
+        out, cache = self.network.forward(ops, params, batch.inputs, ctx=self._context(ctx))
+        loss, loss_cache = self.loss_fn.forward(ops, out.data, batch.targets, batch.mask)
+        return loss, (out, cache, loss_cache)
+
     def _loss_backward(self, params: dict, cache: Any) -> dict:
-        """Hand-written gradient of the training loss for every parameter."""
+        """The hand-written gradient of every parameter, through the blocks' backwards."""
+        ops = self.backend.ops
+        out, net_cache, loss_cache = cache
+        d_out = attrs.evolve(out, data=self.loss_fn.backward(ops, loss_cache), state=None)
+        return self.network.backward(ops, params, net_cache, d_out)[1]
 
-    def _batch_tokens(self, batch: tuple) -> int:
-        """Tokens in a batch, for throughput reports."""
-        return 0
+    def loss(self, batch: Batch) -> float:
+        """The training loss of ``batch`` with the current parameters."""
+        return float(self._loss_forward(self.params, batch)[0])
 
-    def _batch_weight(self, batch: tuple) -> float:
-        """What the training loss of ``batch`` is a mean over (its tokens or its examples):
-        data-parallel training weights each process's shard by it."""
-        raise NotImplementedError(f"{type(self).__name__} does not support data-parallel training")
+    def loss_and_grads(self, batch: Batch, *, ctx: Context | None = None) -> tuple[float, dict]:
+        """The training loss of ``batch`` and every parameter's gradient (by name)."""
+        return self.backend.loss_and_grads(
+            lambda params, b: self._loss_forward(params, b, ctx),
+            self._loss_backward,
+            self.params,
+            batch,
+        )
 
-    def _fit(
+    def batch(self, *data: Any) -> Batch:
+        """All of ``data`` (in ``fit``'s form) as one :class:`Batch`."""
+        examples = self._examples(*data)
+        return examples.batch(np.arange(examples.size))
+
+    # --- training ------------------------------------------------------------------------------
+    def fit(
         self,
-        make_batch,
-        n_items: int,
-        *,
+        *data: Any,
+        dev: Any = None,
+        callbacks: Sequence[Callback] = (),
+        options: TrainingOptions | None = None,
+        progress: bool = False,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         resume: bool = False,
         distributed: bool | DistributedInfo = False,
-        **options: Any,
+        **overrides: Any,
     ) -> TrainingHistory:
-        """Every model's ``fit``: checkpoints, exact resume and data parallelism, then
-        :func:`seqkit.training.train` with ``options`` (steps, batch_size, lr, ...).
+        """Train on ``data`` (``data_names``: ``texts``; ``texts, labels``; ...).
 
         Args:
+            data: the training data, as the model's ``data_names`` say.
+            dev: held-out data of the same form (one sequence of texts for a language model, a
+                tuple of the two sequences for the others), evaluated with :meth:`evaluate`
+                every ``eval_every`` steps and at the end; ``history.evals`` records
+                ``(step, metrics)``.
+            callbacks: :class:`~seqkit.Callback` objects, called after the built-in ones.
+            options: a :class:`~seqkit.TrainingOptions`; keyword arguments (``steps=``,
+                ``lr=``, ``patience=``, ...) override its fields.
+            progress: show a progress bar (tqdm) with the loss and tokens/s.
             checkpoint: write the model and its training state here (atomically) every
-                ``checkpoint_every`` steps (default: only at the end).
+                ``checkpoint_every`` steps and at the end.
             resume: continue from :attr:`training_state` (set by :func:`seqkit.load` for a
                 checkpoint written during training) with the same data and options; ``steps``
                 is the total to reach. The result equals an uninterrupted run.
             distributed: True to train data-parallel in a job started by torchrun or
                 ``seqkit train --nproc`` (read from the environment), or a
-                :class:`~seqkit.distributed.DistributedInfo`; needs backend 'torch'. Rank 0
-                writes ``checkpoint``; every rank ends with the same parameters.
+                :class:`~seqkit.distributed.DistributedInfo`; needs a backend whose
+                ``data_parallel`` is not None. Rank 0 writes ``checkpoint``; every rank ends
+                with the same parameters.
+
+        Returns:
+            the :class:`~seqkit.training.TrainingHistory`.
         """
+        opts = TrainingOptions.build(options, **overrides)
         if resume and self.training_state is None:
             raise ValueError(
                 "resume=True needs a model loaded from a training checkpoint (no training state)"
             )
-        info = from_environment() if distributed is True else (distributed or None)
-        if distributed is True and info is None:
-            raise ValueError(
-                "distributed=True needs a multi-process launch (torchrun or seqkit train "
-                "--nproc): RANK and WORLD_SIZE are not set"
-            )
+        examples = self._examples(*data)
+        built: list[Callback] = [Progress()] if progress else []
+        if dev is not None:
+            dev = (dev,) if len(self.data_names) == 1 else tuple(dev)
+            self._examples(*dev)  # checked now, not at the first evaluation
+            built.append(Evaluate(dev, opts.eval_every or max(1, opts.steps // 10)))
+            built.append(EarlyStopping(self.monitor, opts.patience, opts.restore_best))
+        elif opts.patience is not None:
+            raise ValueError(f"'patience' needs dev data (got patience={opts.patience}, dev=None)")
+        ending = [Checkpoint(checkpoint, checkpoint_every)] if checkpoint is not None else []
+        info = _distributed(distributed, self.backend)
         joined = info is not None and info.world_size > 1
         if joined:
-            self.backend.init_distributed(info)
-        on_checkpoint = None
-        if checkpoint is not None:
-            on_checkpoint = lambda state: self.save(checkpoint)  # noqa: E731
-            checkpoint_every = checkpoint_every or options["steps"]
+            self.backend.data_parallel.join(info)
         history = train(
             self,
-            make_batch,
-            n_items,
+            examples,
+            opts,
+            callbacks=[*built, *callbacks, *ending],
             resume=self.training_state if resume else None,
-            checkpoint_every=checkpoint_every,
-            on_checkpoint=on_checkpoint,
             distributed=info,
-            **options,
         )
         if joined:  # only after success: a failing rank must not wait for the others here
-            self.backend.leave_distributed()
+            self.backend.data_parallel.leave()
         return history
 
+    # --- saving and loading --------------------------------------------------------------------
     def _extra(self) -> dict:
-        """JSON-able state beyond config and parameters (vocabularies)."""
-        return {}
+        """The positional arguments that are not in :meth:`config`, JSON-able."""
+        config = self.config()
+        return {
+            name: _to_json(getattr(self, name)) for name in self.positional if name not in config
+        }
 
     @classmethod
-    @abc.abstractmethod
-    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
-        """The constructor's positional arguments (vocabularies, ...) from a checkpoint;
-        may pop from ``config`` what it consumes."""
-
-    @classmethod
-    def _from_checkpoint(cls, checkpoint: Checkpoint, backend: Backend) -> Model:
-        """Rebuild from a checkpoint's config and extra, then load its parameters."""
-        config = dict(checkpoint.config)
+    def _from_config(cls, config: dict, extra: dict, backend: Backend) -> Model:
+        """The model a checkpoint's config and extra describe, on ``backend``, parameters not
+        yet allocated (:func:`load` sets them once the file is checked)."""
+        config = dict(config)
         config["cell"] = get_cell(config.pop("cell"), **config.pop("cell_options", {}))
-        model = cls(*cls._positional(checkpoint, config), backend=backend, _init=False, **config)  # type: ignore[call-arg]
-        model._load_params(checkpoint)
-        return model
+        args = [
+            config.pop(name) if name in config else _from_json(name, extra[name])
+            for name in cls.positional
+        ]
+        return cls(*args, backend=backend, _init=False, **config)
 
     def save(self, path: str | os.PathLike, *, training_state: bool = True) -> None:
         """Write the model to ``path`` in the portable checkpoint format (atomic; no pickle).
@@ -221,23 +408,34 @@ class Model(abc.ABC):
         state: dict[str, np.ndarray] = {}
         if training_state and self.training_state is not None:
             ts = self.training_state
-            optimizer = get_optimizer(ts.options["optimizer"], lr=ts.options["lr"])
+            o = ts.options
+            optimizer = build_optimizer(o["optimizer"], o.get("lr"), o.get("weight_decay"))
             extra["training"], state = ts.to_checkpoint(optimizer, self.backend.ops)
         save_checkpoint(
-            path, Checkpoint(self.kind, self.config(), self.numpy_params(), extra, state=state)
+            path, CheckpointFile(self.kind, self.config(), self.numpy_params(), extra, state=state)
         )
 
-    def _load_params(self, checkpoint: Checkpoint) -> None:
-        expected = self.param_shapes()
-        got = {name: tuple(value.shape) for name, value in checkpoint.params.items()}
-        if expected != got:
-            missing = sorted(set(expected) - set(got))
-            wrong = sorted(n for n in set(expected) & set(got) if expected[n] != got[n])
-            raise CheckpointError(
-                f"checkpoint parameters do not fit a {self.kind}: missing {missing}, "
-                f"unexpected {sorted(set(got) - set(expected))}, wrong shape {wrong}"
-            )
-        self._set_params(checkpoint.params)
+
+def _to_json(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, Vocabulary) else list(value)
+
+
+def _from_json(name: str, value: Any) -> Any:
+    return Vocabulary.from_dict(value) if name.endswith("vocab") else value
+
+
+def _distributed(distributed: bool | DistributedInfo, backend: Backend) -> DistributedInfo | None:
+    info = from_environment() if distributed is True else (distributed or None)
+    if distributed is True and info is None:
+        raise ValueError(
+            "distributed=True needs a multi-process launch (torchrun or seqkit train "
+            "--nproc): RANK and WORLD_SIZE are not set"
+        )
+    if info is not None and info.world_size > 1 and backend.data_parallel is None:
+        raise ValueError(
+            f"backend {backend.name!r} does not train across processes; use backend 'torch'"
+        )
+    return info
 
 
 def load(
@@ -254,21 +452,27 @@ def load(
     Raises:
         CheckpointError: missing, truncated, corrupted, foreign or newer-version file.
     """
-    checkpoint = read_checkpoint(path)
-    cls = _KINDS.get(checkpoint.kind)
-    if cls is None:
-        raise CheckpointError(f"{path}: {unknown('model kind', checkpoint.kind, sorted(_KINDS))}")
     be = resolve_backend(backend, dtype, device)
+    built: list[Model] = []
+
+    def expected_shapes(kind: str, config: dict, extra: dict) -> dict[str, tuple[int, ...]]:
+        cls = _KINDS.get(kind)
+        if cls is None:
+            raise CheckpointError(unknown("model kind", kind, sorted(_KINDS)))
+        built.append(cls._from_config(config, extra, be))
+        return built[-1].param_shapes()
+
+    # the reader checks every member against these shapes before it decompresses anything
+    checkpoint = read_checkpoint(path, expected_shapes=expected_shapes)
+    model = built[-1]
     try:
-        model = cls._from_checkpoint(checkpoint, be)
+        model._set_params(checkpoint.params)
         model.metadata = dict(checkpoint.extra.get("metadata", {}))
         if "training" in checkpoint.extra:
             model.training_state = TrainingState.from_checkpoint(
                 checkpoint.extra["training"], checkpoint.state, be.ops
             )
         return model
-    except CheckpointError:
-        raise
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: checkpoint contents are invalid: {type(exc).__name__}: {exc}"

@@ -17,26 +17,72 @@ ended, and an empty source still has one step to read.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
-from seqkit.backend import Backend
-from seqkit.checkpoint import Checkpoint
-from seqkit.data import lm_batch, mask_from_lengths, pad_batch
-from seqkit.distributed import DistributedInfo
-from seqkit.layers import DenseStack
+from seqkit.blocks import Chain, Context, Seq, prefixed, unprefixed
+from seqkit.data import check_texts, lm_batch, mask_from_lengths, pad_batch
 from seqkit.losses import get_loss
-from seqkit.models._base import Model, input_encoder, prefixed, resolve_backend, unprefixed
-from seqkit.models.language_model import _check_texts
-from seqkit.recurrent import Recurrent, get_cell
+from seqkit.models._base import Batch, Model, check_vocab
+from seqkit.models.language_model import token_log_probs
 from seqkit.samplers import log_softmax
-from seqkit.training import TrainingHistory
+from seqkit.training import Examples
 from seqkit.vocab import Vocabulary
 
 __all__ = ["Seq2Seq"]
+
+
+@attrs.frozen
+class EncoderDecoder:
+    """The glue of an encoder-decoder: ``(source Seq, target Seq)`` -> the decoder's logits.
+
+    The encoder's final state becomes the decoder's initial state; in the backward the
+    gradient of the decoder's initial state is the only one the encoder gets (no loss reads the
+    encoder's per-step outputs).
+    """
+
+    encoder: Chain
+    decoder: Chain
+
+    @property
+    def _both(self) -> Chain:
+        return Chain({"encoder": self.encoder, "decoder": self.decoder})
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``encoder.*`` and ``decoder.*``."""
+        return self._both.param_shapes()
+
+    def init_params(self, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """The encoder's, then the decoder's initialisation."""
+        return self._both.init_params(rng)
+
+    def walk(self):
+        """The blocks of both chains, with their prefixes."""
+        return self._both.walk()
+
+    def encode(self, ops, params: dict, src: Seq, *, ctx: Context) -> tuple[Seq, Any]:
+        """The encoder's output; its ``state`` is the final state (h (L, B, H), or (h, c))."""
+        return self.encoder.forward(ops, unprefixed("encoder", params), src, ctx=ctx)
+
+    def decode(self, ops, params: dict, tgt: Seq, *, ctx: Context) -> tuple[Seq, Any]:
+        """Logits (T, B, V_t) for (T, B) decoder inputs from ``tgt.state``; state: the final."""
+        return self.decoder.forward(ops, unprefixed("decoder", params), tgt, ctx=ctx)
+
+    def forward(self, ops, params: dict, x: tuple[Seq, Seq], *, ctx: Context):
+        src, tgt = x
+        enc, enc_cache = self.encode(ops, params, src, ctx=ctx)
+        out, dec_cache = self.decode(ops, params, attrs.evolve(tgt, state=enc.state), ctx=ctx)
+        return out, (enc_cache, dec_cache)
+
+    def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[None, dict]:
+        enc_cache, dec_cache = cache
+        d_tgt, g_dec = self.decoder.backward(ops, unprefixed("decoder", params), dec_cache, dy)
+        d_enc = Seq(None, None, d_tgt.state)  # the decoder's initial state is the encoder's final
+        _, g_enc = self.encoder.backward(ops, unprefixed("encoder", params), enc_cache, d_enc)
+        return None, {**prefixed("encoder", g_enc), **prefixed("decoder", g_dec)}
 
 
 class Seq2Seq(Model):
@@ -46,16 +92,11 @@ class Seq2Seq(Model):
         src_vocab: the :class:`~seqkit.Vocabulary` of the sources (V_s).
         tgt_vocab: the :class:`~seqkit.Vocabulary` of the targets (V_t), whose ``<EOS>`` ends
             a translation.
-        cell: a registered cell name or :class:`~seqkit.Cell`, for both stacks.
-        hidden_size: H of every layer of both stacks (the encoder's state is the decoder's).
-        num_layers: L of both stacks; decoder layer l starts from encoder layer l's final state.
-        embedding_size: None for one-hot inputs (I = V_s and V_t), else a learned embedding of
-            this size on each side.
-        head_sizes: hidden sizes of the decoder's per-step dense head.
-        backend: backend name or instance; None reads the config.
-        dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
-        seed: initialises the parameters.
+        options: the keyword options of every :class:`~seqkit.Model` (``cell`` for both
+            stacks, ``hidden_size`` (default 64) of both (the encoder's state is the
+            decoder's), ``num_layers`` of both (decoder layer l starts from encoder layer l's
+            final state), ``embedding_size`` on each side, ``head_sizes`` of the decoder's
+            head, ``backend``, ``dtype``, ``device``, ``seed``).
 
     Parameters: ``encoder.input.*``, ``encoder.rnn.*`` (named as ``torch.nn.LSTM`` etc.),
     ``decoder.input.*``, ``decoder.rnn.*``, ``decoder.head.*``. Both stacks are unidirectional:
@@ -66,231 +107,58 @@ class Seq2Seq(Model):
     """
 
     kind = "Seq2Seq"
+    positional = ("src_vocab", "tgt_vocab")
+    data_names = ("sources", "targets")
 
-    def __init__(
-        self,
-        src_vocab: Vocabulary,
-        tgt_vocab: Vocabulary,
-        *,
-        cell: str | Any = "lstm",
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        embedding_size: int | None = None,
-        head_sizes: Sequence[int] = (),
-        backend: str | Backend | None = None,
-        dtype: str | None = None,
-        device: str | None = None,
-        seed: int | None = None,
-        _init: bool = True,
-    ) -> None:
-        for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
-            if not isinstance(vocab, Vocabulary):
-                raise TypeError(
-                    f"{name!r} must be a seqkit.Vocabulary (got {type(vocab).__name__})"
-                )
-        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
-        self.embedding_size = embedding_size
-        self.backend = resolve_backend(backend, dtype, device)
-        Vs, Vt = len(src_vocab), len(tgt_vocab)
-        cell = get_cell(cell)
-        self.src_input = input_encoder(Vs, embedding_size)
-        self.tgt_input = input_encoder(Vt, embedding_size)
-        H, L = hidden_size, num_layers
-        self.encoder = Recurrent(cell, self.src_input.output_size, H, num_layers=L)
-        self.decoder = Recurrent(cell, self.tgt_input.output_size, H, num_layers=L)
-        self.head = DenseStack((hidden_size, *head_sizes, Vt))
-        self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
-        self.blocks = {
-            "encoder.input": self.src_input,
-            "encoder.rnn": self.encoder,
-            "decoder.input": self.tgt_input,
-            "decoder.rnn": self.decoder,
-            "decoder.head": self.head,
-        }
-        if _init:
-            self._init_params(seed)
+    def __init__(self, src_vocab: Vocabulary, tgt_vocab: Vocabulary, **options: Any) -> None:
+        self.src_vocab = check_vocab("src_vocab", src_vocab)
+        self.tgt_vocab = check_vocab("tgt_vocab", tgt_vocab)
+        super().__init__(**options)
 
-    # --- description ---------------------------------------------------------------------------
-    def config(self) -> dict:
-        return {
-            "cell": self.encoder.cell.name,
-            "cell_options": self.encoder.cell.options(),
-            "hidden_size": self.encoder.hidden_size,
-            "num_layers": self.encoder.num_layers,
-            "embedding_size": self.embedding_size,
-            "head_sizes": list(self.head.sizes[1:-1]),
-        }
+    def _network(self) -> EncoderDecoder:
+        Vs, Vt = len(self.src_vocab), len(self.tgt_vocab)
+        encoder = self._chain(Vs, None, input_key="input")
+        decoder = self._chain(Vt, Vt, start_id=self.tgt_vocab.pad_id, input_key="input")
+        return EncoderDecoder(encoder, decoder)
 
-    def _extra(self) -> dict:
-        return {"src_vocab": self.src_vocab.to_dict(), "tgt_vocab": self.tgt_vocab.to_dict()}
+    def _loss(self):
+        return get_loss("softmax_cross_entropy", reduction="token_mean")
 
-    @classmethod
-    @classmethod
-    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
-        return (
-            Vocabulary.from_dict(checkpoint.extra["src_vocab"]),
-            Vocabulary.from_dict(checkpoint.extra["tgt_vocab"]),
-        )
+    def _sizes(self) -> str:
+        return f"V_src={len(self.src_vocab)}, V_tgt={len(self.tgt_vocab)}"
 
-    def __repr__(self) -> str:
-        c = self.config()
-        return (
-            f"Seq2Seq(V_src={len(self.src_vocab)}, V_tgt={len(self.tgt_vocab)}, "
-            f"cell={c['cell']!r}, hidden_size={c['hidden_size']}, num_layers={c['num_layers']}, "
-            f"backend={self.backend.name!r})"
-        )
-
-    # --- the network ---------------------------------------------------------------------------
-    def _encode(self, params: dict, src_ids: Any, src_lengths: Any):
-        """The encoder's final state (h (L, B, H), or (h, c)) for (S, B) source ids."""
-        ops = self.backend.ops
-        x, in_cache = self.src_input.forward(ops, unprefixed("encoder.input", params), src_ids)
-        _, final, rnn_cache = self.backend.recurrent_forward(
-            self.encoder, unprefixed("encoder.rnn", params), x, lengths=src_lengths
-        )
-        return final, (in_cache, rnn_cache, np.shape(src_ids))
-
-    def _decode(self, params: dict, inputs: Any, lengths: Any, state: Any):
-        """Logits (T, B, V_t) and the final state for (T, B) decoder input ids from ``state``."""
-        ops = self.backend.ops
-        x, in_cache = self.tgt_input.forward(ops, unprefixed("decoder.input", params), inputs)
-        # the start input is pad_id, which stands for the zero vector (seqkit.data.lm_batch)
-        keep = ops.asarray((np.asarray(inputs) != self.tgt_vocab.pad_id)[..., None])  # (T, B, 1)
-        x = x * keep
-        out, final, rnn_cache = self.backend.recurrent_forward(
-            self.decoder, unprefixed("decoder.rnn", params), x, initial_state=state, lengths=lengths
-        )
-        logits, head_cache = self.head.forward(ops, unprefixed("decoder.head", params), out)
-        return logits, final, (in_cache, keep, rnn_cache, head_cache)
-
-    def _loss_forward(self, params, src_ids, src_lengths, inputs, targets, lengths, mask, n_tokens):
-        state, enc_cache = self._encode(params, src_ids, src_lengths)
-        logits, _, dec_cache = self._decode(params, inputs, lengths, state)
-        loss, loss_cache = self.loss_fn.forward(self.backend.ops, logits, targets, mask)
-        return loss, (enc_cache, dec_cache, loss_cache)
-
-    def _loss_backward(self, params, cache) -> dict:
-        ops = self.backend.ops
-        (src_in_cache, enc_cache, (S, B)), dec_cache, loss_cache = cache
-        tgt_in_cache, keep, dec_rnn_cache, head_cache = dec_cache
-        # the decoder, as in the language model
-        d_logits = self.loss_fn.backward(ops, loss_cache)  # (T, B, V_t)
-        p_head = unprefixed("decoder.head", params)
-        d_out, g_head = self.head.backward(ops, p_head, head_cache, d_logits)
-        g_dec = self.backend.recurrent_backward(self.decoder, dec_rnn_cache, d_out)
-        d_x = g_dec.pop("x") * keep
-        _, g_tgt_in = self.tgt_input.backward(
-            ops, unprefixed("decoder.input", params), tgt_in_cache, d_x
-        )
-        # the decoder's initial state is the encoder's final state: its gradient is the only
-        # one the encoder gets (no loss reads the encoder's per-step outputs)
-        d_state = tuple(g_dec.pop(f"{name}0") for name in self.decoder.state_names)
-        d_final = d_state[0] if len(d_state) == 1 else d_state
-        d_enc_out = ops.zeros((S, B, self.encoder.output_size))
-        g_enc = self.backend.recurrent_backward(self.encoder, enc_cache, d_enc_out, d_final)
-        d_xs = g_enc.pop("x")
-        for name in self.encoder.state_names:
-            g_enc.pop(f"{name}0")
-        _, g_src_in = self.src_input.backward(
-            ops, unprefixed("encoder.input", params), src_in_cache, d_xs
-        )
-        return {
-            **prefixed("encoder.input", g_src_in),
-            **prefixed("encoder.rnn", g_enc),
-            **prefixed("decoder.input", g_tgt_in),
-            **prefixed("decoder.rnn", g_dec),
-            **prefixed("decoder.head", g_head),
-        }
-
-    def _batch_tokens(self, batch: tuple) -> int:
-        return int(batch[-1])
-
-    def _batch_weight(self, batch: tuple) -> float:
-        return float(batch[-1])  # the loss is a mean over target tokens (token_mean)
-
-    def _source_batch(self, sources: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(S, B) ids of each source followed by ``<EOS>``, and (B,) lengths >= 1."""
+    def _source(self, sources: Sequence[str]) -> Seq:
+        """(S, B) ids of each source followed by ``<EOS>``, with (B,) lengths >= 1."""
         v = self.src_vocab
-        return pad_batch([v.encode(s) + [v.eos_id] for s in sources], v.pad_id)
+        return Seq(*pad_batch([v.encode(s) + [v.eos_id] for s in sources], v.pad_id))
 
-    def _encode_batch(self, sources: Sequence[str], targets: Sequence[str]) -> tuple:
-        src_ids, src_lengths = self._source_batch(sources)
-        inputs, tgt, lengths = lm_batch([self.tgt_vocab.encode(t) for t in targets], self.tgt_vocab)
-        mask = mask_from_lengths(lengths, inputs.shape[0])
-        return src_ids, src_lengths, inputs, tgt, lengths, mask, int(lengths.sum())
-
-    # --- training ------------------------------------------------------------------------------
-    def fit(
-        self,
-        sources: Sequence[str],
-        targets: Sequence[str],
-        *,
-        steps: int = 1000,
-        batch_size: int = 32,
-        lr: float = 0.003,
-        optimizer: str = "adam",
-        clip_norm: float | None = 5.0,
-        clip_value: float | None = None,
-        seed: int | None = None,
-        progress: bool = False,
-        checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int | None = None,
-        resume: bool = False,
-        distributed: bool | DistributedInfo = False,
-    ) -> TrainingHistory:
-        """Train by teacher forcing on (source, target) pairs, minimising nats per target token.
-
-        Args:
-            sources: source texts.
-            targets: one target text per source (``<EOS>`` is appended as the last target).
-            steps, batch_size, lr, optimizer, clip_norm, clip_value, seed, progress: as in
-                :func:`seqkit.training.train`.
-            checkpoint, checkpoint_every, resume, distributed: as in
-                :meth:`seqkit.Model._fit` (exact resume; data-parallel training).
-
-        Returns:
-            the :class:`~seqkit.training.TrainingHistory`.
-        """
+    def _examples(self, sources: Sequence[str], targets: Sequence[str]) -> Examples:
         sources, targets = _check_pairs(sources, targets)
 
-        def make_batch(index: np.ndarray) -> tuple:
-            return self._encode_batch([sources[i] for i in index], [targets[i] for i in index])
+        def batch(index: np.ndarray) -> Batch:
+            src = self._source([sources[i] for i in index])
+            encoded = [self.tgt_vocab.encode(targets[i]) for i in index]
+            inputs, tgt, lengths = lm_batch(encoded, self.tgt_vocab)
+            mask = mask_from_lengths(lengths, inputs.shape[0])
+            n = int(lengths.sum())  # the loss is a mean over target tokens (token_mean)
+            return Batch((src, Seq(inputs, lengths)), tgt, mask, n, float(n))
 
-        return self._fit(
-            make_batch,
-            len(sources),
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            clip_norm=clip_norm,
-            clip_value=clip_value,
-            seed=seed,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            distributed=distributed,
-        )
+        return Examples(len(sources), batch)
+
+    def evaluate(self, sources: Sequence[str], targets: Sequence[str]) -> dict[str, float]:
+        """``loss`` (nats per target token, as in training) and ``exact_match`` of greedy
+        :meth:`translate`."""
+        per = self.token_log_probs(sources, targets)
+        loss = -float(sum(p.sum() for p in per)) / sum(len(p) for p in per)
+        hits = [a == b for a, b in zip(self.translate(sources), targets, strict=True)]
+        return {"loss": loss, "exact_match": float(np.mean(hits))}
 
     # --- probabilities -------------------------------------------------------------------------
     def token_log_probs(
         self, sources: Sequence[str], targets: Sequence[str], *, batch_size: int = 256
     ) -> list[np.ndarray]:
         """Per-step ln P of each target's tokens and its final ``<EOS>``, given its source."""
-        sources, targets = _check_pairs(sources, targets)
-        out: list[np.ndarray] = []
-        for start in range(0, len(sources), batch_size):
-            stop = start + batch_size
-            src_ids, src_lengths, inputs, tgt, lengths, _, _ = self._encode_batch(
-                sources[start:stop], targets[start:stop]
-            )
-            state, _ = self._encode(self.params, src_ids, src_lengths)
-            logits, _, _ = self._decode(self.params, inputs, lengths, state)
-            logp = log_softmax(np.asarray(self.backend.to_numpy(logits), dtype=np.float64))
-            picked = np.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]  # (T, B)
-            out.extend(picked[: lengths[b], b] for b in range(len(lengths)))
-        return out
+        return token_log_probs(self, self._examples(sources, targets), batch_size)
 
     def log_prob(self, source: str, target: str) -> float:
         """ln P(tokens of ``target``, <EOS> | ``source``): the chain rule's sum."""
@@ -299,8 +167,10 @@ class Seq2Seq(Model):
     # --- decoding ------------------------------------------------------------------------------
     def _step(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         """One decoder step from ``state`` on (B,) input ids: (B, V_t) float64 log-probs, state."""
-        logits, state, _ = self._decode(self.params, ids[None, :], None, state)
-        return log_softmax(np.asarray(self.backend.to_numpy(logits[0]), dtype=np.float64)), state
+        ops, ctx = self.backend.ops, self._context()
+        out, _ = self.network.decode(ops, self.params, Seq(ids[None, :], None, state), ctx=ctx)
+        logp = log_softmax(np.asarray(self.backend.to_numpy(out.data[0]), dtype=np.float64))
+        return logp, out.state
 
     def translate(
         self,
@@ -333,7 +203,7 @@ class Seq2Seq(Model):
         beam), so the greedy result is added as a finished hypothesis: the returned score is never
         below greedy's. ``<PAD>`` is never proposed.
         """
-        texts = _check_texts("texts", texts)
+        texts = check_texts("texts", texts)
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
             raise ValueError(f"'beam_size' must be a positive integer (got {beam_size!r})")
         if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
@@ -344,8 +214,8 @@ class Seq2Seq(Model):
             or not length_penalty >= 0
         ):
             raise ValueError(f"'length_penalty' must be a number >= 0 (got {length_penalty!r})")
-        src_ids, src_lengths = self._source_batch(texts)
-        state, _ = self._encode(self.params, src_ids, src_lengths)
+        ops, ctx = self.backend.ops, self._context()
+        state = self.network.encode(ops, self.params, self._source(texts), ctx=ctx)[0].state
         greedy = self._greedy(state, len(texts), max_len)
         if beam_size > 1:
             result = []
@@ -424,8 +294,8 @@ def _take(state: Any, rows: np.ndarray, ops: Any) -> Any:
 
 
 def _check_pairs(sources: Any, targets: Any) -> tuple[list[str], list[str]]:
-    sources = _check_texts("sources", sources)
-    targets = _check_texts("targets", targets)
+    sources = check_texts("sources", sources)
+    targets = check_texts("targets", targets)
     if len(sources) != len(targets):
         raise ValueError(
             f"'targets' must hold one text per source: expected {len(sources)}, got {len(targets)}"

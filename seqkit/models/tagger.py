@@ -8,24 +8,17 @@ depend on the words after it; such a model needs the whole text before it tags a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from seqkit.backend import Backend
-from seqkit.checkpoint import Checkpoint
-from seqkit.data import mask_from_lengths, pad_batch
-from seqkit.distributed import DistributedInfo
-from seqkit.layers import DenseStack
+from seqkit.blocks import Chain, Seq
+from seqkit.data import check_texts, encode_nonempty, mask_from_lengths, pad_batch
 from seqkit.losses import get_loss
-from seqkit.models._base import Model, input_encoder, prefixed, resolve_backend, unprefixed
-from seqkit.models.classifier import check_nonempty, encode_texts
-from seqkit.models.language_model import _check_texts
-from seqkit.recurrent import Recurrent, get_cell
+from seqkit.models._base import Batch, Model, check_vocab
 from seqkit.samplers import log_softmax
-from seqkit.training import TrainingHistory
+from seqkit.training import Examples
 from seqkit.vocab import Vocabulary
 
 __all__ = ["SequenceTagger"]
@@ -37,130 +30,66 @@ class SequenceTagger(Model):
     Args:
         vocab: the :class:`~seqkit.Vocabulary` of the input texts.
         tags: the K tag names (distinct, non-empty strings); tag ``tags[k]`` has class id k.
-        cell: a registered cell name or :class:`~seqkit.Cell` (``"lstm"``, ``"gru"``, ...).
-        hidden_size: H of every recurrent layer.
-        num_layers: L, stacked recurrent layers.
         bidirectional: D = 2; every step's output is (D*H): the forward and reverse states.
-        embedding_size: None for the seed's one-hot input (I = V), else a learned embedding of
-            this size.
-        head_sizes: hidden sizes of the per-step dense head (none by default: one linear layer).
-        backend: backend name or instance; None reads the config.
-        dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
-        seed: initialises the parameters.
+        options: the keyword options of every :class:`~seqkit.Model` (``cell``,
+            ``hidden_size`` (default 64), ``num_layers``, ``embedding_size``, ``head_sizes``,
+            ``backend``, ``dtype``, ``device``, ``seed``).
 
-    The training loss is the softmax cross-entropy of every tagged token, averaged over the
-    tokens of a batch (padded steps masked out).
+    The network is the chain ``Encode -> Stack -> PerStep(head)``. The training loss is the
+    softmax cross-entropy of every tagged token, averaged over the tokens of a batch (padded
+    steps masked out).
     """
 
     kind = "SequenceTagger"
+    positional = ("vocab", "tags")
+    data_names = ("texts", "tag_sequences")
 
     def __init__(
-        self,
-        vocab: Vocabulary,
-        tags: Sequence[str],
-        *,
-        cell: str | Any = "lstm",
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        embedding_size: int | None = None,
-        head_sizes: Sequence[int] = (),
-        backend: str | Backend | None = None,
-        dtype: str | None = None,
-        device: str | None = None,
-        seed: int | None = None,
-        _init: bool = True,
+        self, vocab: Vocabulary, tags: Sequence[str], *, bidirectional: bool = False, **options: Any
     ) -> None:
-        if not isinstance(vocab, Vocabulary):
-            raise TypeError(f"'vocab' must be a seqkit.Vocabulary (got {type(vocab).__name__})")
-        self.vocab = vocab
+        self.vocab = check_vocab("vocab", vocab)
         self.tags = _check_tags(tags)
         self._tag_index = {t: k for k, t in enumerate(self.tags)}
-        self.embedding_size = embedding_size
-        self.backend = resolve_backend(backend, dtype, device)
-        V, K = len(vocab), len(self.tags)
-        self.encoder = input_encoder(V, embedding_size)
-        self.rnn = Recurrent(
-            get_cell(cell),
-            self.encoder.output_size,
-            hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-        )
-        self.head = DenseStack((self.rnn.output_size, *head_sizes, K))
-        self.loss_fn = get_loss("softmax_cross_entropy", reduction="token_mean")
-        self.blocks = {"encoder": self.encoder, "rnn": self.rnn, "head": self.head}
-        if _init:
-            self._init_params(seed)
+        self.bidirectional = bidirectional
+        super().__init__(**options)
 
-    # --- description ---------------------------------------------------------------------------
-    def config(self) -> dict:
-        return {
-            "cell": self.rnn.cell.name,
-            "cell_options": self.rnn.cell.options(),
-            "hidden_size": self.rnn.hidden_size,
-            "num_layers": self.rnn.num_layers,
-            "bidirectional": self.rnn.bidirectional,
-            "embedding_size": self.embedding_size,
-            "head_sizes": list(self.head.sizes[1:-1]),
-        }
+    def _network(self) -> Chain:
+        return self._chain(len(self.vocab), len(self.tags), bidirectional=self.bidirectional)
 
-    def _extra(self) -> dict:
-        return {"vocab": self.vocab.to_dict(), "tags": list(self.tags)}
+    def _loss(self):
+        return get_loss("softmax_cross_entropy", reduction="token_mean")
 
-    @classmethod
-    @classmethod
-    def _positional(cls, checkpoint: Checkpoint, config: dict) -> tuple:
-        return (Vocabulary.from_dict(checkpoint.extra["vocab"]), checkpoint.extra["tags"])
+    def _own_config(self) -> dict:
+        return {"bidirectional": self.bidirectional}
 
-    def __repr__(self) -> str:
-        c = self.config()
-        return (
-            f"SequenceTagger(V={len(self.vocab)}, K={len(self.tags)}, cell={c['cell']!r}, "
-            f"hidden_size={c['hidden_size']}, num_layers={c['num_layers']}, "
-            f"bidirectional={c['bidirectional']}, backend={self.backend.name!r})"
-        )
+    def _sizes(self) -> str:
+        return f"V={len(self.vocab)}, K={len(self.tags)}"
 
-    # --- the network ---------------------------------------------------------------------------
-    def _run(self, params: dict, ids: Any, lengths: Any):
-        """Logits (T, B, K) for (T, B) ids with (B,) lengths >= 1."""
-        ops = self.backend.ops
-        x, enc_cache = self.encoder.forward(ops, unprefixed("encoder", params), ids)
-        out, _, rnn_cache = self.backend.recurrent_forward(
-            self.rnn, unprefixed("rnn", params), x, lengths=lengths
-        )
-        logits, head_cache = self.head.forward(ops, unprefixed("head", params), out)
-        return logits, (enc_cache, rnn_cache, head_cache)
+    def _examples(self, texts: Sequence[str], tag_sequences: Any = None) -> Examples:
+        texts = check_texts("texts", texts)
+        encoded = encode_nonempty(self.vocab, texts)  # now, not at a random step
+        tag_ids = None if tag_sequences is None else self._tag_ids(texts, tag_sequences)
 
-    def _loss_forward(self, params, ids, lengths, targets, mask, n_tokens):
-        logits, caches = self._run(params, ids, lengths)
-        loss, loss_cache = self.loss_fn.forward(self.backend.ops, logits, targets, mask)
-        return loss, (caches, loss_cache)
+        def batch(index: np.ndarray) -> Batch:
+            ids, lengths = pad_batch([encoded[i] for i in index], self.vocab.pad_id)
+            targets = None  # (T, B); padded steps are masked out
+            if tag_ids is not None:
+                targets, _ = pad_batch([tag_ids[i] for i in index], 0)
+            mask = mask_from_lengths(lengths, ids.shape[0])
+            n = int(lengths.sum())  # the loss is a mean over tokens (token_mean)
+            return Batch(Seq(ids, lengths), targets, mask, n, float(n))
 
-    def _loss_backward(self, params, cache) -> dict:
-        ops = self.backend.ops
-        (enc_cache, rnn_cache, head_cache), loss_cache = cache
-        d_logits = self.loss_fn.backward(ops, loss_cache)  # (T, B, K), zero at padded steps
-        d_out, g_head = self.head.backward(ops, unprefixed("head", params), head_cache, d_logits)
-        g_rnn = self.backend.recurrent_backward(self.rnn, rnn_cache, d_out)
-        d_x = g_rnn.pop("x")
-        for name in self.rnn.state_names:
-            g_rnn.pop(f"{name}0")
-        _, g_enc = self.encoder.backward(ops, unprefixed("encoder", params), enc_cache, d_x)
-        return {**prefixed("encoder", g_enc), **prefixed("rnn", g_rnn), **prefixed("head", g_head)}
+        return Examples(len(texts), batch)
 
-    def _batch_tokens(self, batch: tuple) -> int:
-        return int(batch[-1])
-
-    def _batch_weight(self, batch: tuple) -> float:
-        return float(batch[-1])  # the loss is a mean over tokens (token_mean)
-
-    def _encode_batch(self, texts: Sequence[str], tag_ids: Sequence[np.ndarray]) -> tuple:
-        ids, lengths = encode_texts(self.vocab, texts)
-        targets, _ = pad_batch(tag_ids, 0)  # (T, B); padded steps are masked out
-        mask = mask_from_lengths(lengths, ids.shape[0])
-        return ids, lengths, targets, mask, int(lengths.sum())
+    def evaluate(self, texts: Sequence[str], tag_sequences: Any) -> dict[str, float]:
+        """``loss`` (mean cross-entropy per token, as in training) and ``token_accuracy``."""
+        texts = check_texts("texts", texts)
+        gold = self._tag_ids(texts, tag_sequences)
+        probs = self.predict_proba(texts)
+        picked = np.concatenate([p[np.arange(len(g)), g] for p, g in zip(probs, gold)])
+        right = np.concatenate([p.argmax(axis=1) == g for p, g in zip(probs, gold)])
+        with np.errstate(divide="ignore"):
+            return {"loss": -float(np.mean(np.log(picked))), "token_accuracy": float(right.mean())}
 
     def _tag_ids(self, texts: list[str], tag_sequences: Any) -> list[np.ndarray]:
         """Each tag sequence as (T_i,) class ids, checked against its text's token count."""
@@ -193,78 +122,22 @@ class SequenceTagger(Model):
             out.append(np.array([self._tag_index[t] for t in tags], dtype=np.int64))
         return out
 
-    # --- training ------------------------------------------------------------------------------
-    def fit(
-        self,
-        texts: Sequence[str],
-        tag_sequences: Sequence[Sequence[str]],
-        *,
-        steps: int = 1000,
-        batch_size: int = 32,
-        lr: float = 0.003,
-        optimizer: str = "adam",
-        clip_norm: float | None = 5.0,
-        clip_value: float | None = None,
-        seed: int | None = None,
-        progress: bool = False,
-        checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int | None = None,
-        resume: bool = False,
-        distributed: bool | DistributedInfo = False,
-    ) -> TrainingHistory:
-        """Train on ``texts`` with one tag per token, minimising the mean per-token cross-entropy.
-
-        Args:
-            texts: training texts, each with at least one token.
-            tag_sequences: one list of tag names per text, as long as the text's token list
-                (``vocab.tokenize(text)``).
-            steps, batch_size, lr, optimizer, clip_norm, clip_value, seed, progress: as in
-                :func:`seqkit.training.train`.
-            checkpoint, checkpoint_every, resume, distributed: as in
-                :meth:`seqkit.Model._fit` (exact resume; data-parallel training).
-
-        Returns:
-            the :class:`~seqkit.training.TrainingHistory`.
-        """
-        texts = _check_texts("texts", texts)
-        tag_ids = self._tag_ids(texts, tag_sequences)
-        check_nonempty(self.vocab, texts)  # now, not at a random step
-
-        def make_batch(index: np.ndarray) -> tuple:
-            return self._encode_batch([texts[i] for i in index], [tag_ids[i] for i in index])
-
-        return self._fit(
-            make_batch,
-            len(texts),
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            clip_norm=clip_norm,
-            clip_value=clip_value,
-            seed=seed,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            distributed=distributed,
-        )
-
     # --- prediction ----------------------------------------------------------------------------
     def predict_proba(self, texts: Sequence[str], *, batch_size: int = 256) -> list[np.ndarray]:
         """Per-token tag probabilities: one (T_i, K) float64 array per text, rows summing to one.
 
         An empty text gets a (0, K) array.
         """
-        texts = _check_texts("texts", texts)
+        texts = check_texts("texts", texts)
         K = len(self.tags)
         out: list[np.ndarray] = [np.zeros((0, K)) for _ in texts]
         todo = [i for i, t in enumerate(texts) if self.vocab.tokenize(t)]
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            ids, lengths = encode_texts(self.vocab, [texts[i] for i in chunk])
-            logits, _ = self._run(self.params, ids, lengths)
-            probs = np.exp(log_softmax(np.asarray(self.backend.to_numpy(logits), dtype=np.float64)))
+            batch = self._examples([texts[i] for i in chunk]).batch(np.arange(len(chunk)))
+            logits = self.backend.to_numpy(self._forward(batch.inputs).data)
+            probs = np.exp(log_softmax(np.asarray(logits, dtype=np.float64)))
+            lengths = batch.inputs.lengths
             for b, i in enumerate(chunk):
                 out[i] = probs[: lengths[b], b]  # (T_i, K)
         return out

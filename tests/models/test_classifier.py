@@ -19,10 +19,8 @@ def small(num_classes=2, cell="gru", **kwargs):
 
 
 def grads_and_batch(model, labels=LABELS):
-    batch = model._encode_batch(TEXTS, np.array(labels))
-    _, grads = model.backend.loss_and_grads(
-        model._loss_forward, model._loss_backward, model.params, *batch
-    )
+    batch = model.batch(TEXTS, labels)
+    _, grads = model.loss_and_grads(batch)
     return grads, batch
 
 
@@ -52,7 +50,7 @@ def test_whole_model_gradients_match_finite_differences(
     grads, batch = grads_and_batch(model, labels)
     assert set(grads) == set(model.params)
     for name, arr in model.params.items():
-        expected = numeric_grad(lambda: float(model._loss_forward(model.params, *batch)[0]), arr)
+        expected = numeric_grad(lambda: model.loss(batch), arr)
         np.testing.assert_allclose(grads[name], expected, rtol=1e-5, atol=1e-8, err_msg=name)
     # the loss reaches the first layer only through the final state
     assert np.abs(grads["rnn.weight_ih_l0"]).max() > 1e-6
@@ -79,9 +77,11 @@ def test_probabilities_sum_to_one_and_predict_is_their_argmax(K):
 
 
 def test_binary_rule():
-    assert small(2).binary and small(2).head.out_features == 1
-    assert not small(2, binary=False).binary and small(2, binary=False).head.out_features == 2
-    assert not small(3).binary and small(3).head.out_features == 3
+    assert small(2).binary and small(2).param_shapes()["head.0.bias"] == (1,)
+    assert not small(2, binary=False).binary and small(2, binary=False).param_shapes()[
+        "head.0.bias"
+    ] == (2,)
+    assert not small(3).binary and small(3).param_shapes()["head.0.bias"] == (3,)
     assert small(2).loss_fn.name == "sigmoid_bce"
     assert small(3).loss_fn.name == "softmax_cross_entropy"
 
@@ -124,9 +124,7 @@ def test_torch_autograd_agrees_with_the_hand_written_backward(tmp_path):
     model.save(path)
     torch_model = load(path, backend="torch", dtype="float64")
     be = torch_model.backend
-    _, t_grads = be.loss_and_grads(
-        torch_model._loss_forward, torch_model._loss_backward, torch_model.params, *batch
-    )
+    _, t_grads = torch_model.loss_and_grads(batch)
     for name in grads:
         np.testing.assert_allclose(
             be.to_numpy(t_grads[name]), grads[name], rtol=1e-9, atol=1e-12, err_msg=name

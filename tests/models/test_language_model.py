@@ -29,13 +29,11 @@ def small(cell="gru", embedding_size=None, **kwargs):
 )
 def test_whole_model_gradients_match_finite_differences(cell, embedding_size, head):
     model = small(cell, embedding_size, head_sizes=head, num_layers=2)
-    batch = model._encode_batch(TEXTS)
-    loss, grads = model.backend.loss_and_grads(
-        model._loss_forward, model._loss_backward, model.params, *batch
-    )
+    batch = model.batch(TEXTS)
+    loss, grads = model.loss_and_grads(batch)
     assert set(grads) == set(model.params)
     for name, arr in model.params.items():
-        expected = numeric_grad(lambda: float(model._loss_forward(model.params, *batch)[0]), arr)
+        expected = numeric_grad(lambda: model.loss(batch), arr)
         np.testing.assert_allclose(grads[name], expected, rtol=1e-5, atol=1e-8, err_msg=name)
 
 

@@ -19,10 +19,8 @@ def small(cell="gru", **kwargs):
 
 
 def grads_and_batch(model):
-    batch = model._encode_batch(SOURCES, TARGETS)
-    _, grads = model.backend.loss_and_grads(
-        model._loss_forward, model._loss_backward, model.params, *batch
-    )
+    batch = model.batch(SOURCES, TARGETS)
+    _, grads = model.loss_and_grads(batch)
     return grads, batch
 
 
@@ -40,7 +38,7 @@ def test_whole_model_gradients_match_finite_differences(cell, layers, embedding,
     grads, batch = grads_and_batch(model)
     assert set(grads) == set(model.params)
     for name, arr in model.params.items():
-        expected = numeric_grad(lambda: float(model._loss_forward(model.params, *batch)[0]), arr)
+        expected = numeric_grad(lambda: model.loss(batch), arr)
         np.testing.assert_allclose(grads[name], expected, rtol=1e-5, atol=1e-8, err_msg=name)
     # the encoder learns only through the decoder's initial state
     assert np.abs(grads["encoder.rnn.weight_ih_l0"]).max() > 1e-6
@@ -155,9 +153,7 @@ def test_torch_autograd_agrees_with_the_hand_written_backward(tmp_path):
     model.save(path)
     torch_model = load(path, backend="torch", dtype="float64")
     be = torch_model.backend
-    _, t_grads = be.loss_and_grads(
-        torch_model._loss_forward, torch_model._loss_backward, torch_model.params, *batch
-    )
+    _, t_grads = torch_model.loss_and_grads(batch)
     for name in grads:
         np.testing.assert_allclose(
             be.to_numpy(t_grads[name]), grads[name], rtol=1e-9, atol=1e-12, err_msg=name
