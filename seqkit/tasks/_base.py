@@ -252,26 +252,48 @@ class Task(abc.ABC):
         The task's name (and the label names of ``classify``) go into ``model.metadata["task"]``,
         which the checkpoint keeps: update ``metadata``, do not replace it.
         """
-        accepted = [
-            name
-            for name, p in inspect.signature(self.model_class).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and not name.startswith("_")
-        ]
+        accepted = self.model_options()
         wrong = sorted(set(options) - set(accepted))
         if wrong:
             raise TypeError(
                 f"task {self.name!r} ({self.model_class.__name__}) got unknown model options "
                 f"{wrong}; its options are: {', '.join(accepted)}"
             )
+        args, metadata = self.model_args(train, vocabulary=vocabulary)
+        model = self.model_class(*args, **{**self.defaults.model, **options})
+        model.metadata = {**model.metadata, "task": {"name": self.name, **metadata}}
+        return model
+
+    def model_args(
+        self, train: Examples, *, vocabulary: Mapping[str, Any] | None = None
+    ) -> tuple[tuple, dict]:
+        """The model's positional constructor arguments for ``train`` (its vocabularies, label
+        names, tags) and the task's metadata; ``vocabulary`` as for :meth:`build_model`."""
         caps = dict(vocabulary or {})
 
         def build(texts: Sequence[str]) -> Vocabulary:
             return Vocabulary.build(texts, level=train.level, **caps)
 
-        args, metadata = self._model_args(train, build)
-        model = self.model_class(*args, **{**self.defaults.model, **options})
-        model.metadata = {**model.metadata, "task": {"name": self.name, **metadata}}
-        return model
+        return self._model_args(train, build)
+
+    def model_options(self) -> list[str]:
+        """The keyword options of the model's constructor, its base classes' included (a
+        constructor that passes ``**options`` on accepts those of the next in its MRO)."""
+        accepted: list[str] = []
+        for cls in self.model_class.__mro__:
+            if "__init__" not in vars(cls):
+                continue
+            params = inspect.signature(vars(cls)["__init__"]).parameters.values()
+            accepted += [
+                p.name
+                for p in params
+                if p.kind is p.KEYWORD_ONLY
+                and not p.name.startswith("_")
+                and p.name not in accepted
+            ]
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return accepted
 
     @abc.abstractmethod
     def _model_args(self, train: Examples, build: Any) -> tuple[tuple, dict]:
