@@ -478,21 +478,21 @@ def _options(options: dict):
 def _new_model(task, train_data, vocabulary: dict, options: dict):
     """The task's model for ``train_data``: the model options given, the task's defaults for the
     rest (an option the model does not take is one line naming the ones it does)."""
-    given = {_MODEL_NAMES.get(k, k): options[k] for k in _MODEL if options[k] is not None}
-    backend = _backend(options["backend"], _device(options["device"]), options["dtype"])
-    try:
-        return task.build_model(
-            train_data, vocabulary=vocabulary, backend=backend, seed=options["seed"], **given
-        )
-    except TypeError as exc:
-        if "unknown model options" not in str(exc):
-            raise
-        flags = ", ".join(
-            "--" + k.replace("_", "-") for k in _MODEL if _MODEL_NAMES.get(k, k) in str(exc)
-        )
+    given = {k: options[k] for k in _MODEL if options[k] is not None}
+    taken = task.model_options()
+    wrong = ["--" + k.replace("_", "-") for k in given if _MODEL_NAMES.get(k, k) not in taken]
+    if wrong:
         raise click.UsageError(
-            f"task {task.name!r} ({task.model_kind}) does not take {flags}"
-        ) from None
+            f"task {task.name!r} ({task.model_kind}) does not take {', '.join(wrong)}"
+        )
+    backend = _backend(options["backend"], _device(options["device"]), options["dtype"])
+    return task.build_model(
+        train_data,
+        vocabulary=vocabulary,
+        backend=backend,
+        seed=options["seed"],
+        **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
+    )
 
 
 def _vocabulary_size(model) -> int:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import seqkit
 from seqkit.cli import cli
 from seqkit.tasks import get_task
 
@@ -32,14 +33,34 @@ def write(path, lines):
     return path
 
 
+def train(task_name, file, out, *extra, catch=False):
+    return run(
+        "train",
+        "--task",
+        task_name,
+        file,
+        "--out",
+        out,
+        "--steps",
+        3,
+        "--hidden-size",
+        8,
+        "--batch-size",
+        4,
+        "--lr",
+        0.01,
+        "--no-progress",
+        *extra,
+        catch=catch,
+    )
+
+
 def build(task_name, tmp_path, *, backend="numpy"):
-    """A small model of ``task_name`` trained a few steps through the task API, saved."""
-    task = get_task(task_name)
-    data = task.read(LINES[task_name], "data", level="char")
-    model = task.build_model(data, hidden_size=8, backend=backend, seed=0)
-    model.fit(*task.fit_data(model, data), steps=3, batch_size=4, lr=0.01, progress=False)
+    """A small model of ``task_name`` trained a few steps by ``seqkit train --task``."""
+    file = write(tmp_path / f"{task_name}-train.tsv", LINES[task_name])
     path = tmp_path / f"{task_name}.npz"
-    model.save(path)
+    result = train(task_name, file, path, "--backend", backend, "--dev-fraction", 0.3)
+    assert result.exit_code == 0, result.output
     return path
 
 
@@ -345,3 +366,225 @@ def test_no_command_prints_a_traceback(tmp_path, models, data):
         if raised or "Traceback" in result.output or result.exit_code == 0 or not result.stderr:
             failures.append((args, result.exit_code, repr(result.exception), result.output[-300:]))
     assert not failures, "\n".join(map(str, failures))
+
+
+# --- training from the command line -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", sorted(LINES))
+def test_train_reports_the_task_dev_metric(task, tmp_path, data):
+    result = train(task, data[task], tmp_path / "m.npz", "--dev-fraction", 0.3, "--eval-every", 3)
+    assert result.exit_code == 0, result.output
+    headline = get_task(task).headline
+    assert f"step 3: dev {headline} " in result.stderr
+    assert result.stdout.startswith("dev: ")
+    model = seqkit.load(tmp_path / "m.npz")
+    assert model.kind == get_task(task).model_kind
+    assert model.metadata["task"]["name"] == task
+    assert model.metadata["cli"]["options"]["task"] == task
+
+
+def test_label_names_survive_cli_training_and_save(tmp_path, models):
+    model = seqkit.load(models["classify"])
+    assert model.metadata["task"]["labels"] == ["f", "m"]
+    assert "cli" in model.metadata  # the CLI's record is merged in, not put in its place
+
+
+def test_task_defaults_fill_the_options_not_given(tmp_path, data):
+    result = run(
+        "train",
+        "--task",
+        "classify",
+        data["classify"],
+        "--out",
+        tmp_path / "m.npz",
+        "--steps",
+        2,
+        "--no-progress",
+    )
+    assert result.exit_code == 0, result.output
+    model = seqkit.load(tmp_path / "m.npz")
+    defaults = get_task("classify").defaults.model
+    assert model.cell.name == defaults["cell"]
+    assert model.hidden_size == defaults["hidden_size"]
+    assert model.embedding_size == defaults["embedding_size"]
+    assert (
+        model.metadata["cli"]["options"]["batch_size"]
+        == get_task("classify").defaults.fit["batch_size"]
+    )
+
+
+def test_model_options_reach_the_model(tmp_path, data):
+    out = tmp_path / "m.npz"
+    result = train(
+        "tag",
+        data["tag"],
+        out,
+        "--bidirectional",
+        "--embedding-size",
+        4,
+        "--dropout",
+        0.1,
+        "--layers",
+        2,
+        "--cell",
+        "gru",
+    )
+    assert result.exit_code == 0, result.output
+    model = seqkit.load(out)
+    assert (model.bidirectional, model.embedding_size, model.dropout, model.num_layers) == (
+        True,
+        4,
+        0.1,
+        2,
+    )
+    assert model.cell.name == "gru"
+
+
+def test_an_option_the_model_does_not_take_is_one_line(tmp_path, data):
+    result = train("lm", data["lm"], tmp_path / "m.npz", "--bidirectional")
+    assert result.exit_code == 2
+    assert "task 'lm' (LanguageModel) does not take --bidirectional" in result.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_unknown_task_lists_the_tasks(tmp_path, data):
+    result = train("klassify", data["lm"], tmp_path / "m.npz")
+    assert result.exit_code == 1
+    assert "unknown task 'klassify'; available: classify, lm, tag, translate" in result.stderr
+
+
+def test_a_corpus_of_another_task_is_refused(tmp_path):
+    result = run("train", "--task", "classify", "--corpus", "dates", "--out", tmp_path / "m.npz")
+    assert result.exit_code == 2
+    assert "corpus 'dates' is for task 'translate', not 'classify': use --task translate" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    "task, line, fault",
+    [
+        (
+            "classify",
+            "bob m",
+            "line 2: expected 2 tab-separated fields (text<TAB>label), got 1 (no tab)",
+        ),
+        (
+            "classify",
+            "bob\tm\tx",
+            "line 2: expected 2 tab-separated fields (text<TAB>label), got 3 (2 tabs)",
+        ),
+        ("classify", "bob\t ", "line 2: the label field is empty (expected text<TAB>label)"),
+        ("classify", "\tm", "line 2: the text field is empty (expected text<TAB>label)"),
+        ("tag", "bob\tB I", "line 2: 3 char-level tokens but 2 tags"),
+        ("tag", "bob", "line 2: expected 2 tab-separated fields (tokens<TAB>tags), got 1 (no tab)"),
+        ("translate", "bob\t", "line 2: the target field is empty (expected source<TAB>target)"),
+        ("translate", "bob", "line 2: expected 2 tab-separated fields (source<TAB>target), got 1"),
+    ],
+)
+def test_a_malformed_line_stops_training_with_file_and_line(task, line, fault, tmp_path):
+    file = write(tmp_path / "bad.tsv", [LINES[task][0], line, LINES[task][1]])
+    out = tmp_path / "m.npz"
+    result = train(task, file, out)
+    assert result.exit_code == 1
+    assert f"{file} {fault}" in result.stderr
+    assert result.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_a_non_utf8_file_names_the_byte_offset(tmp_path):
+    file = tmp_path / "latin1.tsv"
+    file.write_bytes("anna\tf\njos\xe9\tm\n".encode("latin-1"))
+    result = train("classify", file, tmp_path / "m.npz")
+    assert result.exit_code == 1
+    assert f"{file}: not UTF-8 text: byte 0xe9 at byte offset 10 (line 2)" in result.stderr
+
+
+def test_max_len_drops_and_reports(tmp_path):
+    lines = LINES["classify"] + ["x" * 40 + "\tm"]
+    file = write(tmp_path / "long.tsv", lines)
+    result = train("classify", file, tmp_path / "m.npz", "--max-len", 10)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"seqkit: dropped 1 of 11 examples longer than --max-len 10 tokens (the longest, "
+        f"{file} line 11, has 40)" in result.stderr
+    )
+
+
+def test_max_len_truncate_cuts_tags_with_tokens(tmp_path, data):
+    result = train("tag", data["tag"], tmp_path / "m.npz", "--max-len", 5, "--truncate")
+    assert result.exit_code == 0, result.output
+    assert "seqkit: truncated 10 of 10 examples longer than --max-len 5" in result.stderr
+    refused = train(
+        "translate", data["translate"], tmp_path / "t.npz", "--max-len", 2, "--truncate"
+    )
+    assert refused.exit_code == 2 and "cannot be truncated" in refused.stderr
+
+
+def test_max_vocab_and_min_count_cap_the_vocabulary(tmp_path, data):
+    result = train("lm", data["lm"], tmp_path / "m.npz", "--max-vocab", 6, "--dev-fraction", 0)
+    assert result.exit_code == 0, result.output
+    assert len(seqkit.load(tmp_path / "m.npz").vocab) == 6
+    result = train("lm", data["lm"], tmp_path / "c.npz", "--min-count", 100)
+    assert result.exit_code == 0, result.output
+    assert len(seqkit.load(tmp_path / "c.npz").vocab) == 3  # only the specials
+
+
+def test_a_huge_vocabulary_is_warned_about(tmp_path):
+    words = [" ".join(f"w{i}x{j}" for j in range(11)) for i in range(1000)]
+    file = write(tmp_path / "words.txt", words)
+    result = run(
+        "train",
+        file,
+        "--level",
+        "word",
+        "--out",
+        tmp_path / "m.npz",
+        "--steps",
+        1,
+        "--hidden-size",
+        4,
+        "--batch-size",
+        2,
+        "--no-progress",
+        "--dev-fraction",
+        0,
+    )
+    assert result.exit_code == 0, result.output
+    assert "seqkit: warning: a vocabulary of 11,003 tokens" in result.stderr
+    assert "--max-vocab N or --min-count N" in result.stderr
+
+
+def test_resume_with_steps_not_above_the_saved_step_is_refused(tmp_path, data):
+    out = tmp_path / "m.npz"
+    assert train("classify", data["classify"], out, "--checkpoint-every", 3).exit_code == 0
+    before = out.read_bytes()
+    result = run("train", "--resume", out, "--steps", 2)
+    assert result.exit_code == 1
+    assert "the run is at step 3 and --steps is 2; give a larger --steps" in result.stderr
+    assert out.read_bytes() == before
+    again = run("train", "--resume", out, "--steps", 5, "--no-progress")
+    assert again.exit_code == 0, again.output
+    model = seqkit.load(out)
+    assert model.training_state.step == 5 and model.metadata["task"]["labels"] == ["f", "m"]
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("nodir/m.npz", "the directory of '{tmp}/nodir/m.npz' ('{tmp}/nodir') does not exist"),
+        (".", "is a directory"),
+    ],
+)
+def test_train_output_path_checked_before_training(out, message, tmp_path, data):
+    result = train("classify", data["classify"], tmp_path / out)
+    assert result.exit_code == 2
+    assert message.format(tmp=tmp_path) in result.stderr
+    assert "training" not in result.stderr
+
+
+def test_train_plot_format_checked_before_training(tmp_path, data):
+    pytest.importorskip("matplotlib")
+    result = train("lm", data["lm"], tmp_path / "m.npz", "--plot", tmp_path / "loss.xyz")
+    assert result.exit_code == 2 and "'.xyz'" in result.stderr
+    assert "training" not in result.stderr and not (tmp_path / "m.npz").exists()
