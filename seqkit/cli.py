@@ -589,7 +589,10 @@ def demo(out, steps, backend, progress):
 
     task = get_task("lm")
     examples = training_examples(task, None, "surnames", "char")
-    options = {p.name: p.default for p in train.params if p.name not in ("nproc",)}
+    ctx = click.get_current_context()
+    own = ("file", "corpus", "out", "checkpoint_every", "resume", "nproc")
+    options = {p.name: p.get_default(ctx) for p in train.params if p.name not in own}
+    options.update(task.defaults.fit)
     options.update(
         level="char",
         cell="gru",

@@ -334,6 +334,7 @@ def _sweep_cases(tmp_path, models, data):
         yield from (["score", lm, bad], ["predict", lm, bad], ["evaluate", lm, bad])
         yield ["evaluate", models["classify"], bad]
         yield ["train", bad, "--out", out, "--steps", 1, "--no-progress"]
+        yield ["train", "--task", "tag", bad, "--out", out, "--steps", 1, "--no-progress"]
         yield ["gradients", "--out", bad]
     for kind in ("classify", "tag", "translate"):  # not language models
         yield from (["sample", models[kind]], ["score", models[kind], text])
@@ -352,6 +353,14 @@ def _sweep_cases(tmp_path, models, data):
         ["train", text, "--out", out, "--lr", "nan", "--steps", 2, "--no-progress"],
         ["train", text, "--out", out, "--cell", "lstn"],
         ["train", "--corpus", "klingon", "--out", out],
+        ["train", "--task", "classify", "--corpus", "surnames", "--out", out],
+        ["train", "--task", "nope", text, "--out", out],
+        ["train", "--task", "translate", text, "--out", out],  # no tab
+        ["train", text, "--out", tmp_path / "nodir" / "m.npz"],
+        ["train", text, "--out", out, "--max-vocab", 2],
+        ["train", text, "--out", out, "--max-len", 1, "--steps", 1],  # every example dropped
+        ["train", "--resume", models["classify"], "--steps", 1],  # no training state
+        ["train", "--resume", bad_models[-1]],
         ["corpora", "--bogus"],
         ["no-such-command"],
     )
