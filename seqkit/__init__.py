@@ -36,6 +36,7 @@ from seqkit.optim import SGD, Adagrad, Adam, AdamW, Optimizer, get_optimizer, li
 from seqkit.options import TrainingOptions
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.samplers import Sampler, get_sampler
+from seqkit.schedules import get_schedule, list_schedules, schedule_config
 from seqkit.training import TrainingDiverged, TrainingHistory
 from seqkit.vocab import Vocabulary
 
@@ -83,6 +84,7 @@ __all__ = [
     "get_loss",
     "get_optimizer",
     "get_sampler",
+    "get_schedule",
     "global_norm",
     "hookimpl",
     "iterate_minibatches",
@@ -92,6 +94,7 @@ __all__ = [
     "list_optimizers",
     "list_plugins",
     "list_samplers",
+    "list_schedules",
     "lm_batch",
     "load",
     "load_config",
@@ -100,5 +103,6 @@ __all__ = [
     "pad_batch",
     "plugin_manager",
     "register_plugin",
+    "schedule_config",
     "unregister_plugin",
 ]

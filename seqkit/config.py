@@ -25,8 +25,10 @@ from seqkit.errors import ConfigError
 __all__ = ["Config", "load_config", "find_config_file", "default_seed", "resolve_seed", "DTYPES"]
 
 DTYPES = ("float32", "float64")
-_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|auto)$")
-_DEVICE_CHOICES = "'cpu', 'cuda', 'cuda:N', 'auto'"
+# Only the form of a device name is checked here; each backend validates its own names (numpy:
+# cpu; torch: cpu, cuda, cuda:N; jax: cpu, gpu, gpu:N) when it is built, and lists its choices.
+_DEVICE = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
+_DEVICE_CHOICES = "a name such as 'cpu', 'cuda', 'cuda:N', 'gpu' or 'auto'"
 
 
 @attrs.frozen(kw_only=True)
@@ -36,7 +38,8 @@ class Config:
     Attributes:
         backend: registered backend name (``seqkit.list_backends()``).
         dtype: ``"float32"`` or ``"float64"``.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (cuda when available).
+        device: a device name of the backend (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``
+            for torch; the backend checks the name when it is built).
         seed: default seed for initializers, shufflers and samplers, or ``None``.
     """
 
@@ -74,7 +77,7 @@ def _check(key: str, value: Any, source: str) -> Any:
             f"{source}: 'dtype' must be one of {', '.join(map(repr, DTYPES))} (got {value!r})"
         )
     if key == "device" and not _DEVICE.match(value):
-        raise ConfigError(f"{source}: 'device' must be one of {_DEVICE_CHOICES} (got {value!r})")
+        raise ConfigError(f"{source}: 'device' must be {_DEVICE_CHOICES} (got {value!r})")
     if key == "backend":
         from seqkit._plugins import list_backends
 

@@ -1,5 +1,6 @@
 """The command line, driven as a user would: exit codes, one-line errors, files on disk."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -219,4 +220,5 @@ def test_a_plugin_cell_trains_from_the_command_line(tmp_path, corpus):
     result = train_small(corpus, out, "--cell", "lstm_peephole")
     assert result.exit_code == 0, result.output
     assert "cell='lstm_peephole'" in result.stderr
-    assert run("sample", out, "-n", 2, "--backend", "torch").exit_code == 0
+    if importlib.util.find_spec("torch") is not None:  # the NumPy-only run (Python 3.13) skips it
+        assert run("sample", out, "-n", 2, "--backend", "torch").exit_code == 0

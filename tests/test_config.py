@@ -54,8 +54,8 @@ def test_env_backend_is_used_by_get_backend(tmp_path, monkeypatch):
             r"seqkit.toml: 'dtype' must be one of 'float32', 'float64' \(got 'float16'\)",
         ),
         (
-            'device = "tpu"\n',
-            r"'device' must be one of 'cpu', 'cuda', 'cuda:N', 'auto' \(got 'tpu'\)",
+            'device = "cuda 0"\n',
+            r"'device' must be a name such as 'cpu', 'cuda', 'cuda:N', 'gpu' or 'auto' \(got 'cuda 0'\)",
         ),
         ('backend = "jaxx"\n', r"'backend' must be one of .*'numpy'.* \(got 'jaxx'\)"),
         ("seed = -1\n", r"'seed' must be a non-negative integer \(got -1\)"),
@@ -66,6 +66,20 @@ def test_bad_file_values_name_key_file_and_choices(tmp_path, text, match):
     (tmp_path / "seqkit.toml").write_text(text)
     with pytest.raises(seqkit.ConfigError, match=match):
         load_config(cwd=tmp_path, environ={})
+
+
+@pytest.mark.parametrize(
+    "backend, device, match",
+    [
+        ("numpy", "tpu", r"backend 'numpy' runs on device 'cpu' only \(got device 'tpu'\)"),
+        ("torch", "tpu", r"'device' must be one of 'cpu', 'cuda', 'cuda:N', 'auto' \(got 'tpu'\)"),
+    ],
+)
+def test_each_backend_validates_its_own_device_names(backend, device, match):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    with pytest.raises(seqkit.ConfigError, match=match):
+        seqkit.get_backend(backend, device=device)
 
 
 def test_bad_environment_value_names_the_variable(tmp_path):

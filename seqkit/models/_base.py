@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -129,6 +130,8 @@ class Model(abc.ABC):
         super().__init_subclass__(**kwargs)
         if "kind" in cls.__dict__:
             _KINDS[cls.kind] = cls
+        if "__init__" in cls.__dict__:
+            cls.__signature__ = _full_signature(cls.__init__)
 
     def __init__(
         self,
@@ -414,6 +417,20 @@ class Model(abc.ABC):
         save_checkpoint(
             path, CheckpointFile(self.kind, self.config(), self.numpy_params(), extra, state=state)
         )
+
+
+def _full_signature(init: Any) -> inspect.Signature:
+    """A subclass's constructor signature with the ``**options`` it passes on to
+    :class:`Model` spelled out (``help()``, and tools that read the keywords, see them all)."""
+    own = list(inspect.signature(init).parameters.values())[1:]  # without self
+    shared = [
+        p
+        for p in list(inspect.signature(Model.__init__).parameters.values())[1:]
+        if not p.name.startswith("_")
+    ]
+    names = {p.name for p in own}
+    kept = [p for p in own if p.kind is not p.VAR_KEYWORD]
+    return inspect.Signature([*kept, *(p for p in shared if p.name not in names)])
 
 
 def _to_json(value: Any) -> Any:
