@@ -15,6 +15,17 @@ from pathlib import Path
 
 import click
 
+from seqkit._cli_tasks import (
+    COMMANDS,
+    check_out_path,
+    check_plot_path,
+    limit_length,
+    load_for,
+    read_lines,
+    require_matplotlib,
+    size_warnings,
+    training_examples,
+)
 from seqkit.callbacks import Callback
 from seqkit.distributed import from_environment
 from seqkit.errors import SeqkitError
@@ -22,19 +33,40 @@ from seqkit.errors import SeqkitError
 __all__ = ["main", "cli"]
 
 
-class _Group(click.Group):
-    """Turns errors about the input into one clear line instead of a traceback.
+_CLICK_FLOW = (click.ClickException, click.exceptions.Abort, click.exceptions.Exit)
 
-    ``SEQKIT_DEBUG=1`` in the environment shows the traceback instead.
+
+class _Group(click.Group):
+    """Turns every failure into one clear line instead of a traceback.
+
+    Errors about the input (bad files, checkpoints, values) read ``Error: ...``; anything else is
+    the last line of defence, ``seqkit: internal error: <type>: <message>``, exit 1. ``--debug``
+    (or ``SEQKIT_DEBUG=1`` in the environment) shows the traceback instead.
     """
 
     def invoke(self, ctx: click.Context):
+        debug = ctx.params.get("debug") or bool(os.environ.get("SEQKIT_DEBUG"))
         try:
             return super().invoke(ctx)
+        except _CLICK_FLOW:
+            raise
         except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
-            if isinstance(exc, click.ClickException) or os.environ.get("SEQKIT_DEBUG"):
+            if debug:
                 raise
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(_one_line(exc)) from None
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(
+                f"seqkit: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                "(run 'seqkit --debug ...' for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _device(device: str | None) -> str | None:
@@ -51,55 +83,108 @@ def _backend(name: str | None, device: str | None = None, dtype: str | None = No
     return get_backend(name, device=device, dtype=dtype)
 
 
-def _read_lines(path: str) -> list[str]:
-    text = Path(path).read_text(encoding="utf-8")
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise click.ClickException(f"{path}: holds no sequences (every line is empty)")
-    return lines
-
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seqkit")
-def cli() -> None:
-    """Recurrent sequence models: train, sample and score language models on real text."""
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure.")
+def cli(debug: bool) -> None:
+    """Recurrent sequence models: language models, classifiers, taggers and encoder-decoders."""
 
 
 # --- train ------------------------------------------------------------------------------------
 
 # what fixes the model's shape or the data: a resumed run must keep them
-_SHAPE = ("level", "cell", "hidden_size", "layers", "embedding_size", "dropout", "dev_fraction")
-# the command line's defaults where they differ from fit's
+_SHAPE = (
+    "task",
+    "level",
+    "cell",
+    "hidden_size",
+    "layers",
+    "embedding_size",
+    "bidirectional",
+    "dropout",
+    "dev_fraction",
+    "max_len",
+    "truncate",
+    "max_vocab",
+    "min_count",
+)
+# the command line's defaults where they differ from fit's (a task's own defaults come first)
 _CLI_DEFAULTS = {"steps": 1500, "batch_size": 64, "seed": 0}
+# command-line names of model constructor options where they differ
+_MODEL_NAMES = {"layers": "num_layers"}
+_MODEL = ("cell", "hidden_size", "layers", "embedding_size", "bidirectional", "dropout")
 
 
 def _model_options() -> list:
+    """The model and data options of ``seqkit train``; None means the task's default."""
     return [
+        click.option(
+            "--task",
+            "task",
+            default="lm",
+            show_default=True,
+            help="What to train: lm, classify, tag, translate, or a plugin's task "
+            "(the file format and the model follow from it).",
+        ),
         click.option(
             "--level",
             type=click.Choice(["char", "word"]),
-            default="char",
-            show_default=True,
-            help="Token level.",
+            default=None,
+            help="Token level (default: the task's, char).",
         ),
         click.option(
-            "--cell", default="gru", show_default=True, help="Registered cell (seqkit plugins)."
+            "--cell", default=None, help="Registered cell (seqkit plugins; default: the task's)."
         ),
-        click.option("--hidden-size", type=click.IntRange(min=1), default=128, show_default=True),
-        click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option(
+            "--hidden-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="H of every recurrent layer (default: the task's).",
+        ),
+        click.option("--layers", type=click.IntRange(min=1), default=None, help="L (default: 1)."),
         click.option(
             "--embedding-size",
             type=click.IntRange(min=1),
             default=None,
-            help="Learned embedding instead of one-hot input.",
+            help="Learned embedding of this size instead of one-hot input (default: the task's).",
+        ),
+        click.option(
+            "--bidirectional",
+            is_flag=True,
+            default=None,
+            help="A bidirectional recurrent stack (classify, tag: the models that read the "
+            "whole input first).",
         ),
         click.option(
             "--dropout",
             type=click.FloatRange(0, 1, max_open=True),
-            default=0.0,
+            default=None,
+            help="Dropout on the input, between layers and before the head (training only; "
+            "default 0).",
+        ),
+        click.option(
+            "--max-len",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Drop examples whose input has more tokens (reported); see --truncate.",
+        ),
+        click.option(
+            "--truncate",
+            is_flag=True,
+            help="With --max-len: cut long inputs (and their tags) instead of dropping them.",
+        ),
+        click.option(
+            "--max-vocab",
+            type=click.IntRange(min=3),
+            default=None,
+            help="Keep at most this many tokens, the 3 specials included (rarest cut first).",
+        ),
+        click.option(
+            "--min-count",
+            type=click.IntRange(min=1),
+            default=1,
             show_default=True,
-            help="Dropout on the input, between layers and before the head (training only).",
+            help="Keep only tokens seen at least this many times in the training data.",
         ),
         click.option("--backend", default=None, help="Backend name (default: config, else numpy)."),
         click.option("--device", default=None, help="cpu, cuda, cuda:N or auto (torch backend)."),
@@ -127,7 +212,7 @@ def _model_options() -> list:
             "plot_path",
             type=click.Path(dir_okay=False),
             default=None,
-            help="Write training and dev loss curves to this PNG.",
+            help="Write training and dev loss curves to this figure (.png, .svg, .pdf, ...).",
         ),
         click.option("--progress/--no-progress", default=True, show_default=True),
     ]
@@ -165,9 +250,11 @@ def _with(options: list):
 
 
 @cli.command()
-@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option(
-    "--corpus", default=None, help="Built-in corpus instead of FILE: surnames, first-names."
+    "--corpus",
+    default=None,
+    help="Built-in corpus of the task instead of FILE (seqkit corpora lists them).",
 )
 @click.option(
     "--out",
@@ -191,11 +278,18 @@ def _with(options: list):
 )
 @_with(_model_options() + _training_options())
 def train(file, corpus, out, checkpoint_every, resume, **options):
-    """Train a language model on FILE (one sequence per line) or a built-in corpus.
+    """Train a model of --task (default lm) on FILE or a built-in corpus (--corpus).
 
-    With --nproc N (or under torchrun) N processes share every global batch of --batch-size
-    sequences and end with the parameters one process would reach; rank 0 prints and writes.
+    FILE has one example per line in the task's format: lm a text; classify text<TAB>label;
+    tag tokens<TAB>tags; translate source<TAB>target. Model options not given take the task's
+    defaults. With --nproc N (or under torchrun) N processes share every global batch of
+    --batch-size examples and end with the parameters one process would reach; rank 0 prints
+    and writes.
     """
+    from seqkit.tasks import get_task
+
+    check_out_path(out or resume)  # before any work: a run is never lost to a bad path
+    check_plot_path(options["plot_path"])
     nproc = options.pop("nproc")
     if nproc > 1 and from_environment() is None:
         sys.exit(_launch(nproc, options))
@@ -212,8 +306,23 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
                 )
     elif out is None:
         raise click.UsageError("--out MODEL is required (unless --resume MODEL)")
-    texts, source = _training_texts(file, corpus)
-    _train_and_report(texts, source, out, options, run=run, model=model, every=checkpoint_every)
+    task = get_task(options["task"])
+    _task_defaults(task, options, resumed=model is not None)
+    examples = training_examples(task, file, corpus, options["level"])
+    _train_and_report(task, examples, out, options, run=run, model=model, every=checkpoint_every)
+
+
+def _task_defaults(task, options: dict, *, resumed: bool) -> None:
+    """Fill the options not given on the command line (nor saved, on resume) with the task's
+    defaults: its level, model options, and ``steps``, ``batch_size``, ``lr``."""
+    if options["level"] is None:
+        options["level"] = task.defaults.level
+    if resumed:
+        return
+    ctx = click.get_current_context()
+    for name, value in task.defaults.fit.items():
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
+            options[name] = value
 
 
 def _launch(nproc: int, options: dict) -> int:
@@ -261,44 +370,48 @@ def _resumed(path: str, options: dict):
     return model, saved
 
 
-def _training_texts(file: str | None, corpus: str | None) -> tuple[list[str], str]:
-    if (file is None) == (corpus is None):
-        raise click.UsageError("give exactly one of FILE or --corpus NAME")
-    if corpus is not None:
-        from seqkit.corpora import get_corpus
-
-        return get_corpus(corpus).load(), f"corpus {corpus!r}"
-    assert file is not None
-    return _read_lines(file), file
-
-
-def _train_and_report(texts, source, out, options: dict, *, run=None, model=None, every=None):
-    """Split off dev data, build (or check) the model, fit it with a reporting callback, and
-    write it; returns ``(model, history)``."""
-    from seqkit.corpora import split_train_dev
+def _train_and_report(task, examples, out, options: dict, *, run=None, model=None, every=None):
+    """Limit the lengths, split off dev data, build (or check) the model, fit it with a
+    reporting callback, and write it; returns ``(model, history)``."""
     from seqkit.training import TrainingDiverged
-    from seqkit.vocab import Vocabulary
 
-    train_texts, dev_texts = split_train_dev(texts, options["dev_fraction"])
-    if not train_texts:
-        raise click.ClickException(f"{source}: no training sequences left after the dev split")
-    vocab = Vocabulary.build(train_texts, level=options["level"])
+    examples, note = limit_length(
+        task, examples, options["max_len"], "truncate" if options["truncate"] else "drop"
+    )
     info = from_environment()
     main = info is None or info.is_main
+    if note:
+        _say(main, f"seqkit: {note}")
+    train_data, dev_data = examples.split(options["dev_fraction"])
+    if not len(train_data):
+        raise click.ClickException(
+            f"{examples.source}: no training examples left after the dev split"
+        )
     opts = _options(options)
+    vocabulary = {"max_size": options["max_vocab"], "min_count": options["min_count"]}
     if model is None:
-        model = _new_model(vocab, options)
-        what = f"{len(train_texts):,} sequences from {source} ({len(dev_texts):,} held out)"
-        _say(main, f"training {model!r} on {what}, V={len(vocab)}")
+        model = _new_model(task, train_data, vocabulary, options)
+        what = f"{len(train_data):,} examples from {examples.source} ({len(dev_data):,} held out)"
+        _say(main, f"training {model!r} on {what}")
+        for warning in size_warnings(train_data, _vocabulary_size(model)):
+            _say(main, warning)
     else:
-        _check_vocabulary(model, vocab)
+        task.check_model(model)
+        _check_data(task, model, train_data, vocabulary)
+        if model.training_state.step >= opts.steps:
+            raise click.ClickException(
+                f"cannot resume: the run is at step {model.training_state.step} and --steps is "
+                f"{opts.steps}; give a larger --steps to train further"
+            )
         _say(main, f"resuming {model!r} at step {model.training_state.step} of {opts.steps}")
-    model.metadata = _record(model, options, run, every)
-    report = _Report(out, every, model.training_state.step if model.training_state else None)
+    model.metadata = {**model.metadata, **_record(model, options, run, every)}
+    report = _Report(task, out, every, model.training_state.step if model.training_state else None)
+    tokens_before = model.training_state.history.tokens if model.training_state else 0
+    dev = task.fit_data(model, dev_data) if len(dev_data) else None
     try:
         history = model.fit(
-            train_texts,
-            dev=dev_texts or None,
+            *task.fit_data(model, train_data),
+            dev=dev if dev is None or len(dev) > 1 else dev[0],
             options=opts,
             callbacks=[report],
             progress=options["progress"],
@@ -316,16 +429,16 @@ def _train_and_report(texts, source, out, options: dict, *, run=None, model=None
         return model, history
     if not every:
         model.save(out)
-    rate = history.tokens / max(history.seconds, 1e-9)
+    # tokens/s of this run: a resumed history holds the tokens of the earlier runs too
+    rate = (history.tokens - tokens_before) / max(history.seconds, 1e-9)
     _say(
         main,
         f"wrote {out} after {opts.steps} steps in {history.seconds:.1f} s ({rate:,.0f} tokens/s)",
     )
-    if history.evals:
-        dev = history.evals[-1][1]
-        click.echo(
-            f"dev: {dev['nats_per_token']:.4f} nats/token, perplexity {dev['perplexity']:.3f}"
-        )
+    if len(dev_data):
+        metrics = task.evaluate(model, dev_data)
+        click.echo(f"dev: {len(dev_data):,} held-out examples")
+        click.echo(task.format_metrics(metrics))
     if options["plot_path"]:
         _plot(history, options["plot_path"])
     return model, history
@@ -362,28 +475,54 @@ def _options(options: dict):
         raise click.ClickException(message) from None
 
 
-def _new_model(vocab, options: dict):
-    from seqkit.models import LanguageModel
-
-    return LanguageModel(
-        vocab,
-        cell=options["cell"],
-        hidden_size=options["hidden_size"],
-        num_layers=options["layers"],
-        embedding_size=options["embedding_size"],
-        dropout=options["dropout"],
-        backend=_backend(options["backend"], _device(options["device"]), options["dtype"]),
+def _new_model(task, train_data, vocabulary: dict, options: dict):
+    """The task's model for ``train_data``: the model options given, the task's defaults for the
+    rest (an option the model does not take is one line naming the ones it does)."""
+    given = {k: options[k] for k in _MODEL if options[k] is not None}
+    taken = task.model_options()
+    wrong = ["--" + k.replace("_", "-") for k in given if _MODEL_NAMES.get(k, k) not in taken]
+    if wrong:
+        raise click.UsageError(
+            f"task {task.name!r} ({task.model_kind}) does not take {', '.join(wrong)}"
+        )
+    backend = _backend(options["backend"], _device(options["device"]), options["dtype"])
+    return task.build_model(
+        train_data,
+        vocabulary=vocabulary,
+        backend=backend,
         seed=options["seed"],
+        **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
     )
 
 
-def _check_vocabulary(model, vocab) -> None:
-    if model.vocab != vocab:
-        added = sorted(set(vocab.tokens) - set(model.vocab.tokens))
-        removed = sorted(set(model.vocab.tokens) - set(vocab.tokens))
+def _vocabulary_size(model) -> int:
+    """The largest of a model's vocabularies (the size of its input and output layers)."""
+    from seqkit.vocab import Vocabulary
+
+    values = [getattr(model, name) for name in model.positional]
+    sizes = [len(v) for v in values if isinstance(v, Vocabulary)]
+    return max(sizes, default=0)
+
+
+def _check_data(task, model, train_data, vocabulary: dict) -> None:
+    """A resumed run's data must give the saved model's vocabularies (and labels or tags)."""
+    from seqkit.vocab import Vocabulary
+
+    args, _ = task.model_args(train_data, vocabulary=vocabulary)
+    for name, new in zip(model.positional, args, strict=True):
+        old = getattr(model, name)
+        if old == new:
+            continue
+        if isinstance(new, Vocabulary):
+            added = sorted(set(new.tokens) - set(old.tokens))
+            removed = sorted(set(old.tokens) - set(new.tokens))
+            raise click.ClickException(
+                f"cannot resume: the data's vocabulary differs from the checkpoint's "
+                f"(new tokens {added[:10]}, missing tokens {removed[:10]})"
+            )
         raise click.ClickException(
-            f"cannot resume: the data's vocabulary differs from the checkpoint's "
-            f"(new tokens {added[:10]}, missing tokens {removed[:10]})"
+            f"cannot resume: the data's {name} differ from the checkpoint's "
+            f"({new!r} vs saved {old!r})"
         )
 
 
@@ -393,11 +532,12 @@ def _say(main: bool, line: str) -> None:
 
 
 class _Report(Callback):
-    """The CLI's callback: a dev line with samples at every evaluation, and, without
-    ``--checkpoint-every``, the model written there (an interrupted run keeps it)."""
+    """The CLI's callback: a line with the task's dev metric at every evaluation (and samples,
+    for a model that samples), and, without ``--checkpoint-every``, the model written there (an
+    interrupted run keeps it)."""
 
-    def __init__(self, out, every, saved_step) -> None:
-        self.out, self.every, self.saved_step = out, every, saved_step
+    def __init__(self, task, out, every, saved_step) -> None:
+        self.task, self.out, self.every, self.saved_step = task, out, every, saved_step
 
     def on_step(self, run, step, loss) -> None:
         if self.every and step % self.every == 0:
@@ -407,11 +547,13 @@ class _Report(Callback):
         if not self.every:
             run.model.save(self.out)  # atomic: an interrupted run keeps the last model whole
             self.saved_step = step
-        names = ", ".join(run.model.sample(3, seed=step, max_len=50))
-        _write(
-            f"step {step}: dev {metrics['nats_per_token']:.3f} nats/token "
-            f"(perplexity {metrics['perplexity']:.2f}); samples: {names}"
-        )
+        headline = self.task.headline
+        others = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != headline)
+        line = f"step {step}: dev {headline} {metrics[headline]:.4f}"
+        line += f" ({others})" if others else ""
+        if "sample" in self.task.commands:
+            line += "; samples: " + ", ".join(run.model.sample(3, seed=step, max_len=50))
+        _write(line)
 
     def holds(self) -> str:
         return f"the model from step {self.saved_step}" if self.saved_step else "nothing new"
@@ -443,22 +585,30 @@ def _write(line: str) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def demo(out, steps, backend, progress):
     """Train a character-level GRU on US surnames, then print ten invented names."""
-    texts, source = _training_texts(None, "surnames")
-    options = {p.name: p.default for p in train.params if p.name not in ("nproc",)}
-    options.update(steps=steps, backend=backend, progress=progress, eval_every=max(1, steps // 3))
-    model, _ = _train_and_report(texts, source, out, options)
+    from seqkit.tasks import get_task
+
+    task = get_task("lm")
+    examples = training_examples(task, None, "surnames", "char")
+    ctx = click.get_current_context()
+    own = ("file", "corpus", "out", "checkpoint_every", "resume", "nproc")
+    options = {p.name: p.get_default(ctx) for p in train.params if p.name not in own}
+    options.update(task.defaults.fit)
+    options.update(
+        level="char",
+        cell="gru",
+        hidden_size=128,
+        steps=steps,
+        backend=backend,
+        progress=progress,
+        eval_every=max(1, steps // 3),
+    )
+    model, _ = _train_and_report(task, examples, out, options)
     click.echo("ten surnames seqkit invented:")
     for name in model.sample(10, seed=0, max_len=30):
         click.echo(f"  {name}")
 
 
 # --- sample, score ----------------------------------------------------------------------------
-
-
-def _load(path: str, backend: str | None, device: str | None = None):
-    from seqkit.models import load
-
-    return load(path, _backend(backend, device))
 
 
 @cli.command()
@@ -481,7 +631,7 @@ def sample(
     model_path, n, temperature, top_k, top_p, greedy, prefix, max_len, seed, backend, device
 ):
     """Print N sequences sampled from MODEL, one per line (same seed, same output)."""
-    model = _load(model_path, backend, device)
+    model, _ = load_for("sample", model_path, backend, device)
     for text in model.sample(
         n,
         sampler="greedy" if greedy else "random",
@@ -497,7 +647,7 @@ def sample(
 
 @cli.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--backend", default=None)
 @click.option("--device", default=None)
@@ -506,8 +656,8 @@ def score(model_path, file, as_json, backend, device):
 
     Tokens count each line's <EOS>; tokens outside the vocabulary score as <UNK>.
     """
-    model = _load(model_path, backend, device)
-    lines = _read_lines(file)
+    model, _ = load_for("score", model_path, backend, device)
+    lines = read_lines(file)
     per_line = model.token_log_probs(lines)
     unknown = sum(ids.count(model.vocab.unk_id) for ids in (model.vocab.encode(t) for t in lines))
     tokens = sum(len(p) for p in per_line)
@@ -587,6 +737,9 @@ def gradients(out, steps, hidden_size, cells, seed):
     """Draw how the gradient of a loss at the last step w.r.t. h<t> decays with distance."""
     from seqkit.plots import gradient_decay, plot_gradient_decay
 
+    require_matplotlib("seqkit gradients")
+    check_plot_path(out, "--out")
+
     curves = {
         cell: gradient_decay(cell, steps=steps, hidden_size=hidden_size, seed=seed)
         for cell in cells.split(",")
@@ -595,6 +748,10 @@ def gradients(out, steps, hidden_size, cells, seed):
     for cell, norms in curves.items():
         click.echo(f"{cell}: |dL/dh<T-1>| = {norms[0]:.3g}, |dL/dh<0>| = {norms[-1]:.3g}")
     click.echo(f"wrote {out}", err=True)
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gradient_decay", "plot_gradient_decay", "plot_training"]
+__all__ = ["gradient_decay", "plot_confusion_matrix", "plot_gradient_decay", "plot_training"]
 
 
 def _pyplot():
@@ -100,6 +100,36 @@ def plot_training(history, path: str) -> None:
     ax.set_ylabel("nats / token")
     ax.grid(True, alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix: dict, path: str) -> None:
+    """A confusion matrix as a heat map with its counts (rows true, columns predicted).
+
+    Args:
+        matrix: ``{"labels": [K names], "matrix": (K, K) counts}`` as
+            :meth:`seqkit.metrics.ConfusionMatrix.to_dict` gives it.
+        path: the figure's file; its extension sets the format.
+    """
+    plt = _pyplot()
+    labels = list(matrix["labels"])
+    counts = np.asarray(matrix["matrix"], dtype=np.int64)  # (K, K)
+    K = len(labels)
+    size = min(12.0, 2.5 + 0.5 * K)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=120)
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(K), labels, rotation=45 if K > 4 else 0, ha="right" if K > 4 else "center")
+    ax.set_yticks(range(K), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    dark = counts.max() / 2 if counts.size else 0
+    for i in range(K):
+        for j in range(K):
+            color = "white" if counts[i, j] > dark else "black"
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=color)
+    ax.set_title(f"confusion matrix ({counts.sum():,} examples)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

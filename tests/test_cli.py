@@ -111,7 +111,7 @@ def test_damaged_checkpoints_give_one_line_and_non_zero_exit(tmp_path, corpus, d
             "0 is not in the range x>=1",
         ),
         (["train", "--out", "x.npz"], "give exactly one of FILE or --corpus NAME"),
-        (["train", "no-such-file.txt", "--out", "x.npz"], "does not exist"),
+        (["train", "no-such-file.txt", "--out", "x.npz"], "no-such-file.txt: no such file"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
@@ -126,7 +126,7 @@ def test_empty_file(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     result = run("train", empty, "--out", tmp_path / "m.npz")
-    assert result.exit_code == 1 and "holds no sequences" in result.stderr
+    assert result.exit_code == 1 and "holds no examples (every line is empty)" in result.stderr
 
 
 def test_unknown_characters_score_as_unk(tmp_path, corpus):

@@ -187,13 +187,31 @@ class Task(abc.ABC):
             raise DataError(f"{source}: holds no inputs (every line is empty)")
         return texts
 
-    def from_corpus(self, corpus: Corpus) -> Examples:
-        """The examples of a registered corpus of this task, at the task's default level."""
+    def from_corpus(self, corpus: Corpus, *, level: str | None = None) -> Examples:
+        """The examples of a registered corpus of this task, at ``level`` (default: the task's
+        default level)."""
         if corpus.task != self.name:
             raise ValueError(
                 f"corpus {corpus.name!r} is for task {corpus.task!r}, not {self.name!r}"
             )
-        return self.read(corpus.load(), f"corpus {corpus.name!r}", level=self.defaults.level)
+        level = self.defaults.level if level is None else level
+        return self.read(corpus.load(), f"corpus {corpus.name!r}", level=level)
+
+    def truncate(self, examples: Examples, max_len: int) -> Examples:
+        """``examples`` with every input cut to its first ``max_len`` tokens (a target that has
+        one entry per token, a tag sequence, is cut with it; a label is kept).
+
+        Raises:
+            ValueError: the task's targets do not survive a cut input (a translation).
+        """
+        cut = []
+        for text in examples.inputs:
+            tokens = list(text) if examples.level == "char" else word_tokens(text)
+            cut.append(("" if examples.level == "char" else " ").join(tokens[:max_len]))
+        targets = examples.targets
+        if targets is not None:
+            targets = tuple(t[:max_len] if isinstance(t, tuple) else t for t in targets)
+        return attrs.evolve(examples, inputs=tuple(cut), targets=targets)
 
     def _fields(self, line: str) -> list[str]:
         """The line's stripped fields: exactly :attr:`fields` of them, none empty."""
@@ -219,36 +237,68 @@ class Task(abc.ABC):
 
     # --- models -----------------------------------------------------------------------------
 
-    def build_model(self, train: Examples, **options: Any) -> Any:
+    def build_model(
+        self, train: Examples, *, vocabulary: Mapping[str, Any] | None = None, **options: Any
+    ) -> Any:
         """A new model for ``train``'s data: vocabularies (and label names) from it.
 
         Args:
             train: the training examples (their level sets the vocabularies').
+            vocabulary: keyword arguments of :meth:`seqkit.Vocabulary.build` for the text
+                vocabularies (``max_size``, ``min_count``).
             **options: the model constructor's keyword arguments (``cell``, ``hidden_size``,
                 ``backend``, ``seed``, ...); :attr:`defaults` ``.model`` fills the missing ones.
 
         The task's name (and the label names of ``classify``) go into ``model.metadata["task"]``,
         which the checkpoint keeps: update ``metadata``, do not replace it.
         """
-        accepted = [
-            name
-            for name, p in inspect.signature(self.model_class).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and not name.startswith("_")
-        ]
+        accepted = self.model_options()
         wrong = sorted(set(options) - set(accepted))
         if wrong:
             raise TypeError(
                 f"task {self.name!r} ({self.model_class.__name__}) got unknown model options "
                 f"{wrong}; its options are: {', '.join(accepted)}"
             )
-        args, metadata = self._model_args(train)
+        args, metadata = self.model_args(train, vocabulary=vocabulary)
         model = self.model_class(*args, **{**self.defaults.model, **options})
         model.metadata = {**model.metadata, "task": {"name": self.name, **metadata}}
         return model
 
+    def model_args(
+        self, train: Examples, *, vocabulary: Mapping[str, Any] | None = None
+    ) -> tuple[tuple, dict]:
+        """The model's positional constructor arguments for ``train`` (its vocabularies, label
+        names, tags) and the task's metadata; ``vocabulary`` as for :meth:`build_model`."""
+        caps = dict(vocabulary or {})
+
+        def build(texts: Sequence[str]) -> Vocabulary:
+            return Vocabulary.build(texts, level=train.level, **caps)
+
+        return self._model_args(train, build)
+
+    def model_options(self) -> list[str]:
+        """The keyword options of the model's constructor, its base classes' included (a
+        constructor that passes ``**options`` on accepts those of the next in its MRO)."""
+        accepted: list[str] = []
+        for cls in self.model_class.__mro__:
+            if "__init__" not in vars(cls):
+                continue
+            params = inspect.signature(vars(cls)["__init__"]).parameters.values()
+            accepted += [
+                p.name
+                for p in params
+                if p.kind is p.KEYWORD_ONLY
+                and not p.name.startswith("_")
+                and p.name not in accepted
+            ]
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return accepted
+
     @abc.abstractmethod
-    def _model_args(self, train: Examples) -> tuple[tuple, dict]:
-        """The constructor's positional arguments and the task's metadata for ``train``."""
+    def _model_args(self, train: Examples, build: Any) -> tuple[tuple, dict]:
+        """The constructor's positional arguments and the task's metadata for ``train``;
+        ``build(texts)`` gives a text vocabulary of ``train``'s level and caps."""
 
     def check_model(self, model: Any) -> None:
         """A one-line error unless ``model`` is of this task's kind."""

@@ -23,7 +23,6 @@ from seqkit.tasks._base import (
     number_lines,
     scores_table,
 )
-from seqkit.vocab import Vocabulary
 
 __all__ = ["Classification", "labels_of"]
 
@@ -72,14 +71,14 @@ class Classification(Task):
         text, label = values
         return text, label
 
-    def _model_args(self, train: Examples) -> tuple[tuple, dict]:
+    def _model_args(self, train: Examples, build: Any) -> tuple[tuple, dict]:
         labels = sorted(set(train.targets))
         if len(labels) < 2:
             raise DataError(
                 f"{train.source}: classify needs at least 2 distinct labels to learn "
                 f"(got only {labels[0]!r} in {len(train)} training examples)"
             )
-        vocab = Vocabulary.build(train.inputs, level=train.level)
+        vocab = build(train.inputs)
         return (vocab, len(labels)), {"labels": labels}
 
     def fit_data(self, model: Any, examples: Examples) -> tuple:

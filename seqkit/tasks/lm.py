@@ -8,7 +8,6 @@ from typing import Any
 from seqkit.metrics import nats_per_token, perplexity
 from seqkit.models import LanguageModel
 from seqkit.tasks._base import Examples, Task, TaskDefaults, number_lines
-from seqkit.vocab import Vocabulary
 
 __all__ = ["LanguageModelling"]
 
@@ -36,8 +35,8 @@ class LanguageModelling(Task):
     def _parse(self, values: list[str], level: str) -> tuple[str, Any]:
         return values[0], None
 
-    def _model_args(self, train: Examples) -> tuple[tuple, dict]:
-        return (Vocabulary.build(train.inputs, level=train.level),), {}
+    def _model_args(self, train: Examples, build: Any) -> tuple[tuple, dict]:
+        return (build(train.inputs),), {}
 
     def fit_data(self, model: Any, examples: Examples) -> tuple:
         self.check_model(model)

@@ -16,7 +16,6 @@ from seqkit.tasks._base import (
     scores_table,
     word_tokens,
 )
-from seqkit.vocab import Vocabulary
 
 __all__ = ["Tagging"]
 
@@ -65,9 +64,9 @@ class Tagging(Task):
             )
         return text, tags
 
-    def _model_args(self, train: Examples) -> tuple[tuple, dict]:
+    def _model_args(self, train: Examples, build: Any) -> tuple[tuple, dict]:
         tags = sorted({t for tags in train.targets for t in tags})
-        return (Vocabulary.build(train.inputs, level=train.level), tags), {}
+        return (build(train.inputs), tags), {}
 
     def fit_data(self, model: Any, examples: Examples) -> tuple:
         self.check_model(model)

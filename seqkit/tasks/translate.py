@@ -8,7 +8,6 @@ from typing import Any
 from seqkit.metrics import char_error_rate, exact_match
 from seqkit.models import Seq2Seq
 from seqkit.tasks._base import Examples, Task, TaskDefaults, number_lines
-from seqkit.vocab import Vocabulary
 
 __all__ = ["Translation"]
 
@@ -36,10 +35,14 @@ class Translation(Task):
         source, target = values
         return source, target
 
-    def _model_args(self, train: Examples) -> tuple[tuple, dict]:
-        src = Vocabulary.build(train.inputs, level=train.level)
-        tgt = Vocabulary.build(train.targets, level=train.level)
-        return (src, tgt), {}
+    def _model_args(self, train: Examples, build: Any) -> tuple[tuple, dict]:
+        return (build(train.inputs), build(train.targets)), {}
+
+    def truncate(self, examples: Examples, max_len: int) -> Examples:
+        raise ValueError(
+            "a translation pair cannot be truncated (the target would no longer match the "
+            "source): drop the long pairs instead"
+        )
 
     def fit_data(self, model: Any, examples: Examples) -> tuple:
         self.check_model(model)
