@@ -128,52 +128,6 @@ class Chain:
 
 
 @attrs.frozen
-class Encode:
-    """The input encoding of ids: ``Seq((T, B) ids) -> Seq((T, B, I))``, state passed through.
-
-    Args:
-        layer: :class:`~seqkit.OneHot` or :class:`~seqkit.Embedding` (or any layer of ids).
-        start_id: the id that stands for the zero vector (the start input of a language model
-            or a decoder, ``seqkit.data.lm_batch``); None when every id is encoded.
-
-    Notation::
-
-        F1. x<t, b> = layer(ids<t, b>) * [ids<t, b> != start_id]
-        B1. the layer's backward of dx * [ids != start_id]: the start input has no gradient
-    """
-
-    layer: Any
-    start_id: int | None = None
-
-    @property
-    def output_size(self) -> int:
-        """I, the features per step."""
-        return self.layer.output_size
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The layer's parameters."""
-        return self.layer.param_shapes()
-
-    def init_params(self, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """The layer's default initialisation."""
-        return self.layer.init_params(rng)
-
-    def forward(self, ops, params: dict, x: Seq, *, ctx: Context) -> tuple[Seq, Any]:
-        y, cache = self.layer.forward(ops, params, x.data, ctx=ctx)  # F1
-        keep = None
-        if self.start_id is not None:
-            keep = ops.asarray((np.asarray(x.data) != self.start_id)[..., None])  # (T, B, 1)
-            y = y * keep
-        return Seq(y, x.lengths, x.state), (cache, keep)
-
-    def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
-        layer_cache, keep = cache
-        d = dy.data if keep is None else dy.data * keep  # B1
-        _, grads = self.layer.backward(ops, params, layer_cache, d)
-        return Seq(None, dy.lengths, dy.state), grads
-
-
-@attrs.frozen
 class PerStep:
     """An array layer applied to a :class:`Seq`'s data at every step; lengths and state pass.
 
@@ -203,6 +157,38 @@ class PerStep:
     def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
         dx, grads = self.layer.backward(ops, params, cache, dy.data)
         return Seq(dx, dy.lengths, dy.state), grads
+
+
+@attrs.frozen
+class Encode(PerStep):
+    """The input encoding of ids: ``Seq((T, B) ids) -> Seq((T, B, I))``, state passed through.
+
+    Args:
+        layer: :class:`~seqkit.OneHot` or :class:`~seqkit.Embedding` (or any layer of ids).
+        start_id: the id that stands for the zero vector (the start input of a language model
+            or a decoder, ``seqkit.data.lm_batch``); None when every id is encoded.
+
+    Notation::
+
+        F1. x<t, b> = layer(ids<t, b>) * [ids<t, b> != start_id]
+        B1. the layer's backward of dx * [ids != start_id]: the start input has no gradient
+    """
+
+    start_id: int | None = None
+
+    def forward(self, ops, params: dict, x: Seq, *, ctx: Context) -> tuple[Seq, Any]:
+        y, cache = self.layer.forward(ops, params, x.data, ctx=ctx)  # F1
+        keep = None
+        if self.start_id is not None:
+            keep = ops.asarray((np.asarray(x.data) != self.start_id)[..., None])  # (T, B, 1)
+            y = y * keep
+        return Seq(y, x.lengths, x.state), (cache, keep)
+
+    def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
+        layer_cache, keep = cache
+        d = dy.data if keep is None else dy.data * keep  # B1
+        _, grads = self.layer.backward(ops, params, layer_cache, d)
+        return Seq(None, dy.lengths, dy.state), grads
 
 
 @attrs.frozen
