@@ -32,6 +32,7 @@ import numpy as np
 
 from seqkit.context import Context
 from seqkit.dropout import stack_backward, stack_forward
+from seqkit.layers import NoParams
 from seqkit.recurrent import Recurrent
 
 __all__ = ["Chain", "Encode", "LastState", "PerStep", "Seq", "Stack"]
@@ -63,16 +64,6 @@ def unprefixed(prefix: str, values: dict) -> dict:
     """The entries of ``values`` under ``prefix.``, with the prefix removed."""
     start = prefix + "."
     return {name[len(start) :]: value for name, value in values.items() if name.startswith(start)}
-
-
-class _NoParams:
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """``{}``: no parameters."""
-        return {}
-
-    def init_params(self, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """``{}``: no parameters."""
-        return {}
 
 
 @attrs.frozen
@@ -237,7 +228,7 @@ class Stack:
 
 
 @attrs.frozen
-class LastState(_NoParams):
+class LastState(NoParams):
     """Many-to-one pooling: the last layer's final h of every direction side by side.
 
     ``Seq(out, lengths, final)`` -> ``Seq((B, D*H))``: rows ``-D:`` of h (L*D, B, H) are the last

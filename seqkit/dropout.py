@@ -37,6 +37,7 @@ import numpy as np
 
 from seqkit.context import Context
 from seqkit.errors import ShapeError
+from seqkit.layers import NoParams
 from seqkit.ops import Ops
 from seqkit.shapes import Array
 
@@ -135,7 +136,7 @@ def dropout_mask(ctx: Context, shape: tuple[int, ...], p: float) -> np.ndarray |
 
 
 @attrs.frozen
-class Dropout:
+class Dropout(NoParams):
     """Inverted dropout of every feature at every step, in training only.
 
     Args:
@@ -146,16 +147,6 @@ class Dropout:
     """
 
     p: float = attrs.field(validator=probability)
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """``{}``: no parameters."""
-        return {}
-
-    def init_params(
-        self, seed: int | np.random.Generator | None = None, *, dtype: str = "float64"
-    ) -> dict[str, np.ndarray]:
-        """``{}``: no parameters."""
-        return {}
 
     def forward(self, ops: Ops, params: dict | None, x: Array, *, ctx: Context) -> tuple[Any, Any]:
         """Drop features of ``x``, drawing the mask from ``ctx.rng`` in training.

@@ -81,6 +81,20 @@ def _check_ids(ops: Ops, block: Any, ids: Any, n: int) -> Array:
     return ops.int_array(a)
 
 
+class NoParams:
+    """What every block without parameters says about its parameters: none."""
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{}``: no parameters."""
+        return {}
+
+    def init_params(
+        self, seed: int | np.random.Generator | None = None, *, dtype: str = "float64"
+    ) -> dict[str, np.ndarray]:
+        """``{}``: no parameters."""
+        return {}
+
+
 @attrs.frozen
 class Dense:
     """A fully connected layer applied at every step: ``y = act(x @ weight.T + bias)``.
@@ -375,7 +389,7 @@ class Embedding:
 
 
 @attrs.frozen
-class OneHot:
+class OneHot(NoParams):
     """The seed's input encoding: each id becomes a row of zeros with a 1 at the id.
 
     Args:
@@ -390,16 +404,6 @@ class OneHot:
     def output_size(self) -> int:
         """V, the last axis of the output."""
         return self.num_classes
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """``{}``: no parameters."""
-        return {}
-
-    def init_params(
-        self, seed: int | np.random.Generator | None = None, *, dtype: str = "float64"
-    ) -> dict[str, np.ndarray]:
-        """``{}``: no parameters."""
-        return {}
 
     def forward(
         self, ops: Ops, params: dict | None, ids: Any, *, ctx: Context | None = None
