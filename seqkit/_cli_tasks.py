@@ -305,11 +305,12 @@ def corpora(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    width = max(len(r["name"]) for r in rows)
+    width = max(len(r["name"]) for r in [*rows, {"name": "name"}])
     twidth = max(len(r["task"]) for r in rows)
+    click.echo(f"{'name':<{width}}  {'task':<{twidth}}  {'examples':>8}  description")
     for r in rows:
         click.echo(
-            f"{r['name']:<{width}}  {r['task']:<{twidth}}  {r['size']:>7,}  {r['description']}"
+            f"{r['name']:<{width}}  {r['task']:<{twidth}}  {r['size']:>8,}  {r['description']}"
         )
 
 

@@ -117,7 +117,7 @@ def plot_confusion_matrix(matrix: dict, path: str) -> None:
     labels = list(matrix["labels"])
     counts = np.asarray(matrix["matrix"], dtype=np.int64)  # (K, K)
     K = len(labels)
-    size = min(12.0, 2.5 + 0.5 * K)
+    size = min(12.0, max(4.5, 2.5 + 0.5 * K))  # room for the title at K = 2
     fig, ax = plt.subplots(figsize=(size, size), dpi=120)
     ax.imshow(counts, cmap="Blues")
     ax.set_xticks(range(K), labels, rotation=45 if K > 4 else 0, ha="right" if K > 4 else "center")
@@ -131,5 +131,5 @@ def plot_confusion_matrix(matrix: dict, path: str) -> None:
             ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=color)
     ax.set_title(f"confusion matrix ({counts.sum():,} examples)")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

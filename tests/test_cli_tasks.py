@@ -200,7 +200,10 @@ def test_corpora_lists_task_and_size():
     assert rows["surname-split"]["task"] == "tag"
     assert rows["surnames"]["task"] == "lm" and rows["surnames"]["size"] == 88799
     text = run("corpora").stdout.splitlines()
+    assert text[0].split() == ["name", "task", "examples", "description"]
     assert any(line.split()[:3] == ["name-sex", "classify", "4,832"] for line in text)
+    # the size column alone carries the count: no description repeats it
+    assert not any(row["description"][0].isdigit() for row in rows.values())
 
 
 # --- wrong kinds ------------------------------------------------------------------------------
