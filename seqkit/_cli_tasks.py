@@ -286,14 +286,37 @@ def evaluate(model_path, file, as_json, plot_path, beam_size, backend, device):
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def corpora(as_json):
-    """Every built-in corpus with its task and size (``seqkit train --corpus NAME``)."""
+@click.argument("name", required=False)
+@click.option(
+    "--split",
+    type=click.Choice(["all", "train", "dev"]),
+    default="all",
+    show_default=True,
+    help="With NAME: which lines to print (the split seqkit train makes).",
+)
+@click.option(
+    "--dev-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="With --split: the fraction held out, as seqkit train's --dev-fraction.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the list of corpora).")
+def corpora(name, split, dev_fraction, as_json):
+    """Every built-in corpus with its task and size; with NAME, its lines in the task's file
+    format (``--split dev`` gives the held-out lines ``seqkit train --corpus NAME`` evaluates on,
+    ready for ``seqkit evaluate``)."""
     from seqkit._plugins import lookup, names
 
+    if name is not None:
+        if as_json:
+            raise click.UsageError("--json lists the corpora; it takes no NAME")
+        for line in _corpus_lines(name, split, dev_fraction):
+            click.echo(line)
+        return
     rows = []
-    for name in names("corpus"):
-        corpus = lookup("corpus", name)
+    for corpus_name in names("corpus"):
+        corpus = lookup("corpus", corpus_name)
         rows.append(
             {
                 "name": corpus.name,
@@ -312,6 +335,20 @@ def corpora(as_json):
         click.echo(
             f"{r['name']:<{width}}  {r['task']:<{twidth}}  {r['size']:>8,}  {r['description']}"
         )
+
+
+def _corpus_lines(name: str, split: str, dev_fraction: float) -> list[str]:
+    """The corpus's lines, all or one side of the split that ``seqkit train`` makes (the
+    task's reader parses them, :meth:`Examples.split` splits them, line numbers pick them)."""
+    from seqkit.corpora import get_corpus
+    from seqkit.tasks import get_task
+
+    corpus = get_corpus(name)
+    lines = corpus.load()
+    if split == "all":
+        return lines
+    train, dev = get_task(corpus.task).from_corpus(corpus).split(dev_fraction)
+    return [lines[n - 1] for n in (train if split == "train" else dev).line_numbers]
 
 
 COMMANDS = (predict, evaluate, corpora)

@@ -50,6 +50,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except _CLICK_FLOW:
             raise
+        except BrokenPipeError:
+            # the reader of stdout went away (``seqkit corpora surnames | head``): stop quietly
+            # as a tool killed by SIGPIPE would; later writes go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
             if debug:
                 raise

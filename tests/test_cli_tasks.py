@@ -206,6 +206,54 @@ def test_corpora_lists_task_and_size():
     assert not any(row["description"][0].isdigit() for row in rows.values())
 
 
+@pytest.mark.parametrize("name", ["name-sex", "surname-split"])
+def test_corpus_split_lines_are_the_split_train_makes(name):
+    from seqkit.corpora import get_corpus
+
+    corpus = get_corpus(name)
+    task = get_task(corpus.task)
+    train_split, dev_split = task.from_corpus(corpus).split(0.2)
+    out = {}
+    for split in ("train", "dev"):
+        result = run("corpora", name, "--split", split, "--dev-fraction", "0.2")
+        assert result.exit_code == 0, result.output
+        out[split] = task.read(result.stdout.splitlines(), split)
+    assert out["dev"].inputs == dev_split.inputs and out["dev"].targets == dev_split.targets
+    assert out["train"].inputs == train_split.inputs
+    assert len(out["train"]) + len(out["dev"]) == corpus.size()
+    everything = run("corpora", name).stdout.splitlines()
+    assert everything == corpus.load()
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["nosuch"], "unknown corpus 'nosuch'; available: dates"),
+        (["dates", "--split", "test"], "'test' is not one of 'all', 'train', 'dev'"),
+        (["dates", "--dev-fraction", "1"], "--dev-fraction"),
+        (["dates", "--json"], "--json lists the corpora; it takes no NAME"),
+    ],
+)
+def test_corpus_export_errors_are_one_line(args, says):
+    result = run("corpora", *args)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert says in result.output
+
+
+def test_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    reader = "import sys; sys.stdin.readline()"  # reads one line, then closes the pipe
+    seqkit_cmd = [sys.executable, "-m", "seqkit", "corpora", "surnames"]
+    producer = subprocess.Popen(seqkit_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    consumer = subprocess.run([sys.executable, "-c", reader], stdin=producer.stdout)
+    producer.stdout.close()
+    stderr = producer.communicate(timeout=120)[1].decode()
+    assert consumer.returncode == 0
+    assert producer.returncode == 141 and stderr == "", stderr
+
+
 # --- wrong kinds ------------------------------------------------------------------------------
 
 
