@@ -19,6 +19,7 @@ from seqkit._cli_tasks import (
     COMMANDS,
     check_out_path,
     check_plot_path,
+    data_digest,
     limit_length,
     load_for,
     read_lines,
@@ -218,6 +219,32 @@ def _model_options() -> list:
     ]
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of a Python option name (``clip_norm`` -> ``--clip-norm``,
+    ``num_layers`` -> ``--layers``): the one mapping the options and the messages use."""
+    cli_name = {v: k for k, v in _MODEL_NAMES.items()}.get(name, name)
+    return "--" + cli_name.replace("_", "-")
+
+
+def _python_names() -> list[str]:
+    """The Python names of every option ``seqkit train`` passes on: the fields of
+    :class:`~seqkit.TrainingOptions` and the model constructor's names."""
+    import attrs
+
+    from seqkit.options import TrainingOptions
+
+    fields = [f.name for f in attrs.fields(TrainingOptions)]
+    return fields + [_MODEL_NAMES.get(k, k) for k in _MODEL]
+
+
+def _cli_spelling(message: str) -> str:
+    """``message`` (from Python: options named ``'clip_norm'``) in the command line's spelling
+    (``--clip-norm``). Errors raised in Python name the Python option; the CLI says its flag."""
+    for name in _python_names():
+        message = message.replace(f"'{name}'", _flag(name))
+    return message
+
+
 def _training_options() -> list:
     """One click option per field of :class:`seqkit.TrainingOptions`, generated."""
     import attrs
@@ -226,7 +253,7 @@ def _training_options() -> list:
 
     options = []
     for field in attrs.fields(TrainingOptions):
-        flag = "--" + field.name.replace("_", "-")
+        flag = _flag(field.name)
         default = _CLI_DEFAULTS.get(field.name, field.default)
         kwargs = {"default": default, "help": field.metadata["help"], "show_default": True}
         if field.type == "bool":
@@ -293,23 +320,58 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
     nproc = options.pop("nproc")
     if nproc > 1 and from_environment() is None:
         sys.exit(_launch(nproc, options))
-    model, run = None, {"file": str(Path(file).resolve()) if file else None, "corpus": corpus}
+    model = saved = None
     if resume is not None:
         model, saved = _resumed(resume, options)
-        run, out = saved["run"], out or resume
+        out = out or resume
         checkpoint_every = checkpoint_every or saved.get("checkpoint_every")
-        if file is None and corpus is None:
-            file, corpus = run["file"], run["corpus"]
-            if file and not Path(file).is_file():
-                raise click.ClickException(
-                    f"{resume} was trained on {file}, which no longer exists; give FILE"
-                )
+        if file is None and corpus is None:  # never a path the checkpoint names: it is untrusted
+            raise click.UsageError(
+                f"--resume {resume} needs its training data again: {_data_hint(saved['run'])}"
+            )
     elif out is None:
         raise click.UsageError("--out MODEL is required (unless --resume MODEL)")
     task = get_task(options["task"])
     _task_defaults(task, options, resumed=model is not None)
     examples = training_examples(task, file, corpus, options["level"])
+    run = {
+        "file": str(Path(file).resolve()) if file else None,
+        "corpus": corpus,
+        "sha256": data_digest(examples),
+        "examples": len(examples),
+    }
+    if saved is not None:
+        _check_same_data(resume, saved["run"], run)
     _train_and_report(task, examples, out, options, run=run, model=model, every=checkpoint_every)
+
+
+def _data_hint(run: dict) -> str:
+    """What ``--resume`` needs on the command line, from the checkpoint's record of the data
+    (shown, never opened)."""
+    if run.get("corpus"):
+        return f"--corpus {run['corpus']}"
+    where = f" (the run read {run['file']!r})" if run.get("file") else ""
+    digest = f" whose examples have sha256 {run['sha256'][:16]}..." if run.get("sha256") else ""
+    return f"FILE{digest}{where}"
+
+
+def _check_same_data(path: str, saved: dict, now: dict) -> None:
+    """The data given to ``--resume`` must be the run's: the same sha256 of its examples."""
+    if saved.get("sha256") is None:  # written before seqkit recorded it: the vocabulary decides
+        click.echo(
+            f"seqkit: warning: {path} records no digest of its training data; only the "
+            "vocabulary is checked",
+            err=True,
+        )
+        return
+    if saved["sha256"] != now["sha256"]:
+        given = f"--corpus {now['corpus']}" if now["corpus"] else repr(now["file"])
+        raise click.ClickException(
+            f"cannot resume {path}: the examples of {given} (sha256 {now['sha256'][:16]}..., "
+            f"{now['examples']:,} examples) are not the data it was trained on (sha256 "
+            f"{saved['sha256'][:16]}..., {saved.get('examples') or 0:,} examples); give "
+            f"{_data_hint(saved)}"
+        )
 
 
 def _task_defaults(task, options: dict, *, resumed: bool) -> None:
@@ -354,7 +416,7 @@ def _resumed(path: str, options: dict):
         k for k in options if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
     }
     differs = [
-        f"--{k.replace('_', '-')} {options[k]!r} (saved {saved['options'].get(k)!r})"
+        f"{_flag(k)} {options[k]!r} (saved {saved['options'].get(k)!r})"
         for k in _SHAPE
         if k in given and options[k] != saved["options"].get(k)
     ]
@@ -424,7 +486,10 @@ def _train_and_report(task, examples, out, options: dict, *, run=None, model=Non
         click.echo(f"seqkit: interrupted; {out} holds {report.holds()}", err=True)
         sys.exit(130)
     except TrainingDiverged as exc:
-        raise click.ClickException(f"{exc}; {report.where()}") from None
+        message = f"{_cli_spelling(str(exc))}; {report.where(exc.good_step)}"
+        raise click.ClickException(message) from None
+    except ValueError as exc:  # fit's checks (a resume with other options, ...) name options
+        raise click.ClickException(_cli_spelling(str(exc))) from None
     if not main:
         return model, history
     if not every:
@@ -469,10 +534,7 @@ def _options(options: dict):
     try:
         return TrainingOptions(**{k: options[k] for k in names})
     except ValueError as exc:
-        message = str(exc)
-        for name in names:
-            message = message.replace(f"'{name}'", "--" + name.replace("_", "-"))
-        raise click.ClickException(message) from None
+        raise click.ClickException(_cli_spelling(str(exc))) from None
 
 
 def _new_model(task, train_data, vocabulary: dict, options: dict):
@@ -480,7 +542,7 @@ def _new_model(task, train_data, vocabulary: dict, options: dict):
     rest (an option the model does not take is one line naming the ones it does)."""
     given = {k: options[k] for k in _MODEL if options[k] is not None}
     taken = task.model_options()
-    wrong = ["--" + k.replace("_", "-") for k in given if _MODEL_NAMES.get(k, k) not in taken]
+    wrong = [_flag(k) for k in given if _MODEL_NAMES.get(k, k) not in taken]
     if wrong:
         raise click.UsageError(
             f"task {task.name!r} ({task.model_kind}) does not take {', '.join(wrong)}"
@@ -558,10 +620,17 @@ class _Report(Callback):
     def holds(self) -> str:
         return f"the model from step {self.saved_step}" if self.saved_step else "nothing new"
 
-    def where(self) -> str:
-        if self.saved_step:
+    def where(self, good_step: int) -> str:
+        """Where ``out`` stands after a divergence whose last good parameters are step
+        ``good_step``'s."""
+        if not self.saved_step:
+            return f"{self.out} was not written"
+        if self.saved_step <= good_step:
             return f"{self.out} holds the model from step {self.saved_step}"
-        return f"{self.out} was not written"
+        return (
+            f"{self.out} holds the model from step {self.saved_step}, whose parameters gave the "
+            "diverging loss"
+        )
 
 
 def _write(line: str) -> None:

@@ -46,7 +46,7 @@ def test_resume_refuses_changed_options(tmp_path):
     path = tmp_path / "ckpt.npz"
     fresh().fit(TEXTS, steps=2, batch_size=4, lr=0.01, seed=0, checkpoint=path)
     model = seqkit.load(path, backend="numpy", dtype="float64")
-    with pytest.raises(ValueError, match=r"batch_size: saved 4, now 5"):
+    with pytest.raises(ValueError, match=r"'batch_size': saved 4, now 5"):
         model.fit(TEXTS, steps=4, batch_size=5, lr=0.01, seed=0, resume=True)
 
 
@@ -107,7 +107,8 @@ def test_sigkill_then_resume_from_the_command_line(tmp_path, extra):
     assert killed.exists()
     saved_step = read_checkpoint(killed).extra["training"]["step"]
     assert saved_step < 60, "the run finished before it could be killed"
-    result = CliRunner().invoke(cli, ["train", "--resume", str(killed), "--no-progress"])
+    resume = ["train", str(data), "--resume", str(killed), "--no-progress"]
+    result = CliRunner().invoke(cli, resume)
     assert result.exit_code == 0, result.output
     assert f"at step {saved_step} of 60" in result.stderr
     a, b = _params(whole), _params(killed)
@@ -146,9 +147,7 @@ def test_resume_refuses_a_changed_shape_or_vocabulary(tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("\n".join(TEXTS + ["zzyzx"]) + "\n")
     result = runner.invoke(cli, ["train", str(other), "--resume", str(out), "--steps", "5"])
-    assert (
-        result.exit_code == 1 and "vocabulary differs" in result.stderr and "'x'" in result.stderr
-    )
+    assert result.exit_code == 1 and "are not the data it was trained on" in result.stderr
 
 
 def test_every_architecture_resumes_exactly(tmp_path):

@@ -93,9 +93,9 @@ def test_resume_with_a_changed_option_names_it(tmp_path):
     path = tmp_path / "m.npz"
     lm().fit(TEXTS, steps=2, batch_size=4, lr=0.01, seed=0, checkpoint=path)
     model = seqkit.load(path, backend="numpy", dtype="float64")
-    with pytest.raises(ValueError, match=r"lr_schedule: saved 'constant', now 'cosine'"):
+    with pytest.raises(ValueError, match=r"'lr_schedule': saved 'constant', now 'cosine'"):
         model.fit(TEXTS, steps=4, batch_size=4, lr=0.01, seed=0, lr_schedule="cosine", resume=True)
-    with pytest.raises(ValueError, match=r"optimizer: saved 'adam', now 'sgd'"):
+    with pytest.raises(ValueError, match=r"'optimizer': saved 'adam', now 'sgd'"):
         model.fit(TEXTS, steps=4, batch_size=4, lr=0.01, seed=0, optimizer="sgd", resume=True)
 
 
