@@ -407,10 +407,11 @@ def _resumed(path: str, options: dict):
     from seqkit.models import load
 
     saved = read_checkpoint(path).extra.get("metadata", {}).get("cli")
-    if not saved:
+    if saved is None:
         raise click.ClickException(
             f"{path}: holds no training state to resume (was it written by 'seqkit train'?)"
         )
+    _check_record(path, saved)
     ctx = click.get_current_context()
     given = {
         k for k in options if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
@@ -516,12 +517,106 @@ def _plot(history, path: str) -> None:
     click.echo(f"wrote {path}", err=True)
 
 
+# train's parameters that are not in the record: the data and files of this call, and how to show
+_NOT_RECORDED = ("file", "corpus", "out", "checkpoint_every", "resume", "nproc")
+_NOT_RECORDED += ("device", "plot_path", "progress")
+
+
 def _record(model, options: dict, run: dict | None, every: int | None) -> dict:
     """What ``--resume`` needs: the data source and every option but where to show and plot."""
-    shown = {k: options[k] for k in options if k not in ("device", "plot_path", "progress")}
+    shown = {k: options[k] for k in options if k not in _NOT_RECORDED}
     shown.update(backend=model.backend.name, dtype=model.backend.dtype)
     record = {"run": run or {"file": None, "corpus": None}, "checkpoint_every": every}
     return {"cli": {**record, "options": shown}}
+
+
+class _Flag:
+    """Schema spec of a recorded option: a JSON value its flag takes (type first, then the
+    flag's own check of ranges and choices); None where the flag's default is None."""
+
+    _JSON = {
+        click.types.BoolParamType: (bool, "true or false"),
+        click.types.IntParamType: (int, "an integer"),
+        click.types.FloatParamType: ((int, float), "a finite number"),
+        click.types.StringParamType: (str, "a string"),
+        click.types.Choice: (str, "a string"),
+    }
+
+    def __init__(self, param: click.Parameter) -> None:
+        self.param = param
+        self.json_type, self.expected = next(
+            v for k, v in self._JSON.items() if isinstance(param.type, k)
+        )
+
+    def check(self, value, where: str) -> None:
+        from seqkit._schema import SchemaError
+
+        p = self.param
+        if value is None and p.default is None:
+            return
+        ok = isinstance(value, self.json_type) and not (
+            isinstance(value, bool) and self.json_type is not bool
+        )
+        ok = ok and not (isinstance(value, float) and not math.isfinite(value))
+        ok = ok and not (isinstance(value, str) and len(value) > 1000)
+        if not ok:
+            raise SchemaError(
+                f"{where} must be {self.expected}, a value of {p.opts[0]} (got {value!r:.60})"
+            )
+        try:
+            p.type.convert(value, p, None)
+        except click.BadParameter as exc:
+            raise SchemaError(f"{where} is not a value of {p.opts[0]}: {exc.message}") from None
+
+
+def _record_schema():
+    """The schema of a checkpoint's ``extra.metadata.cli`` (what :func:`_record` writes), made
+    from ``train``'s own options: every recorded option is typed and range-checked by its flag."""
+    from seqkit._schema import Int, Nullable, Object, Text, Type
+
+    run = Object(
+        {
+            "file": Nullable(Type("str", 4096)),
+            "corpus": Nullable(Type("str", 100)),
+            "sha256": Nullable(Text("64 lowercase hex digits", r"[0-9a-f]{64}")),
+            "examples": Nullable(Int(0, 1 << 62)),
+        },
+        open=False,
+    )
+    options = {p.name: _Flag(p) for p in train.params if p.name not in _NOT_RECORDED}
+    return Object(
+        {
+            "run": run,
+            "checkpoint_every": Nullable(Int(1, 1 << 62)),
+            "options": Object(options, open=False),
+        },
+        required=("run", "options"),
+        open=False,
+    )
+
+
+def _check_record(path: str, saved) -> None:
+    """One line naming the field when a checkpoint's ``extra.metadata.cli`` breaks its schema
+    or holds training options :class:`~seqkit.TrainingOptions` refuses."""
+    import attrs
+
+    from seqkit._schema import SchemaError
+    from seqkit.options import TrainingOptions
+
+    where = "extra.metadata.cli"
+    try:
+        _record_schema().check(saved, where)
+        names = {f.name for f in attrs.fields(TrainingOptions)}
+        stored = {k: v for k, v in saved["options"].items() if k in names}
+        try:
+            TrainingOptions(**stored)
+        except ValueError as exc:
+            message = str(exc)
+            for name in names:
+                message = message.replace(f"'{name}'", f"{where}.options.{name}")
+            raise SchemaError(message) from None
+    except SchemaError as exc:
+        raise click.ClickException(f"{path}: invalid checkpoint metadata: {exc}") from None
 
 
 def _options(options: dict):
