@@ -51,6 +51,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except _CLICK_FLOW:
             raise
+        except MemoryError as exc:  # what no estimate foresaw (seqkit.memory checks first)
+            if debug:
+                raise
+            raise click.ClickException(f"out of memory: {_one_line(exc)}") from None
         except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
             if debug:
                 raise
@@ -489,7 +493,7 @@ def _train_and_report(task, examples, out, options: dict, *, run=None, model=Non
     except TrainingDiverged as exc:
         message = f"{_cli_spelling(str(exc))}; {report.where(exc.good_step)}"
         raise click.ClickException(message) from None
-    except ValueError as exc:  # fit's checks (a resume with other options, ...) name options
+    except (ValueError, SeqkitError) as exc:  # fit's checks name options as Python does
         raise click.ClickException(_cli_spelling(str(exc))) from None
     if not main:
         return model, history
@@ -643,13 +647,16 @@ def _new_model(task, train_data, vocabulary: dict, options: dict):
             f"task {task.name!r} ({task.model_kind}) does not take {', '.join(wrong)}"
         )
     backend = _backend(options["backend"], _device(options["device"]), options["dtype"])
-    return task.build_model(
-        train_data,
-        vocabulary=vocabulary,
-        backend=backend,
-        seed=options["seed"],
-        **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
-    )
+    try:
+        return task.build_model(
+            train_data,
+            vocabulary=vocabulary,
+            backend=backend,
+            seed=options["seed"],
+            **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
+        )
+    except (ValueError, SeqkitError) as exc:  # the model's checks name options as Python does
+        raise click.ClickException(_cli_spelling(str(exc))) from None
 
 
 def _vocabulary_size(model) -> int:

@@ -40,6 +40,7 @@ from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
 from seqkit.config import resolve_seed
 from seqkit.context import Context
 from seqkit.errors import SeqkitError
+from seqkit.memory import check_training
 from seqkit.optim import Optimizer, get_optimizer
 from seqkit.options import TrainingOptions
 from seqkit.schedules import get_schedule
@@ -241,6 +242,9 @@ def train(
             f"(got {options.batch_size})"
         )
     optimizer = build_optimizer(options.optimizer, options.lr, options.weight_decay)
+    # the optimizer's buffers (unless resumed: loaded already) and the last good parameters
+    copies = 1 + (len(optimizer.buffers()) if resume is None else 0)
+    check_training(model, examples, options.batch_size, copies)
     if resume is None:
         saved = {**options.to_dict(), "n_items": examples.size}
         state = _fresh_state(model, optimizer, saved, options.seed, examples.size)
