@@ -629,7 +629,9 @@ EXTRA_SCHEMA = Object(
         "src_vocab": _VOCAB,
         "tgt_vocab": _VOCAB,
         "tags": List(Type("str", 1000), 1 << 20),
-        "metadata": Object(),
+        # the notes of models and tasks are open; the keys seqkit reads are typed (the CLI checks
+        # its own record, "cli", against the schema of its options when it resumes)
+        "metadata": Object({"task": Object({"name": Type("str", 100)}, required=("name",))}),
         "training": _TRAINING,
     }
 )
