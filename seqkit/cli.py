@@ -338,15 +338,21 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
     task = get_task(options["task"])
     _task_defaults(task, options, resumed=model is not None)
     examples = training_examples(task, file, corpus, options["level"])
-    run = {
+    run = _run_record(file, corpus, examples)
+    if saved is not None:
+        _check_same_data(resume, saved["run"], run)
+    _train_and_report(task, examples, out, options, run=run, model=model, every=checkpoint_every)
+
+
+def _run_record(file: str | None, corpus: str | None, examples) -> dict:
+    """The checkpoint's record of the training data: where it came from (for messages only)
+    and the digest ``--resume`` checks the data it is given against."""
+    return {
         "file": str(Path(file).resolve()) if file else None,
         "corpus": corpus,
         "sha256": data_digest(examples),
         "examples": len(examples),
     }
-    if saved is not None:
-        _check_same_data(resume, saved["run"], run)
-    _train_and_report(task, examples, out, options, run=run, model=model, every=checkpoint_every)
 
 
 def _data_hint(run: dict) -> str:
@@ -773,7 +779,8 @@ def demo(out, steps, backend, progress):
         progress=progress,
         eval_every=max(1, steps // 3),
     )
-    model, _ = _train_and_report(task, examples, out, options)
+    run = _run_record(None, "surnames", examples)
+    model, _ = _train_and_report(task, examples, out, options, run=run)
     click.echo("ten surnames seqkit invented:")
     for name in model.sample(10, seed=0, max_len=30):
         click.echo(f"  {name}")

@@ -123,15 +123,23 @@ def check_training(model: Any, examples: Any, batch_size: int, copies: int) -> N
     buffers, the last good parameters) and a step on ``batch_size`` long examples fit?
 
     The step is measured on one and on two copies of the longest of the first examples, so
-    the estimate grows with the batch and with the length as the model's own arrays do.
+    the estimate grows with the batch and with the length as the model's own arrays do (on a
+    backend whose arrays are NumPy's: tracemalloc sees no others).
     """
     if str(getattr(model.backend, "device", "cpu")) != "cpu" or available_bytes() is None:
         return
-    sample = range(min(examples.size, _SAMPLE))
-    longest = max(sample, key=lambda i: examples.batch(np.array([i])).n_tokens)
-    one = step_bytes(model, examples.batch(np.array([longest])))
-    two = step_bytes(model, examples.batch(np.array([longest, longest])))
+    if examples.size == 0:
+        return
+    # tracemalloc sees NumPy's allocations only: measure a step where the arrays are NumPy's
+    # (another backend would also compile for the two probe shapes; there the state is counted)
+    measure = all(isinstance(p, np.ndarray) for p in model.params.values())
     batch = min(batch_size, examples.size)
+    one = two = None
+    if measure:
+        sample = range(min(examples.size, _SAMPLE))
+        longest = max(sample, key=lambda i: examples.batch(np.array([i])).n_tokens)
+        one = step_bytes(model, examples.batch(np.array([longest])))
+        two = step_bytes(model, examples.batch(np.array([longest, longest])))
     activations = 0 if one is None or two is None else one + max(two - one, 0) * (batch - 1)
     itemsize = np.dtype(model.backend.dtype).itemsize
     state = copies * parameter_count(model.param_shapes()) * itemsize
