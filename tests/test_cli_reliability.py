@@ -14,16 +14,12 @@ from seqkit.checkpoint import read_checkpoint
 from seqkit.cli import cli
 from seqkit.memory import InsufficientMemory
 from seqkit.options import TrainingOptions
+from tests import test_cli
 
-NAMES = ["anna", "anne", "annie", "bob", "bobby", "carl", "carla", "dana", "dan", "eve"] * 6
+NAMES = test_cli.NAMES
+corpus = test_cli.corpus  # the fixture: a file of NAMES
+
 SMALL = ["--hidden-size", "8", "--batch-size", "8", "--no-progress", "--seed", "0"]
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "names.txt"
-    path.write_text("\n".join(NAMES) + "\n")
-    return path
 
 
 def invoke(*args):
