@@ -384,3 +384,14 @@ def test_runs_with_high_learning_rates_that_converge_never_trip_the_rule():
         model = lm()
         history = model.fit(TEXTS, steps=80, batch_size=4, seed=0, **options)
         assert max(history.losses) < 10 * max(history.losses[0], 1.0), options
+
+
+def test_divergence_restores_the_last_good_parameters_on_torch():
+    pytest.importorskip("torch")
+    model, ref = lm("torch"), lm("torch")
+    spike_at(model, 6, 1e6)
+    with pytest.raises(seqkit.TrainingDiverged) as info:
+        model.fit(TEXTS, steps=9, batch_size=4, seed=0)
+    assert (info.value.step, info.value.good_step) == (6, 4)
+    ref.fit(TEXTS, steps=4, batch_size=4, seed=0)
+    assert_params_equal(model.numpy_params(), ref.numpy_params())
