@@ -305,7 +305,8 @@ def _with(options: list):
     "resume",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Continue the run saved in this checkpoint (same data and options).",
+    help="Continue the run saved in this checkpoint; give its FILE or --corpus again (checked "
+    "against the sha256 the checkpoint holds).",
 )
 @_with(_model_options() + _training_options())
 def train(file, corpus, out, checkpoint_every, resume, **options):
