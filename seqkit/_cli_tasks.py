@@ -6,6 +6,7 @@ Each check runs before any work, so a run is never lost to a bad path or a missi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "check_out_path",
     "check_plot_path",
     "corpora",
+    "data_digest",
     "evaluate",
     "load_for",
     "limit_length",
@@ -136,6 +138,14 @@ def training_examples(task, file: str | None, corpus: str | None, level: str | N
             )
         return task.from_corpus(found, level=level)
     return task.read(read_text_lines(file), file, level=level)
+
+
+def data_digest(examples) -> str:
+    """The sha256 (hex) of training examples as the task read them: the level, the inputs and
+    the targets. ``seqkit train`` stores it; ``--resume`` checks the data it is given against it
+    (a file and the built-in corpus it holds give the same digest)."""
+    text = json.dumps([examples.level, list(examples.inputs), examples.targets], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _length(text: str, level: str) -> int:

@@ -38,12 +38,12 @@ import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import attrs
 import numpy as np
 from numpy.lib import format as npy_format
 
+from seqkit._schema import Int, List, Nullable, Object, SchemaError, Type
 from seqkit.errors import SeqkitError
 
 __all__ = [
@@ -513,7 +513,7 @@ def _read_metadata(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ReadLimit
         )
     try:
         _META_SCHEMA.check(meta, "")
-    except _SchemaError as exc:
+    except SchemaError as exc:
         raise fail(f"invalid checkpoint metadata: {exc}") from None
     return meta
 
@@ -589,148 +589,57 @@ def _names(names: list[str]) -> str:
 # --- the metadata schema --------------------------------------------------------------------------
 
 
-class _SchemaError(Exception):
-    pass
-
-
-def _describe(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-@attrs.frozen
-class _Int:
-    lo: int
-    hi: int
-
-    def check(self, value: Any, where: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not self.lo <= value <= self.hi:
-            raise _SchemaError(
-                f"{where} must be an integer in {self.lo}..{self.hi} (got {_describe(value)})"
-            )
-
-
-@attrs.frozen
-class _Type:
-    """A JSON type: ``bool``, ``str`` (at most ``max_len`` characters), ``number``, ``any``."""
-
-    name: str
-    max_len: int = 1000
-
-    def check(self, value: Any, where: str) -> None:
-        ok = {
-            "bool": isinstance(value, bool),
-            "str": isinstance(value, str) and len(value) <= self.max_len,
-            "number": isinstance(value, int | float) and not isinstance(value, bool),
-            "any": True,
-        }[self.name]
-        if not ok:
-            what = {
-                "str": f"a string of at most {self.max_len} characters",
-                "bool": "true or false",
-            }
-            expected = what.get(self.name, f"a {self.name}")
-            raise _SchemaError(f"{where} must be {expected} (got {_describe(value)})")
-
-
-@attrs.frozen
-class _Nullable:
-    inner: Any
-
-    def check(self, value: Any, where: str) -> None:
-        if value is not None:
-            self.inner.check(value, where)
-
-
-@attrs.frozen
-class _List:
-    item: Any
-    max_len: int = 1 << 24
-
-    def check(self, value: Any, where: str) -> None:
-        if not isinstance(value, list) or len(value) > self.max_len:
-            raise _SchemaError(
-                f"{where} must be a list of at most {self.max_len} items (got {_describe(value)})"
-            )
-        for i, item in enumerate(value):
-            self.item.check(item, f"{where}[{i}]")
-
-
-@attrs.frozen
-class _Object:
-    """A JSON object: ``fields`` are checked when present (``required`` must be); other keys are
-    allowed (``open=True``) or an error."""
-
-    fields: dict = attrs.field(factory=dict)
-    required: tuple = ()
-    open: bool = True
-
-    def check(self, value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            raise _SchemaError(f"{where or 'metadata'} must be an object (got {_describe(value)})")
-        prefix = f"{where}." if where else ""
-        for key in self.required:
-            if key not in value:
-                raise _SchemaError(f"{prefix}{key} is missing")
-        for key, item in value.items():
-            spec = self.fields.get(key)
-            if spec is not None:
-                spec.check(item, f"{prefix}{key}")
-            elif not self.open:
-                raise _SchemaError(
-                    f"unknown key {prefix}{key}; allowed: {', '.join(sorted(self.fields))}"
-                )
-
-
-_SIZE = _Int(1, 1 << 16)
+_SIZE = Int(1, 1 << 16)
 #: The model config keys the reader knows, with the ranges a model may have. A key not listed is
 #: passed to the model's constructor, which must validate it.
-CONFIG_SCHEMA = _Object(
+CONFIG_SCHEMA = Object(
     {
-        "cell": _Type("str", 100),
-        "cell_options": _Object(),
+        "cell": Type("str", 100),
+        "cell_options": Object(),
         "hidden_size": _SIZE,
         "input_size": _SIZE,
-        "num_layers": _Int(1, 1024),
-        "bidirectional": _Type("bool"),
-        "binary": _Type("bool"),
-        "embedding_size": _Nullable(_SIZE),
-        "head_sizes": _List(_SIZE, 64),
-        "num_classes": _Int(1, 1 << 20),
-        "dropout": _Type("number"),  # the model checks the range [0, 1)
+        "num_layers": Int(1, 1024),
+        "bidirectional": Type("bool"),
+        "binary": Type("bool"),
+        "embedding_size": Nullable(_SIZE),
+        "head_sizes": List(_SIZE, 64),
+        "num_classes": Int(1, 1 << 20),
+        "dropout": Type("number"),  # the model checks the range [0, 1)
     }
 )
-_VOCAB = _Object({"tokens": _List(_Type("str", 1000), 1 << 22)}, required=("tokens",))
-_COUNT = _Int(0, 1 << 62)
-_TRAINING = _Object(
+_VOCAB = Object({"tokens": List(Type("str", 1000), 1 << 22)}, required=("tokens",))
+_COUNT = Int(0, 1 << 62)
+_TRAINING = Object(
     {
         "step": _COUNT,
         "cursor": _COUNT,
         "tokens": _COUNT,
-        "options": _Object(),
-        "rng": _Object(),
-        "losses": _List(_Nullable(_Type("number"))),
-        "grad_norms": _List(_Nullable(_Type("number"))),
-        "evals": _List(_List(_Type("any"), 2)),  # [step, {metric: value}]
-        "dropout_seed": _Int(0, 1 << 128),
-        "best": _Object(),
+        "options": Object(),
+        "rng": Object(),
+        "losses": List(Nullable(Type("number"))),
+        "grad_norms": List(Nullable(Type("number"))),
+        "evals": List(List(Type("any"), 2)),  # [step, {metric: value}]
+        "dropout_seed": Int(0, 1 << 128),
+        "best": Object(),
     }
 )
-EXTRA_SCHEMA = _Object(
+EXTRA_SCHEMA = Object(
     {
         "vocab": _VOCAB,
         "src_vocab": _VOCAB,
         "tgt_vocab": _VOCAB,
-        "tags": _List(_Type("str", 1000), 1 << 20),
-        "metadata": _Object(),
+        "tags": List(Type("str", 1000), 1 << 20),
+        # the notes of models and tasks are open; the keys seqkit reads are typed (the CLI checks
+        # its own record, "cli", against the schema of its options when it resumes)
+        "metadata": Object({"task": Object({"name": Type("str", 100)}, required=("name",))}),
         "training": _TRAINING,
     }
 )
-_META_SCHEMA = _Object(
+_META_SCHEMA = Object(
     {
-        "format": _Type("str"),
-        "version": _Int(1, FORMAT_VERSION),
-        "kind": _Type("str", 100),
+        "format": Type("str"),
+        "version": Int(1, FORMAT_VERSION),
+        "kind": Type("str", 100),
         "config": CONFIG_SCHEMA,
         "extra": EXTRA_SCHEMA,
     },

@@ -19,6 +19,7 @@ from seqkit._cli_tasks import (
     COMMANDS,
     check_out_path,
     check_plot_path,
+    data_digest,
     limit_length,
     load_for,
     read_lines,
@@ -55,6 +56,10 @@ class _Group(click.Group):
             # as a tool killed by SIGPIPE would; later writes go nowhere
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(141)
+        except MemoryError as exc:  # what no estimate foresaw (seqkit.memory checks first)
+            if debug:
+                raise
+            raise click.ClickException(f"out of memory: {_one_line(exc)}") from None
         except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
             if debug:
                 raise
@@ -223,6 +228,32 @@ def _model_options() -> list:
     ]
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of a Python option name (``clip_norm`` -> ``--clip-norm``,
+    ``num_layers`` -> ``--layers``): the one mapping the options and the messages use."""
+    cli_name = {v: k for k, v in _MODEL_NAMES.items()}.get(name, name)
+    return "--" + cli_name.replace("_", "-")
+
+
+def _python_names() -> list[str]:
+    """The Python names of every option ``seqkit train`` passes on: the fields of
+    :class:`~seqkit.TrainingOptions` and the model constructor's names."""
+    import attrs
+
+    from seqkit.options import TrainingOptions
+
+    fields = [f.name for f in attrs.fields(TrainingOptions)]
+    return fields + [_MODEL_NAMES.get(k, k) for k in _MODEL]
+
+
+def _cli_spelling(message: str) -> str:
+    """``message`` (from Python: options named ``'clip_norm'``) in the command line's spelling
+    (``--clip-norm``). Errors raised in Python name the Python option; the CLI says its flag."""
+    for name in _python_names():
+        message = message.replace(f"'{name}'", _flag(name))
+    return message
+
+
 def _training_options() -> list:
     """One click option per field of :class:`seqkit.TrainingOptions`, generated."""
     import attrs
@@ -231,7 +262,7 @@ def _training_options() -> list:
 
     options = []
     for field in attrs.fields(TrainingOptions):
-        flag = "--" + field.name.replace("_", "-")
+        flag = _flag(field.name)
         default = _CLI_DEFAULTS.get(field.name, field.default)
         kwargs = {"default": default, "help": field.metadata["help"], "show_default": True}
         if field.type == "bool":
@@ -279,7 +310,8 @@ def _with(options: list):
     "resume",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Continue the run saved in this checkpoint (same data and options).",
+    help="Continue the run saved in this checkpoint; give its FILE or --corpus again (checked "
+    "against the sha256 the checkpoint holds).",
 )
 @_with(_model_options() + _training_options())
 def train(file, corpus, out, checkpoint_every, resume, **options):
@@ -298,23 +330,64 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
     nproc = options.pop("nproc")
     if nproc > 1 and from_environment() is None:
         sys.exit(_launch(nproc, options))
-    model, run = None, {"file": str(Path(file).resolve()) if file else None, "corpus": corpus}
+    model = saved = None
     if resume is not None:
         model, saved = _resumed(resume, options)
-        run, out = saved["run"], out or resume
+        out = out or resume
         checkpoint_every = checkpoint_every or saved.get("checkpoint_every")
-        if file is None and corpus is None:
-            file, corpus = run["file"], run["corpus"]
-            if file and not Path(file).is_file():
-                raise click.ClickException(
-                    f"{resume} was trained on {file}, which no longer exists; give FILE"
-                )
+        if file is None and corpus is None:  # never a path the checkpoint names: it is untrusted
+            raise click.UsageError(
+                f"--resume {resume} needs its training data again: {_data_hint(saved['run'])}"
+            )
     elif out is None:
         raise click.UsageError("--out MODEL is required (unless --resume MODEL)")
     task = get_task(options["task"])
     _task_defaults(task, options, resumed=model is not None)
     examples = training_examples(task, file, corpus, options["level"])
+    run = _run_record(file, corpus, examples)
+    if saved is not None:
+        _check_same_data(resume, saved["run"], run)
     _train_and_report(task, examples, out, options, run=run, model=model, every=checkpoint_every)
+
+
+def _run_record(file: str | None, corpus: str | None, examples) -> dict:
+    """The checkpoint's record of the training data: where it came from (for messages only)
+    and the digest ``--resume`` checks the data it is given against."""
+    return {
+        "file": str(Path(file).resolve()) if file else None,
+        "corpus": corpus,
+        "sha256": data_digest(examples),
+        "examples": len(examples),
+    }
+
+
+def _data_hint(run: dict) -> str:
+    """What ``--resume`` needs on the command line, from the checkpoint's record of the data
+    (shown, never opened)."""
+    if run.get("corpus"):
+        return f"--corpus {run['corpus']}"
+    where = f" (the run read {run['file']!r})" if run.get("file") else ""
+    digest = f" whose examples have sha256 {run['sha256'][:16]}..." if run.get("sha256") else ""
+    return f"FILE{digest}{where}"
+
+
+def _check_same_data(path: str, saved: dict, now: dict) -> None:
+    """The data given to ``--resume`` must be the run's: the same sha256 of its examples."""
+    if saved.get("sha256") is None:  # written before seqkit recorded it: the vocabulary decides
+        click.echo(
+            f"seqkit: warning: {path} records no digest of its training data; only the "
+            "vocabulary is checked",
+            err=True,
+        )
+        return
+    if saved["sha256"] != now["sha256"]:
+        given = f"--corpus {now['corpus']}" if now["corpus"] else repr(now["file"])
+        raise click.ClickException(
+            f"cannot resume {path}: the examples of {given} (sha256 {now['sha256'][:16]}..., "
+            f"{now['examples']:,} examples) are not the data it was trained on (sha256 "
+            f"{saved['sha256'][:16]}..., {saved.get('examples') or 0:,} examples); give "
+            f"{_data_hint(saved)}"
+        )
 
 
 def _task_defaults(task, options: dict, *, resumed: bool) -> None:
@@ -350,16 +423,17 @@ def _resumed(path: str, options: dict):
     from seqkit.models import load
 
     saved = read_checkpoint(path).extra.get("metadata", {}).get("cli")
-    if not saved:
+    if saved is None:
         raise click.ClickException(
             f"{path}: holds no training state to resume (was it written by 'seqkit train'?)"
         )
+    _check_record(path, saved)
     ctx = click.get_current_context()
     given = {
         k for k in options if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
     }
     differs = [
-        f"--{k.replace('_', '-')} {options[k]!r} (saved {saved['options'].get(k)!r})"
+        f"{_flag(k)} {options[k]!r} (saved {saved['options'].get(k)!r})"
         for k in _SHAPE
         if k in given and options[k] != saved["options"].get(k)
     ]
@@ -429,7 +503,10 @@ def _train_and_report(task, examples, out, options: dict, *, run=None, model=Non
         click.echo(f"seqkit: interrupted; {out} holds {report.holds()}", err=True)
         sys.exit(130)
     except TrainingDiverged as exc:
-        raise click.ClickException(f"{exc}; {report.where()}") from None
+        message = f"{_cli_spelling(str(exc))}; {report.where(exc.good_step)}"
+        raise click.ClickException(message) from None
+    except (ValueError, SeqkitError) as exc:  # fit's checks name options as Python does
+        raise click.ClickException(_cli_spelling(str(exc))) from None
     if not main:
         return model, history
     if not every:
@@ -456,12 +533,106 @@ def _plot(history, path: str) -> None:
     click.echo(f"wrote {path}", err=True)
 
 
+# train's parameters that are not in the record: the data and files of this call, and how to show
+_NOT_RECORDED = ("file", "corpus", "out", "checkpoint_every", "resume", "nproc")
+_NOT_RECORDED += ("device", "plot_path", "progress")
+
+
 def _record(model, options: dict, run: dict | None, every: int | None) -> dict:
     """What ``--resume`` needs: the data source and every option but where to show and plot."""
-    shown = {k: options[k] for k in options if k not in ("device", "plot_path", "progress")}
+    shown = {k: options[k] for k in options if k not in _NOT_RECORDED}
     shown.update(backend=model.backend.name, dtype=model.backend.dtype)
     record = {"run": run or {"file": None, "corpus": None}, "checkpoint_every": every}
     return {"cli": {**record, "options": shown}}
+
+
+class _Flag:
+    """Schema spec of a recorded option: a JSON value its flag takes (type first, then the
+    flag's own check of ranges and choices); None where the flag's default is None."""
+
+    _JSON = {
+        click.types.BoolParamType: (bool, "true or false"),
+        click.types.IntParamType: (int, "an integer"),
+        click.types.FloatParamType: ((int, float), "a finite number"),
+        click.types.StringParamType: (str, "a string"),
+        click.types.Choice: (str, "a string"),
+    }
+
+    def __init__(self, param: click.Parameter) -> None:
+        self.param = param
+        self.json_type, self.expected = next(
+            v for k, v in self._JSON.items() if isinstance(param.type, k)
+        )
+
+    def check(self, value, where: str) -> None:
+        from seqkit._schema import SchemaError
+
+        p = self.param
+        if value is None and p.default is None:
+            return
+        ok = isinstance(value, self.json_type) and not (
+            isinstance(value, bool) and self.json_type is not bool
+        )
+        ok = ok and not (isinstance(value, float) and not math.isfinite(value))
+        ok = ok and not (isinstance(value, str) and len(value) > 1000)
+        if not ok:
+            raise SchemaError(
+                f"{where} must be {self.expected}, a value of {p.opts[0]} (got {value!r:.60})"
+            )
+        try:
+            p.type.convert(value, p, None)
+        except click.BadParameter as exc:
+            raise SchemaError(f"{where} is not a value of {p.opts[0]}: {exc.message}") from None
+
+
+def _record_schema():
+    """The schema of a checkpoint's ``extra.metadata.cli`` (what :func:`_record` writes), made
+    from ``train``'s own options: every recorded option is typed and range-checked by its flag."""
+    from seqkit._schema import Int, Nullable, Object, Text, Type
+
+    run = Object(
+        {
+            "file": Nullable(Type("str", 4096)),
+            "corpus": Nullable(Type("str", 100)),
+            "sha256": Nullable(Text("64 lowercase hex digits", r"[0-9a-f]{64}")),
+            "examples": Nullable(Int(0, 1 << 62)),
+        },
+        open=False,
+    )
+    options = {p.name: _Flag(p) for p in train.params if p.name not in _NOT_RECORDED}
+    return Object(
+        {
+            "run": run,
+            "checkpoint_every": Nullable(Int(1, 1 << 62)),
+            "options": Object(options, open=False),
+        },
+        required=("run", "options"),
+        open=False,
+    )
+
+
+def _check_record(path: str, saved) -> None:
+    """One line naming the field when a checkpoint's ``extra.metadata.cli`` breaks its schema
+    or holds training options :class:`~seqkit.TrainingOptions` refuses."""
+    import attrs
+
+    from seqkit._schema import SchemaError
+    from seqkit.options import TrainingOptions
+
+    where = "extra.metadata.cli"
+    try:
+        _record_schema().check(saved, where)
+        names = {f.name for f in attrs.fields(TrainingOptions)}
+        stored = {k: v for k, v in saved["options"].items() if k in names}
+        try:
+            TrainingOptions(**stored)
+        except ValueError as exc:
+            message = str(exc)
+            for name in names:
+                message = message.replace(f"'{name}'", f"{where}.options.{name}")
+            raise SchemaError(message) from None
+    except SchemaError as exc:
+        raise click.ClickException(f"{path}: invalid checkpoint metadata: {exc}") from None
 
 
 def _options(options: dict):
@@ -474,10 +645,7 @@ def _options(options: dict):
     try:
         return TrainingOptions(**{k: options[k] for k in names})
     except ValueError as exc:
-        message = str(exc)
-        for name in names:
-            message = message.replace(f"'{name}'", "--" + name.replace("_", "-"))
-        raise click.ClickException(message) from None
+        raise click.ClickException(_cli_spelling(str(exc))) from None
 
 
 def _new_model(task, train_data, vocabulary: dict, options: dict):
@@ -485,19 +653,22 @@ def _new_model(task, train_data, vocabulary: dict, options: dict):
     rest (an option the model does not take is one line naming the ones it does)."""
     given = {k: options[k] for k in _MODEL if options[k] is not None}
     taken = task.model_options()
-    wrong = ["--" + k.replace("_", "-") for k in given if _MODEL_NAMES.get(k, k) not in taken]
+    wrong = [_flag(k) for k in given if _MODEL_NAMES.get(k, k) not in taken]
     if wrong:
         raise click.UsageError(
             f"task {task.name!r} ({task.model_kind}) does not take {', '.join(wrong)}"
         )
     backend = _backend(options["backend"], _device(options["device"]), options["dtype"])
-    return task.build_model(
-        train_data,
-        vocabulary=vocabulary,
-        backend=backend,
-        seed=options["seed"],
-        **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
-    )
+    try:
+        return task.build_model(
+            train_data,
+            vocabulary=vocabulary,
+            backend=backend,
+            seed=options["seed"],
+            **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
+        )
+    except (ValueError, SeqkitError) as exc:  # the model's checks name options as Python does
+        raise click.ClickException(_cli_spelling(str(exc))) from None
 
 
 def _vocabulary_size(model) -> int:
@@ -563,10 +734,17 @@ class _Report(Callback):
     def holds(self) -> str:
         return f"the model from step {self.saved_step}" if self.saved_step else "nothing new"
 
-    def where(self) -> str:
-        if self.saved_step:
+    def where(self, good_step: int) -> str:
+        """Where ``out`` stands after a divergence whose last good parameters are step
+        ``good_step``'s."""
+        if not self.saved_step:
+            return f"{self.out} was not written"
+        if self.saved_step <= good_step:
             return f"{self.out} holds the model from step {self.saved_step}"
-        return f"{self.out} was not written"
+        return (
+            f"{self.out} holds the model from step {self.saved_step}, whose parameters gave the "
+            "diverging loss"
+        )
 
 
 def _write(line: str) -> None:
@@ -607,7 +785,8 @@ def demo(out, steps, backend, progress):
         progress=progress,
         eval_every=max(1, steps // 3),
     )
-    model, _ = _train_and_report(task, examples, out, options)
+    run = _run_record(None, "surnames", examples)
+    model, _ = _train_and_report(task, examples, out, options, run=run)
     click.echo("ten surnames seqkit invented:")
     for name in model.sample(10, seed=0, max_len=30):
         click.echo(f"  {name}")

@@ -196,11 +196,11 @@ class TrainingOptions:
         return out
 
     def differences(self, saved: dict, *, ignore: tuple[str, ...] = ("steps",)) -> list[str]:
-        """``"name: saved X, now Y"`` for every field whose stored value differs from ``saved``."""
+        """``"'name': saved X, now Y"`` for every field whose value differs from ``saved``."""
         now = self.to_dict()
         defaults = TrainingOptions().to_dict()
         return [
-            f"{name}: saved {saved.get(name, defaults[name])!r}, now {value!r}"
+            f"{name!r}: saved {saved.get(name, defaults[name])!r}, now {value!r}"
             for name, value in now.items()
             if name not in ignore and saved.get(name, defaults[name]) != value
         ]

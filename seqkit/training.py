@@ -2,15 +2,27 @@
 
 One step: draw a minibatch (reproducibly, from the training random state), ask the backend for
 the loss and the gradients (hand-written BPTT on NumPy, autograd on PyTorch), average them over
-the processes of a data-parallel job, refuse non-finite values (the seed's exploding gradient:
-the parameters stay at their last good values), clip by value and/or by global norm, and let the
-optimizer update the parameters with the scheduled learning rate. Everything else (progress,
-evaluation on dev data, early stopping, checkpoints, user code) is a
+the processes of a data-parallel job, stop a run that diverged (see below), clip by value and/or
+by global norm, and let the optimizer update the parameters with the scheduled learning rate.
+Everything else (progress, evaluation on dev data, early stopping, checkpoints, user code) is a
 :class:`~seqkit.callbacks.Callback`.
 
 Everything that decides the next step lives in one :class:`TrainingState` (step, optimizer
 buffers, the random generator, the epoch's example order, the best evaluation), so a run saved
 every N steps and resumed gives exactly the parameters of a run that was never interrupted.
+
+Divergence. Every model trains on a mean cross-entropy (per token or per sequence), which starts
+near ``log(V)`` (a fresh model predicts nearly uniformly) and goes down. A run has diverged when
+step ``s``'s loss or gradient norm is not finite, or its loss is above
+:data:`DIVERGENCE_FACTOR` times the run's first loss (the first loss counted as at least 1 nat,
+for a run that starts from a trained model). A loss that far up means logits off by hundreds
+against the true token: no schedule that still converges goes there (warm-up, high learning
+rates and their spikes stay within a few times the first loss; ``docs/training.rst`` gives the
+measured runs), while a run that blew up is there within steps (``lr=1e6``: 10**7 nats). The
+parameters that gave step ``s``'s loss are those of step ``s - 1``, so a loss out of bounds
+takes the model back to those of step ``s - 2`` (kept as a copy at every step); a non-finite
+gradient with a loss in bounds keeps those of step ``s - 1``. :class:`TrainingDiverged` says
+which.
 """
 
 from __future__ import annotations
@@ -28,15 +40,39 @@ from seqkit.clip import clip_grad_norm, clip_grad_value, global_norm
 from seqkit.config import resolve_seed
 from seqkit.context import Context
 from seqkit.errors import SeqkitError
+from seqkit.memory import check_training
 from seqkit.optim import Optimizer, get_optimizer
 from seqkit.options import TrainingOptions
 from seqkit.schedules import get_schedule
 
-__all__ = ["Examples", "Run", "TrainingDiverged", "TrainingHistory", "TrainingState", "train"]
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "Examples",
+    "Run",
+    "TrainingDiverged",
+    "TrainingHistory",
+    "TrainingState",
+    "train",
+]
+
+#: A training loss above this many times the run's first loss (at least 1 nat) is divergence.
+DIVERGENCE_FACTOR = 100.0
 
 
 class TrainingDiverged(SeqkitError, FloatingPointError):
-    """The loss or a gradient became non-finite; the model keeps its last good parameters."""
+    """Training diverged (see :mod:`seqkit.training`); the model keeps its last good parameters.
+
+    Attributes:
+        step: the step whose loss or gradient showed it.
+        good_step: the step whose parameters the model holds now (the last good ones).
+        history: the run's :class:`TrainingHistory` up to ``step - 1``.
+
+    The message names options as Python spells them (``'lr'``); the command line says its flags.
+    """
+
+    def __init__(self, message: str, *, step: int, good_step: int, history=None) -> None:
+        super().__init__(message)
+        self.step, self.good_step, self.history = step, good_step, history
 
 
 @attrs.frozen
@@ -155,6 +191,8 @@ class Run:
     callbacks: list[Callback]
     main: bool = True
     stop: bool = False
+    #: a copy of the parameters before the last update: what a diverged run goes back to
+    previous: dict | None = None
 
     @property
     def history(self) -> TrainingHistory:
@@ -192,8 +230,10 @@ def train(
             equal a one-process run with the same global batch.
 
     Raises:
-        TrainingDiverged: the loss or a gradient became non-finite; parameters are unchanged
-            from the step before.
+        TrainingDiverged: the run diverged (the rule is in the module's docstring); the model
+            holds the parameters of ``good_step``. When that is an earlier step than the one
+            the training state reached, :attr:`Model.training_state` is cleared (there is
+            nothing consistent to resume: the same options would diverge again).
     """
     world = distributed.world_size if distributed is not None else 1
     if options.batch_size < world:
@@ -202,6 +242,9 @@ def train(
             f"(got {options.batch_size})"
         )
     optimizer = build_optimizer(options.optimizer, options.lr, options.weight_decay)
+    # the optimizer's buffers (unless resumed: loaded already) and the last good parameters
+    copies = 1 + (len(optimizer.buffers()) if resume is None else 0)
+    check_training(model, examples, options.batch_size, copies)
     if resume is None:
         saved = {**options.to_dict(), "n_items": examples.size}
         state = _fresh_state(model, optimizer, saved, options.seed, examples.size)
@@ -232,7 +275,7 @@ def _resumed(model, state: TrainingState, options: TrainingOptions, n_items: int
     """``state`` if ``options`` and the data size equal the saved ones (all but ``steps``)."""
     changed = options.differences(state.options)
     if state.options.get("n_items", n_items) != n_items:
-        changed.append(f"n_items: saved {state.options['n_items']!r}, now {n_items!r}")
+        changed.append(f"training examples: saved {state.options['n_items']!r}, now {n_items!r}")
     if changed:
         raise ValueError(f"cannot resume with different training options ({'; '.join(changed)})")
     if state.last_params is not None:  # the best were restored at the end: go on from here
@@ -273,12 +316,9 @@ def _step(run: Run, examples: Examples, rng: np.random.Generator, shard: slice, 
         if world > 1:
             loss, grads = model.backend.data_parallel.all_reduce_mean(loss, grads, batch.weight)
         norm = global_norm(grads)
-    if not (math.isfinite(loss) and math.isfinite(norm)):
-        what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", norm)
-        raise TrainingDiverged(
-            f"step {step}: the {what} is {value}: training stopped, the model keeps its "
-            f"parameters from step {step - 1}; lower 'lr' or set 'clip_norm'"
-        )
+    _check_divergence(run, step, loss, norm)
+    ops = model.backend.ops
+    run.previous = {name: ops.copy(value) for name, value in model.params.items()}
     if opts.clip_value is not None:
         grads = clip_grad_value(grads, opts.clip_value)
     if opts.clip_norm is not None:
@@ -294,6 +334,42 @@ def _step(run: Run, examples: Examples, rng: np.random.Generator, shard: slice, 
     state.history.grad_norms.append(norm)
     state.history.tokens += batch.n_tokens * world
     return loss
+
+
+def _check_divergence(run: Run, step: int, loss: float, norm: float) -> None:
+    """Raise :class:`TrainingDiverged` (after restoring the last good parameters) when step
+    ``step``'s ``loss`` or gradient ``norm`` says the run diverged (the module's rule)."""
+    losses = run.history.losses
+    first = losses[0] if losses else loss
+    bound = DIVERGENCE_FACTOR * max(first, 1.0)
+    if math.isfinite(loss) and loss <= bound and math.isfinite(norm):
+        return
+    if not math.isfinite(loss):
+        what = f"the training loss is {loss}"
+    elif loss > bound:
+        what = (
+            f"the training loss {loss:.4g} is over {DIVERGENCE_FACTOR:g} times the run's first "
+            f"({first:.4g})"
+        )
+    else:
+        what = f"the gradient norm is {norm}"
+    good = step - 1
+    if (not math.isfinite(loss) or loss > bound) and run.previous is not None:
+        # these parameters gave the bad loss: go back to the ones before the last update
+        run.model._set_params({k: run.model.backend.to_numpy(v) for k, v in run.previous.items()})
+        run.model.training_state = None
+        good = step - 2
+    clip = run.options.clip_norm
+    advice = f"lower 'lr' ('clip_norm' is {clip:g})" if clip else "lower 'lr' or set 'clip_norm'"
+    if step == 1:  # no update was made: neither lr nor clipping is the cause
+        advice = "the initial parameters give it: check them and the data"
+    kept = "its initial parameters" if good == 0 else f"its parameters from step {good}"
+    raise TrainingDiverged(
+        f"step {step}: {what}: training diverged and stopped; the model keeps {kept}; {advice}",
+        step=step,
+        good_step=good,
+        history=run.history,
+    )
 
 
 def _context(state: TrainingState, step: int, shard: slice, world: int, global_batch: int):

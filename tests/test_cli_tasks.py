@@ -619,11 +619,11 @@ def test_resume_with_steps_not_above_the_saved_step_is_refused(tmp_path, data):
     out = tmp_path / "m.npz"
     assert train("classify", data["classify"], out, "--checkpoint-every", 3).exit_code == 0
     before = out.read_bytes()
-    result = run("train", "--resume", out, "--steps", 2)
+    result = run("train", data["classify"], "--resume", out, "--steps", 2)
     assert result.exit_code == 1
     assert "the run is at step 3 and --steps is 2; give a larger --steps" in result.stderr
     assert out.read_bytes() == before
-    again = run("train", "--resume", out, "--steps", 5, "--no-progress")
+    again = run("train", data["classify"], "--resume", out, "--steps", 5, "--no-progress")
     assert again.exit_code == 0, again.output
     model = seqkit.load(out)
     assert model.training_state.step == 5 and model.metadata["task"]["labels"] == ["f", "m"]

@@ -90,7 +90,7 @@ def test_checkpoint_from_two_processes_resumes_on_one(tmp_path, data):
     seqkit(
         "train", data, "--out", part, "--steps", 8, "--checkpoint-every", 4, "--nproc", 2, *COMMON
     )
-    seqkit("train", "--resume", part, "--steps", 16, "--no-progress")
+    seqkit("train", data, "--resume", part, "--steps", 16, "--no-progress")
     assert_same_params(tmp_path / "whole.npz", part, 1e-12)
 
 
@@ -148,5 +148,5 @@ def test_a_dead_rank_stops_the_job_and_the_checkpoint_survives(tmp_path, data):
         saved = read_checkpoint(out).extra["training"]["step"]
     except CheckpointError as exc:  # pragma: no cover - would mean a torn write
         pytest.fail(f"checkpoint damaged: {exc}")
-    resumed = seqkit("train", "--resume", out, "--steps", saved + 3, "--no-progress")
+    resumed = seqkit("train", data, "--resume", out, "--steps", saved + 3, "--no-progress")
     assert f"at step {saved} of {saved + 3}" in resumed.stderr

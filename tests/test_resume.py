@@ -46,7 +46,7 @@ def test_resume_refuses_changed_options(tmp_path):
     path = tmp_path / "ckpt.npz"
     fresh().fit(TEXTS, steps=2, batch_size=4, lr=0.01, seed=0, checkpoint=path)
     model = seqkit.load(path, backend="numpy", dtype="float64")
-    with pytest.raises(ValueError, match=r"batch_size: saved 4, now 5"):
+    with pytest.raises(ValueError, match=r"'batch_size': saved 4, now 5"):
         model.fit(TEXTS, steps=4, batch_size=5, lr=0.01, seed=0, resume=True)
 
 
@@ -107,7 +107,8 @@ def test_sigkill_then_resume_from_the_command_line(tmp_path, extra):
     assert killed.exists()
     saved_step = read_checkpoint(killed).extra["training"]["step"]
     assert saved_step < 60, "the run finished before it could be killed"
-    result = CliRunner().invoke(cli, ["train", "--resume", str(killed), "--no-progress"])
+    resume = ["train", str(data), "--resume", str(killed), "--no-progress"]
+    result = CliRunner().invoke(cli, resume)
     assert result.exit_code == 0, result.output
     assert f"at step {saved_step} of 60" in result.stderr
     a, b = _params(whole), _params(killed)
@@ -146,9 +147,7 @@ def test_resume_refuses_a_changed_shape_or_vocabulary(tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("\n".join(TEXTS + ["zzyzx"]) + "\n")
     result = runner.invoke(cli, ["train", str(other), "--resume", str(out), "--steps", "5"])
-    assert (
-        result.exit_code == 1 and "vocabulary differs" in result.stderr and "'x'" in result.stderr
-    )
+    assert result.exit_code == 1 and "are not the data it was trained on" in result.stderr
 
 
 def test_every_architecture_resumes_exactly(tmp_path):
@@ -170,3 +169,75 @@ def test_every_architecture_resumes_exactly(tmp_path):
     resumed.fit(texts, labels, steps=9, resume=True, **options)
     for name, value in whole.numpy_params().items():
         np.testing.assert_array_equal(resumed.numpy_params()[name], value, err_msg=name)
+
+
+_OPENED: list = []
+_RECORDING = {"on": False}
+
+
+def _audit(event, args):
+    if _RECORDING["on"] and event == "open" and isinstance(args[0], str | bytes | os.PathLike):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)  # every open() of the process (builtins, io, pathlib, numpy)
+
+
+def _edit_record(path, edit):
+    """Rewrite ``path`` with ``edit(metadata["cli"])`` applied."""
+    import json
+
+    import attrs
+
+    from seqkit.checkpoint import save_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    extra = json.loads(json.dumps(checkpoint.extra))
+    edit(extra["metadata"]["cli"])
+    save_checkpoint(path, attrs.evolve(checkpoint, extra=extra))
+
+
+def test_resume_never_reads_a_path_the_checkpoint_names(tmp_path):
+    """The issue's item 5: the stored data path edited to another file; that file is never
+    opened (audited), its contents never shown; --resume needs the data on the command line."""
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "m.npz"
+    runner = CliRunner()
+    common = ["--steps", "4", "--hidden-size", "6", "--no-progress", "--checkpoint-every", "2"]
+    assert runner.invoke(cli, ["train", str(data), "--out", str(out), *common]).exit_code == 0
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-TOKEN-zqx\n" * 3)
+    _edit_record(out, lambda cli_record: cli_record["run"].update(file=str(secret)))
+
+    _OPENED.clear()
+    _RECORDING["on"] = True
+    try:
+        result = runner.invoke(cli, ["train", "--resume", str(out), "--steps", "6"])
+    finally:
+        _RECORDING["on"] = False
+    assert result.exit_code == 2 and "needs its training data again: FILE" in result.stderr
+    assert "Traceback" not in result.output and "SECRET" not in result.output
+    assert str(secret) not in _OPENED and str(out) in _OPENED
+
+    # the right data resumes; other data (the secret file itself, given) is refused by digest
+    wrong = runner.invoke(cli, ["train", str(secret), "--resume", str(out), "--steps", "6"])
+    assert wrong.exit_code == 1 and "are not the data it was trained on" in wrong.stderr
+    assert "SECRET" not in wrong.output  # the digest decides, before any vocabulary is shown
+    ok = runner.invoke(cli, ["train", str(data), "--resume", str(out), "--steps", "6"])
+    assert ok.exit_code == 0, ok.output
+    assert "resuming" in ok.stderr and "at step 4 of 6" in ok.stderr
+
+
+def test_resume_of_a_corpus_run_needs_the_corpus(tmp_path):
+    out = tmp_path / "m.npz"
+    runner = CliRunner()
+    args = ["--steps", "2", "--hidden-size", "4", "--batch-size", "4", "--no-progress"]
+    first = runner.invoke(cli, ["train", "--corpus", "first-names", "--out", str(out), *args])
+    assert first.exit_code == 0, first.output
+    result = runner.invoke(cli, ["train", "--resume", str(out), "--steps", "3"])
+    assert result.exit_code == 2 and "needs its training data again: --corpus first-names" in (
+        result.stderr
+    )
+    again = ["train", "--corpus", "first-names", "--resume", str(out), "--steps", "3"]
+    assert runner.invoke(cli, again).exit_code == 0

@@ -93,9 +93,9 @@ def test_resume_with_a_changed_option_names_it(tmp_path):
     path = tmp_path / "m.npz"
     lm().fit(TEXTS, steps=2, batch_size=4, lr=0.01, seed=0, checkpoint=path)
     model = seqkit.load(path, backend="numpy", dtype="float64")
-    with pytest.raises(ValueError, match=r"lr_schedule: saved 'constant', now 'cosine'"):
+    with pytest.raises(ValueError, match=r"'lr_schedule': saved 'constant', now 'cosine'"):
         model.fit(TEXTS, steps=4, batch_size=4, lr=0.01, seed=0, lr_schedule="cosine", resume=True)
-    with pytest.raises(ValueError, match=r"optimizer: saved 'adam', now 'sgd'"):
+    with pytest.raises(ValueError, match=r"'optimizer': saved 'adam', now 'sgd'"):
         model.fit(TEXTS, steps=4, batch_size=4, lr=0.01, seed=0, optimizer="sgd", resume=True)
 
 
@@ -284,3 +284,127 @@ def test_dev_evaluation_and_early_stopping_agree_on_torch():
         assert a["nats_per_token"] == pytest.approx(b["nats_per_token"], rel=1e-10)
     for name in p:
         np.testing.assert_allclose(q[name], p[name], rtol=1e-8, atol=1e-11, err_msg=name)
+
+
+# --- divergence ------------------------------------------------------------------------------
+
+
+def spike_at(model, step, factor, *, grads=False):
+    """Make training step ``step``'s loss (or its gradients) ``factor`` times larger."""
+    calls = {"n": 0}
+    real = model.loss_and_grads
+
+    def loss_and_grads(batch, *, ctx=None):
+        loss, g = real(batch, ctx=ctx)
+        if ctx is not None and ctx.training:  # not the memory check's measurement
+            calls["n"] += 1
+            if calls["n"] == step:
+                if grads:
+                    g = {k: v * factor for k, v in g.items()}
+                else:
+                    loss = loss * factor
+        return loss, g
+
+    model.loss_and_grads = loss_and_grads
+
+
+def params_after(steps, **options):
+    """The parameters of an uninterrupted run of ``steps`` steps (the initial ones for 0)."""
+    model = lm()
+    if steps:
+        model.fit(TEXTS, steps=steps, batch_size=4, seed=0, **options)
+    return model.numpy_params()
+
+
+def assert_params_equal(a, b):
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_huge_lr_diverges_and_keeps_the_last_good_parameters():
+    model = lm()
+    with pytest.raises(seqkit.TrainingDiverged) as info:
+        model.fit(TEXTS, steps=30, batch_size=4, seed=0, lr=1e6)
+    exc = info.value
+    assert exc.good_step == exc.step - 2 >= 0
+    assert f"step {exc.step}: the training loss" in str(exc) and "over 100 times" in str(exc)
+    # "last good": exactly the parameters of a run stopped at that step
+    assert_params_equal(model.numpy_params(), params_after(exc.good_step, lr=1e6))
+    assert model.training_state is None  # no consistent state to resume from
+
+
+@pytest.mark.parametrize(
+    ("factor", "diverges"),
+    [(99.0, False), (101.0, True), (math.inf, True), (math.nan, True)],
+)
+def test_the_divergence_rule_is_100_times_the_first_loss(factor, diverges):
+    """A loss spike just under the bound passes (and the run goes on); just over, or
+    non-finite, stops the run at that step with the parameters of two steps before."""
+    model = lm()
+    first = lm()
+    first.fit(TEXTS, steps=1, batch_size=4, seed=0)
+    ratio = factor * max(first.training_state.history.losses[0], 1.0)
+    spike_at(model, 5, ratio / model_loss_at(5))
+    if not diverges:
+        model.fit(TEXTS, steps=8, batch_size=4, seed=0)
+        return
+    with pytest.raises(seqkit.TrainingDiverged, match="step 5: the training loss") as info:
+        model.fit(TEXTS, steps=8, batch_size=4, seed=0)
+    assert (info.value.step, info.value.good_step) == (5, 3)
+    assert_params_equal(model.numpy_params(), params_after(3))
+
+
+def model_loss_at(step):
+    """The loss of an undisturbed run at ``step``."""
+    model = lm()
+    model.fit(TEXTS, steps=step, batch_size=4, seed=0)
+    return model.training_state.history.losses[step - 1]
+
+
+def test_a_non_finite_gradient_keeps_the_parameters_of_the_step_before():
+    model = lm()
+    spike_at(model, 4, math.inf, grads=True)
+    with pytest.raises(
+        seqkit.TrainingDiverged, match=r"step 4: the gradient norm is (inf|nan)"
+    ) as info:
+        model.fit(TEXTS, steps=8, batch_size=4, seed=0)
+    assert info.value.good_step == 3
+    assert_params_equal(model.numpy_params(), params_after(3))
+    assert model.training_state.step == 3  # consistent with the parameters: resumable
+
+
+@pytest.mark.parametrize(
+    ("clip", "advice"),
+    [(5.0, "lower 'lr' ('clip_norm' is 5)"), (None, "lower 'lr' or set 'clip_norm'")],
+)
+def test_divergence_advice_is_true(clip, advice):
+    model = lm()
+    spike_at(model, 3, math.nan)
+    with pytest.raises(seqkit.TrainingDiverged) as info:
+        model.fit(TEXTS, steps=5, batch_size=4, seed=0, clip_norm=clip)
+    assert str(info.value).endswith(advice)
+
+
+def test_runs_with_high_learning_rates_that_converge_never_trip_the_rule():
+    """Warm-up, a cosine schedule and high rates for Adam and SGD: no false divergence, and
+    the largest loss stays far under the bound (measured ratios: docs/training.rst)."""
+    for options in (
+        {"optimizer": "adam", "lr": 0.1, "warmup_steps": 20, "lr_schedule": "cosine"},
+        {"optimizer": "sgd", "lr": 3.0, "warmup_steps": 10},
+        {"optimizer": "adam", "lr": 0.3},
+    ):
+        model = lm()
+        history = model.fit(TEXTS, steps=80, batch_size=4, seed=0, **options)
+        assert max(history.losses) < 10 * max(history.losses[0], 1.0), options
+
+
+def test_divergence_restores_the_last_good_parameters_on_torch():
+    pytest.importorskip("torch")
+    model, ref = lm("torch"), lm("torch")
+    spike_at(model, 6, 1e6)
+    with pytest.raises(seqkit.TrainingDiverged) as info:
+        model.fit(TEXTS, steps=9, batch_size=4, seed=0)
+    assert (info.value.step, info.value.good_step) == (6, 4)
+    ref.fit(TEXTS, steps=4, batch_size=4, seed=0)
+    assert_params_equal(model.numpy_params(), ref.numpy_params())

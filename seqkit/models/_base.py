@@ -22,6 +22,7 @@ from seqkit.distributed import DistributedInfo, from_environment
 from seqkit.dropout import Dropout, check_probability
 from seqkit.errors import unknown
 from seqkit.layers import DenseStack, Embedding, OneHot
+from seqkit.memory import check_parameters
 from seqkit.options import TrainingOptions
 from seqkit.recurrent import Recurrent, get_cell
 from seqkit.training import (
@@ -159,6 +160,7 @@ class Model(abc.ABC):
         self.network = self._network()
         self.loss_fn = self._loss()
         if _init:
+            check_parameters(self)  # one line, not a MemoryError deep in the initialiser
             self._set_params(self.network.init_params(np.random.default_rng(resolve_seed(seed))))
 
     # --- building blocks, for subclasses -------------------------------------------------------
