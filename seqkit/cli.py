@@ -513,9 +513,16 @@ def _train_and_report(task, examples, out, options: dict, *, run=None, model=Non
         model.save(out)
     # tokens/s of this run: a resumed history holds the tokens of the earlier runs too
     rate = (history.tokens - tokens_before) / max(history.seconds, 1e-9)
+    state = model.training_state
+    steps_done = state.step if state is not None else opts.steps
+    best = state.best if state is not None and state.last_params is not None else {}
+    held = ""
+    if best.get("step", steps_done) != steps_done:  # restore_best went back to it
+        held = f"; it holds the best evaluation, step {best['step']:,}"
     _say(
         main,
-        f"wrote {out} after {opts.steps} steps in {history.seconds:.1f} s ({rate:,.0f} tokens/s)",
+        f"wrote {out} after {steps_done:,} steps in {history.seconds:.1f} s "
+        f"({rate:,.0f} tokens/s){held}",
     )
     if len(dev_data):
         metrics = task.evaluate(model, dev_data)

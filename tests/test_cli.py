@@ -222,3 +222,22 @@ def test_a_plugin_cell_trains_from_the_command_line(tmp_path, corpus):
     assert "cell='lstm_peephole'" in result.stderr
     if importlib.util.find_spec("torch") is not None:  # the NumPy-only run (Python 3.13) skips it
         assert run("sample", out, "-n", 2, "--backend", "torch").exit_code == 0
+
+
+@pytest.mark.parametrize("restore", ["--restore-best", "--no-restore-best"])
+def test_train_says_when_it_ended_with_an_earlier_best(tmp_path, restore):
+    # one text to learn, others to hold out: the dev loss falls, then rises as it overfits
+    others = "anna carl dana evan fred gina hugo ivan jack kate lena mona nina otto paul".split()
+    data = tmp_path / "lm.txt"
+    data.write_text("\n".join(["bobby"] * 40 + others) + "\n", encoding="utf-8")
+    out = tmp_path / "m.npz"
+    result = CliRunner().invoke(
+        cli,
+        [str(a) for a in ("train", data, "--out", out, "--steps", 60, "--lr", 0.05, "--eval-every",
+                          2, "--dev-fraction", 0.5, "--hidden-size", 16, "--batch-size", 4,
+                          "--no-progress", restore)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    held = "after 60 steps" in result.output and "it holds the best evaluation, step " in result.output
+    assert held == (restore == "--restore-best"), result.output
