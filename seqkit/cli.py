@@ -251,7 +251,7 @@ def _cli_spelling(message: str) -> str:
     (``--clip-norm``). Errors raised in Python name the Python option; the CLI says its flag."""
     for name in _python_names():
         message = message.replace(f"'{name}'", _flag(name))
-    return message
+    return message.replace("must be None or ", "must be ")  # a flag cannot be given None
 
 
 def _training_options() -> list:

@@ -78,7 +78,7 @@ def test_the_command_line_names_its_own_flag():
         cli, ["train", "--corpus", "surnames", "--out", "x.npz", "--lr", "-1"]
     )
     assert result.exit_code == 1
-    assert "--lr must be None or a positive finite number (got -1.0)" in result.stderr
+    assert "--lr must be a positive finite number (got -1.0)" in result.stderr
 
 
 def test_command_line_options_are_the_fields_of_the_options_class():
