@@ -104,6 +104,9 @@ class JaxBackend(Backend):
     """
 
     name = "jax"
+    #: recurrent_dropout and zoneout (masks inside the scan) are not implemented here: the base
+    #: class refuses such layers in one line rather than run them without their masks
+    loop_masks = False
 
     def __init__(
         self, *, dtype: str = "float32", device: str = "cpu", time_bucket: int = 16
