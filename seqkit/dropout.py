@@ -303,9 +303,7 @@ def stack_masks(ctx: Context, layer, steps: int, batch: int) -> StackMasks:
             between = own if between is None else between * own
         inputs.append(between)
         for _ in range(D):
-            hidden.append(
-                dropout_mask(ctx, (B, layer.state_sizes[0]), layer.recurrent_dropout)
-            )
+            hidden.append(dropout_mask(ctx, (B, layer.state_sizes[0]), layer.recurrent_dropout))
             parts = [zoneout_mask(ctx, (T, B, n), layer.zoneout) for n in layer.state_sizes]
             zoneout.append(None if parts[0] is None else tuple(parts))
     loop = None

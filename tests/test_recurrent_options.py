@@ -114,7 +114,9 @@ def test_zero_probabilities_are_bit_for_bit_no_option_and_draw_nothing(cell):
     assert ctx_a.rng.bit_generator.state == ctx_b.rng.bit_generator.state
     plain = attrs.evolve(with_dropout, dropout=0.0)
     ctx = training(5)
-    assert_same(run(be, plain, params, data, ctx), run(be, plain, params, data, Context()), rtol=0, atol=0)
+    assert_same(
+        run(be, plain, params, data, ctx), run(be, plain, params, data, Context()), rtol=0, atol=0
+    )
     assert ctx.rng.bit_generator.state == training(5).rng.bit_generator.state
 
 
@@ -126,7 +128,9 @@ def test_evaluation_ignores_recurrent_and_input_dropout(cell):
     params = layer.init_params(0)
     data = make_batch(layer, 5, 3, seed=1, with_lengths=True)
     ctx = Context(rng=np.random.default_rng(0))  # a generator, but not training
-    assert_same(run(be, layer, params, data, ctx), run(be, plain, params, data, Context()), rtol=0, atol=0)
+    assert_same(
+        run(be, layer, params, data, ctx), run(be, plain, params, data, Context()), rtol=0, atol=0
+    )
     trained = run(be, layer, params, data, training(0))
     assert not np.array_equal(trained["out"], run(be, plain, params, data, Context())["out"])
 
@@ -227,7 +231,9 @@ def test_masks_are_drawn_in_the_documented_order():
             hidden = seqkit.dropout.draw_mask(child(), (B, 3), 0.5)
             np.testing.assert_array_equal(got.loop.hidden[2 * k + d], hidden)
             for part in got.loop.zoneout[2 * k + d]:
-                np.testing.assert_array_equal(part, seqkit.dropout.draw_keep(child(), (T, B, 3), 0.4))
+                np.testing.assert_array_equal(
+                    part, seqkit.dropout.draw_keep(child(), (T, B, 3), 0.4)
+                )
 
 
 # --- torch ---------------------------------------------------------------------------------------

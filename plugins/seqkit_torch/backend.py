@@ -134,9 +134,9 @@ class TorchBackend(Backend):
         """``"fused"``, ``"compiled"`` or ``"generic"``: how :meth:`recurrent_forward` runs it.
 
         A cell whose compilation failed (see :meth:`compile_stats`) reports ``"generic"`` from
-        then on, which is what it runs. A layer with ``recurrent_dropout`` or ``zoneout`` (masks inside
-        the time loop, ``layer.loop_options``) never takes the fused kernel: ``auto`` chooses
-        for it as for a cell without one.
+        then on, which is what it runs. A layer with ``recurrent_dropout`` or ``zoneout``
+        (masks inside the time loop, ``layer.loop_options``) never takes the fused kernel:
+        ``auto`` chooses for it as for a cell without one.
         """
         from seqkit_torch._fused import fused_kernel
 
