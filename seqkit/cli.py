@@ -29,6 +29,7 @@ from seqkit._cli_tasks import (
 from seqkit.callbacks import Callback
 from seqkit.distributed import from_environment
 from seqkit.errors import SeqkitError
+from seqkit.recurrent import RECURRENT_OPTIONS
 
 __all__ = ["main", "cli"]
 
@@ -102,6 +103,7 @@ _SHAPE = (
     "embedding_size",
     "bidirectional",
     "dropout",
+    *RECURRENT_OPTIONS,
     "dev_fraction",
     "max_len",
     "truncate",
@@ -112,7 +114,40 @@ _SHAPE = (
 _CLI_DEFAULTS = {"steps": 1500, "batch_size": 64, "seed": 0}
 # command-line names of model constructor options where they differ
 _MODEL_NAMES = {"layers": "num_layers"}
-_MODEL = ("cell", "hidden_size", "layers", "embedding_size", "bidirectional", "dropout")
+_MODEL = (
+    "cell",
+    "hidden_size",
+    "layers",
+    "embedding_size",
+    "bidirectional",
+    "dropout",
+    *RECURRENT_OPTIONS,
+)
+
+
+def _recurrent_options() -> list:
+    """One click option per stack option (``RECURRENT_OPTIONS``), generated from the field
+    metadata of :class:`~seqkit.Recurrent`; None (left out) means the task's default, and the
+    values are checked where the stack is built (errors name the flag)."""
+    import attrs
+
+    from seqkit.recurrent import Recurrent
+
+    fields = {field.name: field for field in attrs.fields(Recurrent)}
+    options = []
+    for name in RECURRENT_OPTIONS:
+        field = fields[name]
+        flag = "--" + name.replace("_", "-")
+        shown = "" if field.default is None else f" [default: {field.default}]"
+        kwargs = {"default": None, "help": field.metadata["help"] + shown}
+        if field.type == "bool":
+            kwargs["is_flag"] = True
+        elif "choices" in field.metadata:
+            kwargs["type"] = click.Choice(field.metadata["choices"])
+        else:
+            kwargs["type"] = float if "float" in field.type else int
+        options.append(click.option(flag, name, **kwargs))
+    return options
 
 
 def _model_options() -> list:
@@ -162,6 +197,7 @@ def _model_options() -> list:
             help="Dropout on the input, between layers and before the head (training only; "
             "default 0).",
         ),
+        *_recurrent_options(),
         click.option(
             "--max-len",
             type=click.IntRange(min=1),
@@ -392,7 +428,7 @@ def _train_and_report(task, examples, out, options: dict, *, run=None, model=Non
     if model is None:
         model = _new_model(task, train_data, vocabulary, options)
         what = f"{len(train_data):,} examples from {examples.source} ({len(dev_data):,} held out)"
-        _say(main, f"training {model!r} on {what}")
+        _say(main, f"training {model!r}{_paths(model)} on {what}")
         for warning in size_warnings(train_data, _vocabulary_size(model)):
             _say(main, warning)
     else:
@@ -486,13 +522,33 @@ def _new_model(task, train_data, vocabulary: dict, options: dict):
             f"task {task.name!r} ({task.model_kind}) does not take {', '.join(wrong)}"
         )
     backend = _backend(options["backend"], _device(options["device"]), options["dtype"])
-    return task.build_model(
-        train_data,
-        vocabulary=vocabulary,
-        backend=backend,
-        seed=options["seed"],
-        **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
-    )
+    try:
+        return task.build_model(
+            train_data,
+            vocabulary=vocabulary,
+            backend=backend,
+            seed=options["seed"],
+            **{_MODEL_NAMES.get(k, k): v for k, v in given.items()},
+        )
+    except ValueError as exc:  # a value the model refuses: say it with the flag's name
+        message = _one_line(exc)
+        for k in given:
+            flag, name = "--" + k.replace("_", "-"), _MODEL_NAMES.get(k, k)
+            message = message.replace(f"'{name}'", flag).replace(f"{name}=", f"{flag} ")
+        raise click.ClickException(message) from None
+
+
+def _paths(model) -> str:
+    """`` [torch path: generic]`` for a backend that chooses how each stack runs (its
+    ``layer_path``: fused, compiled or generic), else ``""``."""
+    from seqkit.blocks import Stack
+
+    layer_path = getattr(model.backend, "layer_path", None)
+    if layer_path is None:
+        return ""
+    stacks = [block.layer for _, block in model.network.walk() if isinstance(block, Stack)]
+    paths = sorted({layer_path(layer) for layer in stacks})
+    return f" [{model.backend.name} path: {', '.join(paths)}]"
 
 
 def _vocabulary_size(model) -> int:

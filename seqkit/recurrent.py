@@ -141,7 +141,7 @@ class Recurrent:
         default=None,
         kw_only=True,
         validator=_optional_finite,
-        metadata=_option("Initial forget-gate bias (lstm, lstm_ln; default: uniform)."),
+        metadata=_option("Initial forget-gate bias (lstm, lstm_ln; unset: uniform)."),
     )
     recurrent_dropout: float = attrs.field(
         default=0.0,
