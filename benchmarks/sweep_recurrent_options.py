@@ -2,9 +2,9 @@
 
 One LSTM language model per setting, every one trained for the same number of steps from the
 same initial seed and minibatch order (NumPy backend, float32), then scored on the same dev
-names. Writes a small JSON that the docs draw their table and figure from (the docs never train):
+names. Writes a small CSV that the docs draw their table and figure from (the docs never train):
 
-    python benchmarks/sweep_recurrent_options.py --out docs/tutorials/recurrent_options.json
+    python benchmarks/sweep_recurrent_options.py --out docs/tutorials/recurrent_options.csv
 
 Defaults: 500 steps of 64 names, H = 64, an embedding of 16, Adam at 0.005; dev: the corpus's
 content-hashed 10% (``seqkit.corpora.split_train_dev``), cut to ``--dev-size`` names.
@@ -13,8 +13,7 @@ content-hashed 10% (``seqkit.corpora.split_train_dev``), cut to ``--dev-size`` n
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import csv
 import time
 
 import numpy as np
@@ -56,33 +55,21 @@ def run(args) -> dict:
             continue
         model = seqkit.LanguageModel(vocab, **{**base, **options})
         start = time.perf_counter()
-        history = model.fit(
-            train, steps=args.steps, batch_size=64, lr=0.005, seed=0, clip_norm=5.0
-        )
+        history = model.fit(train, steps=args.steps, batch_size=64, lr=0.005, seed=0, clip_norm=5.0)
         seconds = time.perf_counter() - start
         nats = model.nats_per_token(dev)
         train_loss = float(np.mean(history.losses[-100:]))
         rows.append(
             {
                 "setting": label,
-                "options": options,
-                "dev_nats_per_token": round(nats, 4),
-                "train_loss_last_100": round(train_loss, 4),
-                "seconds": round(seconds, 1),
+                "dev nats/token": f"{nats:.4f}",
+                "train loss (last 100 steps)": f"{train_loss:.4f}",
+                "seconds": f"{seconds:.0f}",
             }
         )
         print(f"{label:28s} dev {nats:.4f} nats/token  train {train_loss:.4f}  {seconds:.0f} s")
-    return {
-        "command": "python benchmarks/sweep_recurrent_options.py --out "
-        "docs/tutorials/recurrent_options.json",
-        "steps": args.steps,
-        "batch_size": 64,
-        "hidden_size": args.hidden_size,
-        "dev_names": len(dev),
-        "train_names": len(train),
-        "machine": f"{platform.machine()}, numpy {np.__version__}, seqkit {seqkit.__version__}",
-        "rows": rows,
-    }
+    print(f"{len(train):,} training names, {len(dev):,} dev names, {args.steps} steps")
+    return rows
 
 
 def main() -> None:
@@ -93,11 +80,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="Labels to run (default: all).")
     parser.add_argument("--out", default=None, help="Write the JSON here.")
     args = parser.parse_args()
-    result = run(args)
+    rows = run(args)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        with open(args.out, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
         print(f"wrote {args.out}")
 
 

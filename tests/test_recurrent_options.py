@@ -305,15 +305,51 @@ def test_bad_masks_are_one_line_errors():
         attrs.evolve(layer, learn_initial_state=1)
 
 
-def test_jax_refuses_loop_masks_in_one_line_and_runs_input_dropout():
+@pytest.mark.parametrize("training_pass", [True, False], ids=["training", "evaluation"])
+def test_jax_runs_every_mask_as_numpy_does(training_pass):
     pytest.importorskip("jax")
     jb = seqkit.get_backend("jax", dtype="float64")
+    layer = layer_of("lstm", dropout=0.2, proj_size=2, **OPTIONS)
+    params = layer.init_params(0)
+    data = make_batch(layer, 5, 3, seed=0, with_lengths=True)  # T = 5: padded to a time bucket
+
+    def ctx():
+        return training(3) if training_pass else Context()
+
+    want = run(backend64(), layer, params, data, ctx())
+    assert_same(run(jb, layer, params, data, ctx()), want, rtol=1e-9, atol=1e-9)
+
+
+def test_a_backend_without_loop_masks_refuses_them_in_one_line():
+    class NoMasks(type(backend64())):
+        loop_masks = False
+
+    be = NoMasks(dtype="float64")
     layer = layer_of("gru", input_dropout=0.4)
     params = layer.init_params(0)
-    data = make_batch(layer, 4, 2, seed=0, with_lengths=True)
-    want = run(backend64(), layer, params, data, training(3))
-    assert_same(run(jb, layer, params, data, training(3)), want, rtol=1e-9, atol=1e-9)
+    data = make_batch(layer, 4, 2, seed=0)
+    run(be, layer, params, data, training(3))  # input dropout acts between calls: it runs
     for options in ({"zoneout": 0.1}, {"recurrent_dropout": 0.1}):
         zoned = attrs.evolve(layer, **options)
-        with pytest.raises(ConfigError, match="backend 'jax' cannot run recurrent_dropout"):
-            stack_forward(jb, zoned, params, data.x, data.initial_state, ctx=training(0))
+        with pytest.raises(ConfigError, match="cannot run recurrent_dropout or zoneout"):
+            stack_forward(be, zoned, params, data.x, data.initial_state, ctx=training(0))
+
+
+# --- seqkit.testing on layers with zoneout (its evaluation form runs through recurrent_forward) --
+@pytest.mark.parametrize("cell", ["gru_ln", "lstm_ln", "lstm"])
+def test_the_testing_kit_checks_zoneout_layers(cell):
+    from seqkit.testing import check_layer_agrees, check_layer_gradients
+
+    layer = layer_of(cell, zoneout=0.3, recurrent_dropout=0.2)
+    data = make_batch(layer, 4, 2, seed=8, with_lengths=True)
+    check_layer_gradients(layer, data, seed=1)
+    backends = ["numpy"] + (["torch"] if _has_torch() else [])
+    check_layer_agrees(layer, data, backends=backends, seed=1)
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -187,6 +187,18 @@ def test_numpy_equals_torch_in_training_with_the_same_seed(kind, tmp_path):
     assert_params_equal(reference, twin, rtol=1e-10, atol=1e-10)
 
 
+def test_jax_trains_with_every_option_as_numpy_does(tmp_path):
+    pytest.importorskip("jax")
+    reference, data = build("lm", **ALL)
+    path = tmp_path / "start.npz"
+    reference.save(path)
+    twin = seqkit.load(path, backend="jax", dtype="float64")
+    options = dict(steps=3, batch_size=4, lr=0.05, seed=5)
+    reference.fit(*data, **options)
+    twin.fit(*data, **options)
+    assert_params_equal(reference, twin, rtol=1e-9, atol=1e-9)
+
+
 def test_learned_initial_state_trains_and_round_trips_a_checkpoint(tmp_path):
     model, data = build("lm", learn_initial_state=True)
     assert model.param_shapes()["rnn.h0"] == (2, 3) and model.param_shapes()["rnn.c0"] == (2, 3)
