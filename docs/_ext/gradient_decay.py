@@ -28,9 +28,8 @@ SETUPS = {
 }
 
 
-def params(
-    cell: str, *, scale_hh: float = 1.0, gate_bias: tuple[int, float] | None = None, seed: int = 0
-) -> dict[str, np.ndarray]:
+def params(cell: str, *, scale_hh: float = 1.0, gate_bias: tuple[int, float] | None = None,
+           seed: int = 0) -> dict[str, np.ndarray]:
     """The default initial parameters of a one-layer ``cell``, with the setup's changes."""
     p = seqkit.Recurrent(cell, I, H).init_params(seed=seed)
     p["weight_hh_l0"] = p["weight_hh_l0"] * scale_hh
