@@ -93,27 +93,9 @@ def cli(debug: bool) -> None:
 
 # --- train ------------------------------------------------------------------------------------
 
-# what fixes the model's shape or the data: a resumed run must keep them
-_SHAPE = (
-    "task",
-    "level",
-    "cell",
-    "hidden_size",
-    "layers",
-    "embedding_size",
-    "bidirectional",
-    "dropout",
-    *RECURRENT_OPTIONS,
-    "dev_fraction",
-    "max_len",
-    "truncate",
-    "max_vocab",
-    "min_count",
-)
-# the command line's defaults where they differ from fit's (a task's own defaults come first)
-_CLI_DEFAULTS = {"steps": 1500, "batch_size": 64, "seed": 0}
 # command-line names of model constructor options where they differ
 _MODEL_NAMES = {"layers": "num_layers"}
+# the model constructor options of the command line
 _MODEL = (
     "cell",
     "hidden_size",
@@ -123,6 +105,19 @@ _MODEL = (
     "dropout",
     *RECURRENT_OPTIONS,
 )
+# what fixes the model's shape or the data: a resumed run must keep them
+_SHAPE = (
+    "task",
+    "level",
+    *_MODEL,
+    "dev_fraction",
+    "max_len",
+    "truncate",
+    "max_vocab",
+    "min_count",
+)
+# the command line's defaults where they differ from fit's (a task's own defaults come first)
+_CLI_DEFAULTS = {"steps": 1500, "batch_size": 64, "seed": 0}
 
 
 def _recurrent_options() -> list:

@@ -38,6 +38,11 @@ def _option(text: str, choices: tuple[str, ...] | None = None) -> dict:
     return {"help": text} if choices is None else {"help": text, "choices": choices}
 
 
+def _probability(text: str) -> float:
+    """A stack option that is a probability in [0, 1), 0 by default (nothing drawn)."""
+    return attrs.field(default=0.0, kw_only=True, validator=probability, metadata=_option(text))
+
+
 def _bool(instance, attribute, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{attribute.name!r} must be True or False (got {value!r})")
@@ -143,24 +148,13 @@ class Recurrent:
         validator=_optional_finite,
         metadata=_option("Initial forget-gate bias (lstm, lstm_ln; unset: uniform)."),
     )
-    recurrent_dropout: float = attrs.field(
-        default=0.0,
-        kw_only=True,
-        validator=probability,
-        metadata=_option("Variational dropout of h<t-1> in the recurrent product (training)."),
+    recurrent_dropout: float = _probability(
+        "Variational dropout of h<t-1> in the recurrent product (training)."
     )
-    input_dropout: float = attrs.field(
-        default=0.0,
-        kw_only=True,
-        validator=probability,
-        metadata=_option("One dropout mask per sequence on each layer's input (training)."),
+    input_dropout: float = _probability(
+        "One dropout mask per sequence on each layer's input (training)."
     )
-    zoneout: float = attrs.field(
-        default=0.0,
-        kw_only=True,
-        validator=probability,
-        metadata=_option("Zoneout: each state unit keeps its value with this probability."),
-    )
+    zoneout: float = _probability("Zoneout: each state unit keeps its value with this probability.")
     learn_initial_state: bool = attrs.field(
         default=False,
         kw_only=True,

@@ -12,12 +12,14 @@ from seqkit.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save
 from seqkit.context import Context
 from seqkit.models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
 from seqkit.recurrent import RECURRENT_OPTIONS
+from tests.helpers import check_model_gradients
+from tests.models.test_dropout import (
+    KINDS,
+    assert_params_equal,
+    outputs,
+)
+from tests.models.test_dropout import build as dropout_model
 
-TEXTS = ["abcab", "bca", "cabbac", "ab", "bb", "cab"]
-LABELS = np.array([0, 1, 2, 1, 0, 2])
-TAGS = [["x" if c == "a" else "y" for c in t] for t in TEXTS]
-TARGETS = ["xy", "yyx", "x", "", "yxy", "y"]
-KINDS = ["lm", "classifier", "tagger", "seq2seq"]
 #: every option on at once (an LSTM takes all of them)
 ALL = dict(
     proj_size=2,
@@ -31,48 +33,12 @@ ALL = dict(
 
 
 def build(kind, backend="numpy", **options):
-    vocab = seqkit.Vocabulary.build(TEXTS, level="char")
-    common = dict(
-        cell="lstm", hidden_size=3, num_layers=2, embedding_size=2, dtype="float64", seed=1
-    )
-    common.update(backend=backend, **options)
-    if kind == "lm":
-        return LanguageModel(vocab, **common), (TEXTS,)
-    if kind == "classifier":
-        return SequenceClassifier(vocab, 3, bidirectional=True, **common), (TEXTS, LABELS)
-    if kind == "tagger":
-        return SequenceTagger(vocab, ["x", "y"], bidirectional=True, **common), (TEXTS, TAGS)
-    tgt = seqkit.Vocabulary.build(TARGETS, level="char")
-    return Seq2Seq(vocab, tgt, **common), (TEXTS, TARGETS)
+    """test_dropout's small two-layer LSTM model with these options."""
+    return dropout_model(kind, options.pop("dropout", None), backend, **options)
 
 
 def stacks(model):
     return [block.layer for _, block in model.network.walk() if isinstance(block, Stack)]
-
-
-def outputs(kind, model, data):
-    """Everything a trained model computes outside training."""
-    out = {"evaluate": model.evaluate(*data)}
-    if kind == "lm":
-        out["log_prob"] = model.log_prob("abc")
-        out["sample"] = model.sample(3, seed=0, max_len=5)
-    elif kind == "classifier":
-        out["predict_proba"] = model.predict_proba(TEXTS).tolist()
-    elif kind == "tagger":
-        out["predict"] = model.predict(TEXTS)
-    else:
-        out["log_prob"] = model.log_prob("abc", "xy")
-        out["translate"] = model.translate(TEXTS, beam_size=2, max_len=4)
-    return out
-
-
-def assert_params_equal(a, b, **tolerance):
-    assert set(a.numpy_params()) == set(b.numpy_params())
-    for name, value in a.numpy_params().items():
-        if tolerance:
-            np.testing.assert_allclose(b.numpy_params()[name], value, err_msg=name, **tolerance)
-        else:
-            np.testing.assert_array_equal(b.numpy_params()[name], value, err_msg=name)
 
 
 FIT = dict(steps=3, batch_size=4, lr=0.05, seed=2)
@@ -153,21 +119,7 @@ def test_gradients_with_the_masks_fixed_equal_finite_differences(kind):
     def ctx():
         return Context(training=True, rng=np.random.default_rng(11))  # the same masks each call
 
-    _, grads = model.loss_and_grads(batch, ctx=ctx())
-    eps = 1e-6
-    for name, value in model.numpy_params().items():
-        picks = [tuple(rng.integers(0, n) for n in value.shape) for _ in range(2)]
-        for index in picks:
-            shifted = []
-            for sign in (1, -1):
-                params = dict(model.params)
-                moved = value.copy()
-                moved[index] += sign * eps
-                params[name] = model.backend.asarray(moved)
-                shifted.append(float(model._loss_forward(params, batch, ctx())[0]))
-            numeric = (shifted[0] - shifted[1]) / (2 * eps)
-            analytic = float(np.asarray(grads[name])[index])
-            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, index)
+    check_model_gradients(model, batch, ctx, rng)
 
 
 @pytest.mark.parametrize("kind", KINDS)
