@@ -2,7 +2,8 @@
 
 One LSTM language model per setting, every one trained for the same number of steps from the
 same initial seed and minibatch order (NumPy backend, float32), then scored on the same dev
-names. Writes a small CSV that the docs draw their table and figure from (the docs never train):
+names. Writes a small CSV that the docs draw their table and figure from (the docs never train;
+the seconds each run took are printed, not written: on a shared machine they measure the load):
 
     python benchmarks/sweep_recurrent_options.py --out docs/tutorials/recurrent_options.csv
 
@@ -64,7 +65,6 @@ def run(args) -> dict:
                 "setting": label,
                 "dev nats/token": f"{nats:.4f}",
                 "train loss (last 100 steps)": f"{train_loss:.4f}",
-                "seconds": f"{seconds:.0f}",
             }
         )
         print(f"{label:28s} dev {nats:.4f} nats/token  train {train_loss:.4f}  {seconds:.0f} s")

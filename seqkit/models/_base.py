@@ -93,11 +93,12 @@ class Model(abc.ABC):
         dropout: p in [0, 1): inverted dropout, in training only, on the input encoding,
             between stacked recurrent layers (``Recurrent(dropout=p)``, PyTorch's meaning) and
             before the head. 0 (default) trains bit for bit as no dropout.
-        proj_size, recurrent_init, forget_bias, recurrent_dropout, input_dropout, zoneout,
-            learn_initial_state: the recurrent stack's options, passed to its
-            :class:`~seqkit.Recurrent` (documented there, the defaults change nothing). They
-            are generated from ``seqkit.recurrent.RECURRENT_OPTIONS``, as are the checkpoint
-            config's entries and ``seqkit train``'s ``--proj-size`` ... options.
+        **recurrent: the recurrent stack's options ``proj_size``, ``recurrent_init``,
+            ``forget_bias``, ``recurrent_dropout``, ``input_dropout``, ``zoneout`` and
+            ``learn_initial_state``, passed to its :class:`~seqkit.Recurrent` (documented
+            there; the defaults change nothing). They are keywords of the signature, generated
+            from ``seqkit.recurrent.RECURRENT_OPTIONS``, as are the checkpoint config's entries
+            and ``seqkit train``'s ``--proj-size`` ... options.
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
