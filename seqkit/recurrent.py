@@ -108,7 +108,8 @@ class Recurrent:
         learn_initial_state: the initial state becomes parameters ``h0`` (L*D, H) ((L*D, P)
             under a projection) and ``c0`` (L*D, H) for an LSTM, starting at 0 and broadcast
             over the batch wherever no initial state is given (see
-            :meth:`initial_state_shapes`); :class:`~seqkit.blocks.Stack` holds them.
+            :meth:`initial_state_shapes`); :class:`~seqkit.blocks.Stack` holds them (a backend's
+            ``recurrent_forward`` takes whatever state it is given, zeros for None).
 
     The masks of ``recurrent_dropout``, ``input_dropout`` and ``zoneout`` come from the host's
     training random state, drawn by :func:`seqkit.dropout.stack_masks`; ``p = 0`` draws nothing
