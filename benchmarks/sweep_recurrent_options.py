@@ -83,7 +83,7 @@ def main() -> None:
     rows = run(args)
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
         print(f"wrote {args.out}")
