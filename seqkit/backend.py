@@ -10,7 +10,8 @@ import numpy as np
 from seqkit import bptt
 from seqkit.config import load_config
 from seqkit.distributed import DataParallel
-from seqkit.errors import ShapeError
+from seqkit.dropout import LoopMasks
+from seqkit.errors import ConfigError, ShapeError
 from seqkit.ops import Ops
 from seqkit.recurrent import Recurrent
 from seqkit.shapes import Array
@@ -31,6 +32,10 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     #: The array operations for this backend's device and dtype.
     ops: Ops
+    #: Whether :meth:`_recurrent_forward` takes ``masks`` (recurrent dropout and zoneout inside
+    #: the time loop); the default, :mod:`seqkit.bptt`, does. A backend that overrides it
+    #: without them sets False, and such layers are refused in one line.
+    loop_masks: ClassVar[bool] = True
 
     def __init__(self, *, dtype: str = "float32", device: str = "cpu") -> None:
         self.dtype = dtype
@@ -57,6 +62,8 @@ class Backend(abc.ABC):
         x: Any,
         initial_state: Any = None,
         lengths: Any = None,
+        *,
+        masks: Any = None,
     ) -> tuple[Array, Any, Any]:
         """Run a recurrent stack over a batch.
 
@@ -68,6 +75,9 @@ class Backend(abc.ABC):
                 memory state such as ``lstm``; h0 is (L*D, B, P) under ``layer.proj_size`` P.
             lengths: None, or (B,) integers in 1..T; steps at or past a sequence's length
                 change nothing and output zeros.
+            masks: None for an evaluation pass (``layer.zoneout``'s expectation, no recurrent
+                dropout), or the :class:`seqkit.dropout.LoopMasks` of a training pass
+                (:func:`seqkit.dropout.stack_forward` draws them).
 
         Returns:
             ``(out, final, cache)``: out (T, B, D*H) (D*P under a projection); final in the
@@ -81,7 +91,24 @@ class Backend(abc.ABC):
         T, B, _ = x.shape
         state0 = self._check_state(layer, initial_state, B, "initial_state")
         lengths = _check_lengths(lengths, T, B)
-        out, final, cache = self._recurrent_forward(layer, params, x, state0, lengths)
+        if masks is None:
+            masks = LoopMasks.evaluation(layer)
+        if masks is None:
+            out, final, cache = self._recurrent_forward(layer, params, x, state0, lengths)
+        else:
+            if not isinstance(masks, LoopMasks):
+                raise TypeError(
+                    f"masks must be None or a seqkit.dropout.LoopMasks (got {type(masks).__name__})"
+                )
+            if not self.loop_masks:
+                raise ConfigError(
+                    f"backend {self.name!r} cannot run recurrent_dropout or zoneout (masks inside "
+                    "the time loop); use backend 'numpy' or 'torch'"
+                )
+            masks.check(layer, T, B)
+            out, final, cache = self._recurrent_forward(
+                layer, params, x, state0, lengths, masks=masks
+            )
         return out, _pack_state(layer, final), cache
 
     def recurrent_backward(
@@ -138,8 +165,8 @@ class Backend(abc.ABC):
         or None when this backend has none (the reference)."""
         return None
 
-    def _recurrent_forward(self, layer, params, x, state0, lengths):
-        return bptt.recurrent_forward(self.ops, layer, params, x, state0, lengths)
+    def _recurrent_forward(self, layer, params, x, state0, lengths, masks=None):
+        return bptt.recurrent_forward(self.ops, layer, params, x, state0, lengths, masks)
 
     def _recurrent_backward(self, layer, cache, d_out, d_final):
         return bptt.recurrent_backward(self.ops, cache, d_out, d_final)

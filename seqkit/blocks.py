@@ -188,9 +188,18 @@ class Stack:
     ``Seq(out (T, B, D*H), lengths, final state)``.
 
     Runs :func:`~seqkit.dropout.stack_forward` (one backend call of the whole stack, or one per
-    layer with ``layer.dropout`` masks in between when training). The backward takes the
-    gradients of ``out`` (None: no block read it) and of the final state (None: zeros) and
-    returns those of ``x`` and of the initial state in the :class:`Seq`, the parameters' apart.
+    layer with masks on the layers' inputs when training). The backward takes the gradients of
+    ``out`` (None: no block read it) and of the final state (None: zeros) and returns those of
+    ``x`` and of the initial state in the :class:`Seq`, the parameters' apart.
+
+    With ``layer.learn_initial_state`` the stack also holds ``h0`` (and ``c0``), (L*D, H) each
+    (:meth:`~seqkit.Recurrent.initial_state_shapes`), starting at 0; a ``Seq`` without a state
+    starts from them broadcast over the batch::
+
+        F1. s0 = zeros((L*D, B, H)) + h0[:, None, :]     (and c0)
+        B1. d h0 = sum over the batch of d s0            (the Seq's state gradient is then None)
+
+    A ``Seq`` that brings its own state (a decoder, sampling) leaves them unused (zero gradient).
 
     Args:
         layer: the :class:`~seqkit.Recurrent` specification (with its ``dropout``).
@@ -206,24 +215,41 @@ class Stack:
         return self.layer.output_size
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The stack's parameters, named as in ``torch.nn.LSTM``."""
-        return self.layer.param_shapes()
+        """The stack's parameters, named as in ``torch.nn.LSTM``, then ``h0`` (and ``c0``)
+        when the initial state is learned."""
+        return {**self.layer.param_shapes(), **self.layer.initial_state_shapes()}
 
     def init_params(self, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """PyTorch's default initialisation."""
-        return self.layer.init_params(rng)
+        """PyTorch's default initialisation (a learned initial state starts at 0 and draws
+        nothing, so the weights are those of the same stack without it)."""
+        values = self.layer.init_params(rng)
+        values.update({n: np.zeros(s) for n, s in self.layer.initial_state_shapes().items()})
+        return values
 
     def forward(self, ops, params: dict, x: Seq, *, ctx: Context) -> tuple[Seq, Any]:
-        out, final, cache = stack_forward(
-            self.backend, self.layer, params, x.data, x.state, x.lengths, ctx=ctx
-        )
         T, B = x.data.shape[0], x.data.shape[1]
-        return Seq(out, x.lengths, final), (cache, T, B)
+        learned = self.layer.initial_state_shapes()
+        state = x.state
+        if state is None and learned:
+            parts = [ops.zeros((s[0], B, s[1])) + params[n][:, None, :] for n, s in learned.items()]
+            state = parts[0] if len(parts) == 1 else tuple(parts)  # F1
+        weights = {name: params[name] for name in self.layer.param_shapes()}
+        out, final, cache = stack_forward(
+            self.backend, self.layer, weights, x.data, state, x.lengths, ctx=ctx
+        )
+        return Seq(out, x.lengths, final), (cache, T, B, x.state is None)
 
     def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
-        stack_cache, T, B = cache
+        stack_cache, T, B, from_learned = cache
         d_out = dy.data if dy.data is not None else ops.zeros((T, B, self.layer.output_size))
         d_x, d_state, grads = stack_backward(self.backend, stack_cache, d_out, dy.state)
+        learned = self.layer.initial_state_shapes()
+        if learned:
+            parts = d_state if isinstance(d_state, tuple) else (d_state,)
+            for (name, shape), d in zip(learned.items(), parts):
+                grads[name] = d.sum(axis=1) if from_learned else ops.zeros(shape)  # B1
+            if from_learned:
+                d_state = None
         return Seq(d_x, dy.lengths, d_state), grads
 
 
@@ -245,17 +271,18 @@ class LastState(NoParams):
         return self.layer.output_size
 
     def forward(self, ops, params: dict, x: Seq, *, ctx: Context) -> tuple[Seq, Any]:
-        D, H = self.layer.num_directions, self.layer.hidden_size
+        D, H = self.layer.num_directions, self.layer.state_sizes[0]  # P under a projection
         h_n = x.state[0] if isinstance(x.state, tuple) else x.state  # (L*D, B, H)
         B = h_n.shape[1]
         return Seq(h_n[-D:].swapaxes(0, 1).reshape(B, D * H)), x.lengths
 
     def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
-        L, D, H = self.layer.num_layers, self.layer.num_directions, self.layer.hidden_size
+        L, D = self.layer.num_layers, self.layer.num_directions
+        H, *others = self.layer.state_sizes  # h's features (P under a projection), then c's
         B = dy.data.shape[0]
         d_h = ops.zeros((L * D, B, H))
         d_h[-D:] = dy.data.reshape(B, D, H).swapaxes(0, 1)  # a fresh array: the backward may write
-        if len(self.layer.state_names) == 1:
+        if not others:
             return Seq(None, cache, d_h), {}
-        rest = tuple(ops.zeros((L * D, B, H)) for _ in self.layer.state_names[1:])
+        rest = tuple(ops.zeros((L * D, B, n)) for n in others)
         return Seq(None, cache, (d_h, *rest)), {}

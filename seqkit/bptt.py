@@ -9,16 +9,20 @@ Notation (shape letters in :mod:`seqkit.shapes`; we are at step t of one directi
     F1. xg = x @ W_ih^T + b_ih            all T steps in one matrix product, before the loop
     F2. hg<t> = h<t-1> @ W_hh^T + b_hh    one matrix product per step; b_hh joins b_ih in F1
                                           for a cell with ``sums_projections`` (uses xg + hg only)
+    F2r. with recurrent dropout the product reads h<t-1> * m (m (B, H), one mask per sequence)
     F3. s<t> = cell.step(xg<t>, hg<t>, s<t-1>)
     F3p. with a projection (``proj_size`` P): h<t> = h~<t> @ W_hr^T, h~<t> (B, H) the cell's h
+    F3z. with zoneout, each part: s<t> = z<t> * s<t-1> + (1 - z<t>) * s<t> (z 0/1, or p in eval)
     F4. padded rows keep s<t-1>: s<t> = where(t < length, s<t>, s<t-1>); out<t> = h<t> or 0
 
 Backward, from t = T-1 down to 0, given d out<t> and d s<T-1> (the final state's gradient)::
 
     B4. rows past their length pass d s<t> straight to d s<t-1> and take nothing from d out<t>
+    B3z. with zoneout: d s<t-1> += z<t> * d s<t>, and the cell's new state gets (1 - z<t>) * d s<t>
     B3p. with a projection: d W_hr = sum_t d h<t>^T h~<t>;  d h~<t> = d h<t> @ W_hr
     B3. d xg<t>, d hg<t>, d s<t-1> = cell.step_backward(d s<t>)
     B2. d h<t-1> += d hg<t> @ W_hh;  d W_hh = sum_t d hg<t>^T h<t-1>
+    B2r. with recurrent dropout: d h<t-1> += (d hg<t> @ W_hh) * m;  d W_hh reads h<t-1> * m
     B1. d x = d xg @ W_ih,  d W_ih = d xg^T x,  d b_ih = sum d xg
 
 The sums over t in B1 and B2 are not taken step by step: every ``_CHUNK_ROWS`` rows of steps x
@@ -34,6 +38,10 @@ part) and ``c`` and the cell's own h~ have H; without one F3p and B3p cost nothi
 
 A bidirectional layer's reverse direction runs the same recursion on each sequence's valid prefix
 read back to front (``ops.take_time`` with :func:`reverse_index`), so one loop serves both.
+
+The masks of F2r and F3z come in a :class:`seqkit.dropout.LoopMasks`, one entry per layer and
+direction; a direction's zoneout masks are indexed by its processing step. Without masks (the
+default) F2r and F3z cost nothing.
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ class _Direction:
     state0: tuple  # initial state, tuple of (B, H) (h (B, P) under a projection)
     steps: list  # one cell cache per step
     full: Array | None = None  # (T, B, H) the cell's h~<t> before a projection, else None
+    hidden: Array | None = None  # (B, H) recurrent-dropout mask of F2r, else None
+    zone: tuple | None = None  # per state part (z, 1 - z) of F3z, else None
 
 
 @attrs.define
@@ -84,7 +94,13 @@ class RecurrentCache:
 
 
 def recurrent_forward(
-    ops: Ops, layer: Recurrent, params: dict, x: Array, state0: tuple, lengths: np.ndarray | None
+    ops: Ops,
+    layer: Recurrent,
+    params: dict,
+    x: Array,
+    state0: tuple,
+    lengths: np.ndarray | None,
+    masks=None,
 ) -> tuple[Array, tuple, RecurrentCache]:
     """Run the stack over ``x``; arguments are already validated and on the backend.
 
@@ -93,6 +109,7 @@ def recurrent_forward(
         state0: tuple of (L*D, B, H) arrays, one per ``layer.state_names`` (h (L*D, B, P)
             under a projection, see ``layer.state_sizes``).
         lengths: (B,) host integers in 1..T, or None for full length.
+        masks: None, or the :class:`seqkit.dropout.LoopMasks` of F2r and F3z (checked).
 
     Returns:
         ``(out, final, cache)``: out (T, B, D*H) (D*P) with zeros past each length, final state
@@ -120,7 +137,10 @@ def recurrent_forward(
             p = layer.direction_params(params, lyr, d)
             x_d = layer_in if d == 0 else ops.take_time(layer_in, reverse)
             s0 = tuple(s[k] for s in state0)
-            o, sT, direction = _direction_forward(ops, layer.cell, p, x_d, s0, mask, partial)
+            hidden, zone = (None, None) if masks is None else (masks.hidden[k], masks.zoneout[k])
+            o, sT, direction = _direction_forward(
+                ops, layer.cell, p, x_d, s0, mask, partial, hidden, zone
+            )
             if D == 1:
                 out = o  # one direction: its h<t> are the layer's output, no copy
             else:
@@ -145,7 +165,9 @@ def _feature_major(ops: Ops, rows: int, features: int) -> Array:
     return ops.empty((features, rows)).T
 
 
-def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, partial):
+def _direction_forward(
+    ops: Ops, cell, p: dict, x: Array, state: tuple, mask, partial, hidden=None, zone=None
+):
     T, B = x.shape[:2]
     GH = p["weight_ih"].shape[0]
     H = GH // cell.num_gates
@@ -164,9 +186,11 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
     state0 = state
     state = tuple(_copy_into(_feature_major(ops, B, s.shape[1]), s) for s in state)
     hg = _feature_major(ops, B, GH)  # one buffer for every step: cells copy what they keep of hg
+    if zone is not None:
+        zone = tuple((z, 1.0 - z) for z in zone)  # F3z's weights of s<t-1> and of the new s<t>
     for t in range(T):
-        # F2. recurrent projection
-        ops.matmul(state[0], w_hh_t, out=hg)
+        # F2. recurrent projection (F2r: of the masked h<t-1>)
+        ops.matmul(state[0] if hidden is None else state[0] * hidden, w_hh_t, out=hg)
         if not summed:
             hg += b_hh
         # F3. one cell step
@@ -175,13 +199,21 @@ def _direction_forward(ops: Ops, cell, p: dict, x: Array, state: tuple, mask, pa
             # F3p. project the cell's h~<t> (B, H) to h<t> (B, P)
             full[t] = new[0]
             new = (ops.matmul(new[0], w_hr.T, out=_feature_major(ops, B, P)), *new[1:])
+        if zone is not None:
+            # F3z. zoneout: each unit keeps s<t-1> with weight z (0/1 in training, p in eval)
+            new = tuple(_at(z, t) * s + _at(f, t) * n for (z, f), n, s in zip(zone, new, state))
         # F4. rows past their length keep their state
         if partial[t]:
             new = tuple(ops.where(mask[t], n, s) for n, s in zip(new, state))
         out[t] = new[0]
         steps.append(step_cache)
         state = new
-    return out, state, _Direction(x, out, state0, steps, full)
+    return out, state, _Direction(x, out, state0, steps, full, hidden, zone)
+
+
+def _at(z, t: int):
+    """Step t of a zoneout weight: a (T, B, F) array's row, or the float of evaluation."""
+    return z if isinstance(z, float) else z[t]
 
 
 def _copy_into(dest: Array, src: Array) -> Array:
@@ -259,7 +291,8 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         for name in p
         if name not in _MATRICES and name != _PROJECTION
     }
-    weights = _WeightGradients(ops, p, x, out, saved.state0[0], cell.sums_projections)
+    hidden, zone = saved.hidden, saved.zone
+    weights = _WeightGradients(ops, p, x, out, saved.state0[0], cell.sums_projections, hidden)
     d_proj = None if w_hr is None else ops.empty((T, B, P))  # d h<t> of every step, for B3p
     # the loop's own arrays, feature-major: it adds into d_state[0] in place
     sizes = (P,) + (H,) * (len(d_state) - 1)
@@ -271,6 +304,11 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         if partial[t]:
             # B4. padded rows: the cell sees no gradient, the state's passes through
             d_new = tuple(ops.where(mask[t], dn, 0.0) for dn in d_new)
+        d_kept = None
+        if zone is not None:
+            # B3z. zoneout: the kept share goes to s<t-1>, the rest to the cell's new state
+            d_kept = tuple(_at(z, t) * dn for (z, _), dn in zip(zone, d_new))
+            d_new = tuple(_at(f, t) * dn for (_, f), dn in zip(zone, d_new))
         if w_hr is not None:
             # B3p. through the projection: d h~<t> = d h<t> @ W_hr (d W_hr after the loop)
             d_proj[t] = d_new[0]
@@ -279,9 +317,13 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         d_xg, d_hg, d_prev = cell.step_backward(ops, d_new, steps[t], p, grads)
         # B2. through h<t-1> @ W_hh^T
         d_h_prev = ops.matmul(d_hg, w_hh, out=_feature_major(ops, B, P))
+        if hidden is not None:
+            d_h_prev = d_h_prev * hidden  # B2r. the product read h<t-1> * m
         if d_prev[0] is not None:
             d_h_prev += d_prev[0]
         d_prev = (d_h_prev, *(dp if dp is not None else ops.zeros((H, B)).T for dp in d_prev[1:]))
+        if d_kept is not None:
+            d_prev = tuple(dp + dk for dp, dk in zip(d_prev, d_kept))  # B3z
         if partial[t]:
             d_prev = tuple(ops.where(mask[t], dp, ds) for dp, ds in zip(d_prev, d_state))
         weights.add_step(t, d_xg, d_hg)
@@ -305,13 +347,16 @@ class _WeightGradients:
         d W_hh += d hg[chunk]^T h[chunk - 1]      d b_ih += sum d xg[chunk];  d b_hh += sum d hg
 
     For a cell with ``sums_projections`` d hg is d xg, and only d xg is kept. Only one chunk of
-    step gradients is alive at a time, whatever T is.
+    step gradients is alive at a time, whatever T is. Under recurrent dropout (F2r) the product
+    read ``h * hidden``, and so does d W_hh.
     """
 
-    def __init__(self, ops: Ops, p: dict, x: Array, out: Array, h0: Array, shared: bool):
+    def __init__(
+        self, ops: Ops, p: dict, x: Array, out: Array, h0: Array, shared: bool, hidden=None
+    ):
         T, B = x.shape[:2]
         self.ops, self.p, self.x, self.out, self.h0, self.B = ops, p, x, out, h0, B
-        self.shared = shared
+        self.shared, self.hidden = shared, hidden
         self.steps = max(1, min(T, _CHUNK_ROWS // max(B, 1)))  # steps per chunk
         self.d_x = ops.empty(tuple(x.shape))
         self.grads: dict = {}
@@ -341,19 +386,22 @@ class _WeightGradients:
         self._add("weight_ih", ops.matmul(d_xg.T, self.x[start:end].reshape(rows, -1)))
         # h<t-1> is out<t-1>, and the initial state at t = 0
         if start > 0:
-            self._add(
-                "weight_hh", ops.matmul(d_hg.T, self.out[start - 1 : end - 1].reshape(rows, -1))
-            )
+            h_prev = self._read(self.out[start - 1 : end - 1]).reshape(rows, -1)
+            self._add("weight_hh", ops.matmul(d_hg.T, h_prev))
         else:
-            self._add("weight_hh", ops.matmul(d_hg[:B].T, self.h0))
+            self._add("weight_hh", ops.matmul(d_hg[:B].T, self._read(self.h0)))
             if end > 1:
-                h_prev = self.out[: end - 1].reshape(rows - B, -1)
+                h_prev = self._read(self.out[: end - 1]).reshape(rows - B, -1)
                 self._add("weight_hh", ops.matmul(d_hg[B:].T, h_prev))
         d_b_ih = ops.sum_leading(d_xg)
         self._add("bias_ih", d_b_ih)
         self._add("bias_hh", ops.copy(d_b_ih) if self.shared else ops.sum_leading(d_hg))
         self.d_xg = self.d_hg = None
         self.end = start
+
+    def _read(self, h: Array) -> Array:
+        """h<t-1> as F2 read it: times the recurrent-dropout mask (F2r) when there is one."""
+        return h if self.hidden is None else h * self.hidden
 
     def _add(self, name: str, value: Array) -> None:
         if name in self.grads:

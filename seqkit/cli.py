@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from seqkit._cli_tasks import (
 from seqkit.callbacks import Callback
 from seqkit.distributed import from_environment
 from seqkit.errors import SeqkitError
+from seqkit.recurrent import RECURRENT_OPTIONS
 
 __all__ = ["main", "cli"]
 
@@ -102,16 +104,23 @@ def cli(debug: bool) -> None:
 
 # --- train ------------------------------------------------------------------------------------
 
-# what fixes the model's shape or the data: a resumed run must keep them
-_SHAPE = (
-    "task",
-    "level",
+# command-line names of model constructor options where they differ
+_MODEL_NAMES = {"layers": "num_layers"}
+# the model constructor options of the command line
+_MODEL = (
     "cell",
     "hidden_size",
     "layers",
     "embedding_size",
     "bidirectional",
     "dropout",
+    *RECURRENT_OPTIONS,
+)
+# what fixes the model's shape or the data: a resumed run must keep them
+_SHAPE = (
+    "task",
+    "level",
+    *_MODEL,
     "dev_fraction",
     "max_len",
     "truncate",
@@ -120,9 +129,31 @@ _SHAPE = (
 )
 # the command line's defaults where they differ from fit's (a task's own defaults come first)
 _CLI_DEFAULTS = {"steps": 1500, "batch_size": 64, "seed": 0}
-# command-line names of model constructor options where they differ
-_MODEL_NAMES = {"layers": "num_layers"}
-_MODEL = ("cell", "hidden_size", "layers", "embedding_size", "bidirectional", "dropout")
+
+
+def _recurrent_options() -> list:
+    """One click option per stack option (``RECURRENT_OPTIONS``), generated from the field
+    metadata of :class:`~seqkit.Recurrent`; None (left out) means the task's default, and the
+    values are checked where the stack is built (errors name the flag)."""
+    import attrs
+
+    from seqkit.recurrent import Recurrent
+
+    fields = {field.name: field for field in attrs.fields(Recurrent)}
+    options = []
+    for name in RECURRENT_OPTIONS:
+        field = fields[name]
+        flag = "--" + name.replace("_", "-")
+        shown = "" if field.default is None else f" [default: {field.default}]"
+        kwargs = {"default": None, "help": field.metadata["help"] + shown}
+        if field.type == "bool":
+            kwargs["is_flag"] = True
+        elif "choices" in field.metadata:
+            kwargs["type"] = click.Choice(field.metadata["choices"])
+        else:
+            kwargs["type"] = float if "float" in field.type else int
+        options.append(click.option(flag, name, **kwargs))
+    return options
 
 
 def _model_options() -> list:
@@ -172,6 +203,7 @@ def _model_options() -> list:
             help="Dropout on the input, between layers and before the head (training only; "
             "default 0).",
         ),
+        *_recurrent_options(),
         click.option(
             "--max-len",
             type=click.IntRange(min=1),
@@ -251,6 +283,7 @@ def _cli_spelling(message: str) -> str:
     (``--clip-norm``). Errors raised in Python name the Python option; the CLI says its flag."""
     for name in _python_names():
         message = message.replace(f"'{name}'", _flag(name))
+        message = re.sub(rf"\b{name}=", f"{_flag(name)} ", message)  # 'got proj_size=3'
     return message.replace("must be None or ", "must be ")  # a flag cannot be given None
 
 
@@ -471,7 +504,7 @@ def _train_and_report(task, examples, out, options: dict, *, run=None, model=Non
     if model is None:
         model = _new_model(task, train_data, vocabulary, options)
         what = f"{len(train_data):,} examples from {examples.source} ({len(dev_data):,} held out)"
-        _say(main, f"training {model!r} on {what}")
+        _say(main, f"training {model!r}{_paths(model)} on {what}")
         for warning in size_warnings(train_data, _vocabulary_size(model)):
             _say(main, warning)
     else:
@@ -676,6 +709,19 @@ def _new_model(task, train_data, vocabulary: dict, options: dict):
         )
     except (ValueError, SeqkitError) as exc:  # the model's checks name options as Python does
         raise click.ClickException(_cli_spelling(str(exc))) from None
+
+
+def _paths(model) -> str:
+    """`` [torch path: generic]`` for a backend that chooses how each stack runs (its
+    ``layer_path``: fused, compiled or generic), else ``""``."""
+    from seqkit.blocks import Stack
+
+    layer_path = getattr(model.backend, "layer_path", None)
+    if layer_path is None:
+        return ""
+    stacks = [block.layer for _, block in model.network.walk() if isinstance(block, Stack)]
+    paths = sorted({layer_path(layer) for layer in stacks})
+    return f" [{model.backend.name} path: {', '.join(paths)}]"
 
 
 def _vocabulary_size(model) -> int:

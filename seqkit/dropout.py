@@ -17,15 +17,26 @@ Backward::
     B2. dx = dy * m                       the same mask: dropout is linear in x
 
 p = 0 draws nothing (the generator does not advance) and returns the input itself, so a model
-with ``dropout=0`` trains bit for bit as one without dropout. Later recurrent dropout and zoneout
-(one mask per sequence on h, or per step on the state) draw theirs through :func:`dropout_mask`
-too, in the order the blocks run.
+with ``dropout=0`` trains bit for bit as one without dropout.
 
-Between stacked recurrent layers, ``Recurrent(..., dropout=p)`` has ``torch.nn.LSTM(dropout=p)``'s
-meaning: the outputs of every layer but the last are dropped, in training only.
-:func:`stack_forward` runs such a stack one layer at a time through the backend's public
+A recurrent stack's own masks (:func:`stack_masks`, drawn in this order for each layer l and,
+within a layer, each direction d; a probability of 0 draws nothing):
+
+=========================  ==================  ===============================================
+option of ``Recurrent``    mask, per call      what it multiplies
+=========================  ==================  ===============================================
+``dropout`` (l > 0)        (T, B, D*H)         the output of layer l-1 (inverted dropout)
+``input_dropout``          (B, I_l)            layer l's input, the same at every step
+``recurrent_dropout``      (B, H) per d        h<t-1> in the recurrent product, every step
+``zoneout``                (T, B, F) per d     0/1: 1 keeps a unit's previous value (h, then c)
+=========================  ==================  ===============================================
+
+(P for H under a projection.) The first two act between the backend's calls:
+:func:`stack_forward` then runs the stack one layer at a time through the backend's public
 ``recurrent_forward`` (on torch each layer is one single-layer call of the fused kernel) with the
-masks in between; without dropout, or in evaluation, it makes the one whole-stack call.
+masks in between; without them, or in evaluation, it makes the one whole-stack call. The last two
+act inside the time loop (:mod:`seqkit.bptt`, F2r and F3z) and reach it as :class:`LoopMasks`;
+in evaluation recurrent dropout is the identity and zoneout's mask is its expectation p.
 """
 
 from __future__ import annotations
@@ -43,13 +54,18 @@ from seqkit.shapes import Array
 
 __all__ = [
     "Dropout",
+    "LoopMasks",
     "StackCache",
+    "StackMasks",
     "check_probability",
+    "draw_keep",
     "draw_mask",
     "dropout_mask",
     "probability",
     "stack_backward",
     "stack_forward",
+    "stack_masks",
+    "zoneout_mask",
 ]
 
 
@@ -94,6 +110,21 @@ def draw_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.
     return keep * (1.0 / (1.0 - p))
 
 
+def draw_keep(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:
+    """A zoneout mask: 1 (keep the previous value) with probability ``p``, else 0; float64.
+
+    The same draw as :func:`draw_mask` (``keep = 1 - (draw_mask != 0)`` for one generator
+    state), not scaled: zoneout mixes two states rather than dropping one.
+    """
+    return (draw_mask(rng, shape, p) == 0).astype(np.float64)
+
+
+def zoneout_mask(ctx: Context, shape: tuple[int, ...], p: float) -> np.ndarray | None:
+    """:func:`dropout_mask`'s rules (None in evaluation and for p = 0, a child generator, the
+    global batch's rows) for a zoneout mask of 0 and 1 (:func:`draw_keep`)."""
+    return _host_mask(ctx, shape, p, draw_keep)
+
+
 def dropout_mask(ctx: Context, shape: tuple[int, ...], p: float) -> np.ndarray | None:
     """The mask a block applies to an array of ``shape`` under ``ctx``, or None for the identity.
 
@@ -111,6 +142,10 @@ def dropout_mask(ctx: Context, shape: tuple[int, ...], p: float) -> np.ndarray |
     Returns:
         None, or a (shape) float64 host array of 0 and ``1/(1-p)``.
     """
+    return _host_mask(ctx, shape, p, draw_mask)
+
+
+def _host_mask(ctx: Context, shape: tuple[int, ...], p: float, draw) -> np.ndarray | None:
     if not isinstance(ctx, Context):
         raise TypeError(f"'ctx' must be a seqkit.context.Context (got {type(ctx).__name__})")
     check_probability("p", p)
@@ -130,8 +165,8 @@ def dropout_mask(ctx: Context, shape: tuple[int, ...], p: float) -> np.ndarray |
     # every valid step equal to those of one process's mask.
     child = np.random.default_rng(ctx.rng.integers(2**63))
     if ctx.global_batch is None:
-        return draw_mask(child, shape, p)
-    full = draw_mask(child, (*shape[:-2], ctx.global_batch, shape[-1]), p)
+        return draw(child, shape, p)
+    full = draw(child, (*shape[:-2], ctx.global_batch, shape[-1]), p)
     return full[..., rows, :]
 
 
@@ -178,7 +213,119 @@ class Dropout(NoParams):
         return dy * cache, {}  # B2
 
 
-# --- dropout between stacked recurrent layers --------------------------------------------------
+# --- the masks of a recurrent stack ------------------------------------------------------------
+@attrs.frozen
+class LoopMasks:
+    """The masks the time loop applies (:mod:`seqkit.bptt` F2r and F3z), per layer and
+    direction, entry ``k = l*D + d``.
+
+    Attributes:
+        hidden: per k, a (B, H) backend array ((B, P) under a projection) that multiplies
+            h<t-1> in the recurrent product (inverted dropout, ``recurrent_dropout``), or None.
+        zoneout: per k, one entry per state part (h, then c): a (T, B, F) backend array of 0
+            and 1 in training (1: the unit keeps its previous value; indexed by the direction's
+            processing step), or the float p in evaluation; or None for no zoneout.
+    """
+
+    hidden: tuple
+    zoneout: tuple
+
+    @classmethod
+    def evaluation(cls, layer) -> LoopMasks | None:
+        """The masks of an evaluation pass: zoneout's expectation p, no dropout; None when
+        ``layer.zoneout`` is 0."""
+        if not layer.zoneout:
+            return None
+        LD = layer.num_layers * layer.num_directions
+        p = float(layer.zoneout)
+        return cls((None,) * LD, ((p,) * len(layer.state_names),) * LD)
+
+    def layer(self, k: int, directions: int) -> LoopMasks:
+        """The entries of layer k, for a one-layer stack of it."""
+        rows = slice(k * directions, (k + 1) * directions)
+        return LoopMasks(self.hidden[rows], self.zoneout[rows])
+
+    def check(self, layer, steps: int, batch: int) -> None:
+        """Raise ShapeError unless these masks fit ``layer`` on a (T, B) batch."""
+        LD = layer.num_layers * layer.num_directions
+        if len(self.hidden) != LD or len(self.zoneout) != LD:
+            raise ShapeError(
+                f"masks must have L*D = {LD} entries per kind (got {len(self.hidden)} hidden, "
+                f"{len(self.zoneout)} zoneout)"
+            )
+        h = layer.state_sizes[0]
+        for m in self.hidden:
+            if m is not None and tuple(m.shape) != (batch, h):
+                raise ShapeError(
+                    f"a recurrent-dropout mask must have shape (B, H) = {(batch, h)} "
+                    f"(got {tuple(m.shape)})"
+                )
+        for parts in self.zoneout:
+            if parts is None:
+                continue
+            if len(parts) != len(layer.state_names):
+                raise ShapeError(
+                    f"zoneout needs one mask per state part {layer.state_names} (got {len(parts)})"
+                )
+            for z, n in zip(parts, layer.state_sizes):
+                if not isinstance(z, float) and tuple(z.shape) != (steps, batch, n):
+                    raise ShapeError(
+                        f"a zoneout mask must be a float or have shape (T, B, F) = "
+                        f"{(steps, batch, n)} (got {tuple(z.shape)})"
+                    )
+
+
+@attrs.frozen
+class StackMasks:
+    """What :func:`stack_masks` drew for one training call of a stack (host float64 arrays).
+
+    Attributes:
+        inputs: per layer, the mask of its input: (T, B, F) (``dropout`` of the layer below,
+            times ``input_dropout``'s), (1, B, F) (``input_dropout`` alone), or None.
+        loop: the :class:`LoopMasks` of ``recurrent_dropout`` and ``zoneout`` (host arrays),
+            or None when the layer has neither.
+    """
+
+    inputs: list
+    loop: LoopMasks | None
+
+
+def stack_masks(ctx: Context, layer, steps: int, batch: int) -> StackMasks:
+    """Every mask a training call of ``layer`` on a (T, B) batch uses, drawn in the documented
+    order (this module's table); in evaluation only zoneout's constants (no draw)."""
+    T, B, D = steps, batch, layer.num_directions
+    inputs: list = []
+    hidden: list = []
+    zoneout: list = []
+    for k in range(layer.num_layers):
+        between = dropout_mask(ctx, (T, B, layer.output_size), layer.dropout) if k else None
+        own = dropout_mask(ctx, (B, layer.layer_input_size(k)), layer.input_dropout)
+        if own is not None:
+            own = own[None]  # (1, B, F): the same at every step
+            between = own if between is None else between * own
+        inputs.append(between)
+        for _ in range(D):
+            hidden.append(dropout_mask(ctx, (B, layer.state_sizes[0]), layer.recurrent_dropout))
+            parts = [zoneout_mask(ctx, (T, B, n), layer.zoneout) for n in layer.state_sizes]
+            zoneout.append(None if parts[0] is None else tuple(parts))
+    loop = None
+    if ctx.training and layer.loop_options:
+        loop = LoopMasks(tuple(hidden), tuple(zoneout))
+    return StackMasks(inputs, loop)
+
+
+def _on(backend, masks: LoopMasks | None) -> LoopMasks | None:
+    """``masks`` with every array on ``backend``."""
+    if masks is None:
+        return None
+
+    def put(m):
+        return m if m is None or isinstance(m, float) else backend.asarray(m)
+
+    zone = tuple(None if z is None else tuple(put(m) for m in z) for z in masks.zoneout)
+    return LoopMasks(tuple(put(m) for m in masks.hidden), zone)
+
+
 @attrs.define
 class StackCache:
     """What :func:`stack_backward` needs from :func:`stack_forward`.
@@ -189,8 +336,9 @@ class StackCache:
             call, else one single-layer specification per layer (input size I for layer 0,
             D*H above).
         caches: the backend's cache of each call, in the same order.
-        masks: the L-1 masks (T, B, D*H), backend arrays, applied to the outputs of layers
-            0..L-2; empty for a whole-stack call.
+        masks: for a call per layer, the mask each layer's input was multiplied by (backend
+            arrays, None where none; :class:`StackMasks` ``.inputs``); empty for a whole-stack
+            call.
     """
 
     layer: Any
@@ -237,22 +385,23 @@ def stack_forward(
     *,
     ctx: Context,
 ) -> tuple[Array, Any, StackCache]:
-    """Run a recurrent stack with dropout between its layers in training.
+    """Run a recurrent stack with its masks (this module's table) in training.
 
-    With ``layer.dropout == 0``, in evaluation, or for one layer, this is the single call
-    ``backend.recurrent_forward(layer, ...)``. Otherwise layer k runs as a one-layer stack
-    through the same public method and its output (T, B, D*H) is multiplied by a mask from
-    :func:`dropout_mask` before layer k+1 reads it; masks are drawn in layer order, L-1 of them.
-    No backend changes: on torch each layer is one call of the fused kernel.
+    The masks come from :func:`stack_masks`. Without masks on layer inputs (no ``dropout``
+    between layers, no ``input_dropout``, or evaluation) this is the single call
+    ``backend.recurrent_forward(layer, ..., masks=loop masks)``. Otherwise layer k runs as a
+    one-layer stack through the same public method, its input multiplied by its mask; on torch
+    each layer is then one call of the fused kernel unless the loop needs masks too.
 
     Args:
         backend: any :class:`~seqkit.Backend`.
-        layer: the :class:`~seqkit.Recurrent` stack, with its ``dropout``.
+        layer: the :class:`~seqkit.Recurrent` stack, with its ``dropout`` and the other masks'
+            probabilities.
         params: every parameter of ``layer.param_shapes()`` (PyTorch's names).
         x: (T, B, I).
         initial_state: None (zeros), h0 (L*D, B, H), or ``(h0, c0)``.
         lengths: None, or (B,) integers in 1..T; padded steps output zeros and change nothing,
-            with or without dropout.
+            with or without masks.
         ctx: the forward's :class:`~seqkit.context.Context`.
 
     Returns:
@@ -260,33 +409,41 @@ def stack_forward(
         final h_n (L*D, B, H) or ``(h_n, c_n)``, and a :class:`StackCache` for
         :func:`stack_backward`.
     """
-    L = layer.num_layers
-    if not ctx.training or layer.dropout == 0 or L == 1:
-        out, final, cache = backend.recurrent_forward(layer, params, x, initial_state, lengths)
+    x = backend._check_x(layer, x)
+    T, B, _ = x.shape
+    drawn = stack_masks(ctx, layer, T, B)
+    loop = _on(backend, drawn.loop)
+    if all(m is None for m in drawn.inputs):
+        out, final, cache = backend.recurrent_forward(
+            layer, params, x, initial_state, lengths, masks=loop
+        )
         return out, final, StackCache(layer, [layer], [cache], [])
     # the whole stack's validation, once: each call below then sees well-formed arguments
     params = backend._check_params(layer, params)
-    x = backend._check_x(layer, x)
-    T, B, _ = x.shape
     state0 = backend._check_state(layer, initial_state, B, "initial_state")
-    first = attrs.evolve(layer, num_layers=1, dropout=0.0)
+    first = attrs.evolve(
+        layer, num_layers=1, dropout=0.0, input_dropout=0.0, learn_initial_state=False
+    )
     above = attrs.evolve(first, input_size=layer.output_size)
     cache = StackCache(layer, [], [], [])
     finals = []
     inp = x
-    for k in range(L):
+    for k in range(layer.num_layers):
         spec = first if k == 0 else above
+        mask = drawn.inputs[k]
+        if mask is not None:
+            mask = backend.asarray(mask)
+            inp = inp * mask  # padded steps are zeros and stay zeros (and a cell never sees x)
+        cache.masks.append(mask)
         s0 = _pack(layer, _split_state(layer, state0, k))
+        masks = None if loop is None else loop.layer(k, layer.num_directions)
         out, final, c = backend.recurrent_forward(
-            spec, _layer_params(layer, params, k), inp, s0, lengths
+            spec, _layer_params(layer, params, k), inp, s0, lengths, masks=masks
         )
         cache.layers.append(spec)
         cache.caches.append(c)
         finals.append(_unpack(final))
-        if k < L - 1:
-            mask = backend.asarray(dropout_mask(ctx, (T, B, layer.output_size), layer.dropout))
-            cache.masks.append(mask)
-            inp = out * mask  # padded steps are zeros and stay zeros
+        inp = out
     return out, _pack(layer, _concat_states(backend.ops, finals)), cache
 
 
@@ -310,7 +467,7 @@ def stack_backward(
         raise TypeError("cache must be the third value returned by stack_forward")
     layer = cache.layer
     names = layer.state_names
-    if len(cache.caches) == 1:  # one whole-stack call
+    if len(cache.caches) == 1 and not cache.masks:  # one whole-stack call
         g = backend.recurrent_backward(layer, cache.caches[0], d_out, d_final_state)
         d_state = _pack(layer, [g[f"{n}0"] for n in names])
         return g["x"], d_state, {name: g[name] for name in layer.param_shapes()}
@@ -329,7 +486,7 @@ def stack_backward(
                 grads[short + layer.suffix(k, direction)] = g[short + layer.suffix(0, direction)]
         d_states.append(tuple(g[f"{n}0"] for n in names))
         d = g["x"]
-        if k > 0:
-            d = d * cache.masks[k - 1]  # B2 of the mask between layers k-1 and k
+        if cache.masks[k] is not None:
+            d = d * cache.masks[k]  # B2 of the mask on layer k's input
     d_state = _pack(layer, _concat_states(backend.ops, d_states[::-1]))
     return d, d_state, {name: grads[name] for name in layer.param_shapes()}

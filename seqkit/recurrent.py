@@ -10,7 +10,7 @@ import numpy as np
 from seqkit.cells import Cell
 from seqkit.dropout import probability
 
-__all__ = ["RECURRENT_INITS", "Recurrent", "get_cell"]
+__all__ = ["RECURRENT_INITS", "RECURRENT_OPTIONS", "Recurrent", "get_cell"]
 
 #: The choices of ``Recurrent(recurrent_init=...)``.
 RECURRENT_INITS = ("uniform", "orthogonal")
@@ -31,6 +31,21 @@ def _positive(instance, attribute, value) -> None:
 def _non_negative(instance, attribute, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
         raise ValueError(f"{attribute.name!r} must be a non-negative integer (got {value!r})")
+
+
+def _option(text: str, choices: tuple[str, ...] | None = None) -> dict:
+    """Field metadata of a stack option every model takes and ``seqkit train`` offers."""
+    return {"help": text} if choices is None else {"help": text, "choices": choices}
+
+
+def _probability(text: str) -> float:
+    """A stack option that is a probability in [0, 1), 0 by default (nothing drawn)."""
+    return attrs.field(default=0.0, kw_only=True, validator=probability, metadata=_option(text))
+
+
+def _bool(instance, attribute, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{attribute.name!r} must be True or False (got {value!r})")
 
 
 def _optional_finite(instance, attribute, value) -> None:
@@ -75,6 +90,33 @@ class Recurrent:
             ``bias_ih`` starts at, that of ``bias_hh`` starting at 0, so that the gate's bias is
             the value (Jozefowicz et al. 2015; Keras' ``unit_forget_bias`` is 1.0). Only for
             cells with a forget gate (``lstm``, ``lstm_ln``).
+        recurrent_dropout: p in [0, 1), variational dropout of the recurrent connection (Gal
+            and Ghahramani 2016): in training, one inverted-dropout mask per sequence, layer and
+            direction, (B, H) ((B, P) under a projection), multiplies h<t-1> where it enters the
+            recurrent product, ``hg<t> = (h<t-1> * m) @ W_hh^T + b_hh``, at every step; the
+            state itself (what a GRU's update mixes, what the next layer reads) is not masked.
+            Nothing in evaluation.
+        input_dropout: p in [0, 1), one inverted-dropout mask per sequence and layer, (B, I_l),
+            on each layer's input at every step, in training only (Gal and Ghahramani's input
+            mask; both directions of a layer read the same masked input).
+        zoneout: p in [0, 1), zoneout (Krueger et al. 2016) of every state part: in training
+            each unit of h (and c) keeps its previous value with probability p, a fresh 0/1 mask
+            z (T, B, F) per part, layer and direction, ``s<t> = z * s<t-1> + (1 - z) * s~<t>``
+            with s~ the cell's new state (after a projection); in evaluation z is p itself,
+            the expectation ``s<t> = p * s<t-1> + (1 - p) * s~<t>``. The output is the zoned
+            h<t>.
+        learn_initial_state: the initial state becomes parameters ``h0`` (L*D, H) ((L*D, P)
+            under a projection) and ``c0`` (L*D, H) for an LSTM, starting at 0 and broadcast
+            over the batch wherever no initial state is given (see
+            :meth:`initial_state_shapes`); :class:`~seqkit.blocks.Stack` holds them (a backend's
+            ``recurrent_forward`` takes whatever state it is given, zeros for None).
+
+    The masks of ``recurrent_dropout``, ``input_dropout`` and ``zoneout`` come from the host's
+    training random state, drawn by :func:`seqkit.dropout.stack_masks`; ``p = 0`` draws nothing
+    and runs bit for bit as the option left out. ``recurrent_dropout`` and ``zoneout`` act
+    inside the time loop (:attr:`loop_options`), so on torch such a layer takes the generic or
+    compiled path, not the fused kernel; ``input_dropout`` and ``dropout`` act between calls
+    and keep it.
 
     Parameters are named as in ``torch.nn.RNN/GRU/LSTM``: ``weight_ih_l{k}``, ``weight_hh_l{k}``,
     ``bias_ih_l{k}``, ``bias_hh_l{k}`` (and ``weight_hr_l{k}``), with ``_reverse`` for the second
@@ -89,9 +131,37 @@ class Recurrent:
         default=False, kw_only=True, validator=attrs.validators.instance_of(bool)
     )
     dropout: float = attrs.field(default=0.0, kw_only=True, validator=probability)
-    proj_size: int = attrs.field(default=0, kw_only=True, validator=_non_negative)
-    recurrent_init: str = attrs.field(default="uniform", kw_only=True)
-    forget_bias: float | None = attrs.field(default=None, kw_only=True, validator=_optional_finite)
+    # the fields with metadata are the stack options every model takes and seqkit train offers
+    proj_size: int = attrs.field(
+        default=0,
+        kw_only=True,
+        validator=_non_negative,
+        metadata=_option("LSTM projection size P < H (0: none; lstm, lstm_ln)."),
+    )
+    recurrent_init: str = attrs.field(
+        default="uniform",
+        kw_only=True,
+        metadata=_option("How weight_hh starts.", RECURRENT_INITS),
+    )
+    forget_bias: float | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=_optional_finite,
+        metadata=_option("Initial forget-gate bias (lstm, lstm_ln; unset: uniform)."),
+    )
+    recurrent_dropout: float = _probability(
+        "Variational dropout of h<t-1> in the recurrent product (training)."
+    )
+    input_dropout: float = _probability(
+        "One dropout mask per sequence on each layer's input (training)."
+    )
+    zoneout: float = _probability("Zoneout: each state unit keeps its value with this probability.")
+    learn_initial_state: bool = attrs.field(
+        default=False,
+        kw_only=True,
+        validator=_bool,
+        metadata=_option("Learn h0 (and c0) as parameters, broadcast over the batch."),
+    )
 
     def __attrs_post_init__(self) -> None:
         name = self.cell.name
@@ -121,6 +191,21 @@ class Recurrent:
     def num_directions(self) -> int:
         """D: 2 when bidirectional, else 1."""
         return 2 if self.bidirectional else 1
+
+    @property
+    def loop_options(self) -> bool:
+        """Whether masks act inside the time loop (``recurrent_dropout`` or ``zoneout``), so
+        that a backend's fused kernel cannot run this layer."""
+        return self.recurrent_dropout > 0 or self.zoneout > 0
+
+    def initial_state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The learned initial state's parameters (``learn_initial_state``), else ``{}``:
+        ``{"h0": (L*D, H), "c0": (L*D, H)}`` for an LSTM (h0 (L*D, P) under a projection),
+        ``{"h0": (L*D, H)}`` for a cell with one state part; named after ``state_names``."""
+        if not self.learn_initial_state:
+            return {}
+        LD = self.num_layers * self.num_directions
+        return {f"{name}0": (LD, n) for name, n in zip(self.state_names, self.state_sizes)}
 
     @property
     def state_sizes(self) -> tuple[int, ...]:
@@ -239,3 +324,8 @@ def _orthogonal_blocks(rng: np.random.Generator, blocks: int, shape: tuple[int, 
         q, r = np.linalg.qr(rng.standard_normal((H, cols)))
         parts.append(q * np.where(np.diag(r) < 0, -1.0, 1.0))
     return np.concatenate(parts, axis=0)
+
+
+#: The names of the stack options (fields of :class:`Recurrent` with ``metadata["help"]``) that
+#: every model constructor takes, its config saves and ``seqkit train`` offers as ``--name``.
+RECURRENT_OPTIONS = tuple(f.name for f in attrs.fields(Recurrent) if "help" in f.metadata)

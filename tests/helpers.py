@@ -48,3 +48,23 @@ def numeric_grad(f, arr, eps=1e-6):
 
 def backend64():
     return seqkit.get_backend("numpy", dtype="float64")
+
+
+def check_model_gradients(model, batch, ctx, rng, *, picks=2, eps=1e-6):
+    """A model's gradients at ``picks`` random entries of every parameter against central
+    differences of its training loss; ``ctx()`` gives the same masks on every call."""
+    import pytest
+
+    _, grads = model.loss_and_grads(batch, ctx=ctx())
+    for name, value in model.numpy_params().items():
+        for index in [tuple(rng.integers(0, n) for n in value.shape) for _ in range(picks)]:
+            shifted = []
+            for sign in (1, -1):
+                params = dict(model.params)
+                moved = value.copy()
+                moved[index] += sign * eps
+                params[name] = model.backend.asarray(moved)
+                shifted.append(float(model._loss_forward(params, batch, ctx())[0]))
+            numeric = (shifted[0] - shifted[1]) / (2 * eps)
+            analytic = float(np.asarray(grads[name])[index])
+            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, index)

@@ -246,8 +246,8 @@ def test_draws_one_mask_per_layer_boundary_in_layer_order():
     rng = np.random.default_rng(5)
     T, B = x.shape[:2]
     expected = [draw_mask(child(rng), (T, B, layer.output_size), 0.3) for _ in range(2)]
-    assert len(cache.masks) == 2
-    for got, want in zip(cache.masks, expected):
+    assert len(cache.masks) == 3 and cache.masks[0] is None  # one per layer input
+    for got, want in zip(cache.masks[1:], expected):
         np.testing.assert_array_equal(got, want)
     assert rng_state(ctx.rng) == rng_state(rng)
 

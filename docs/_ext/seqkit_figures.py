@@ -1,18 +1,19 @@
 """Sphinx extension: compute the docs' figures from seqkit at build time.
 
-Each figure is a function ``name(path)`` in :mod:`gradient_decay` (and friends) that writes one
-PNG. They run on ``builder-inited`` into ``docs/_generated/`` (ignored by git), before any page
+Each figure is a function ``name(path)`` in the module of the same name beside this one
+(:mod:`gradient_decay`, :mod:`recurrent_options`) that writes one PNG. They run on ``builder-inited`` into ``docs/_generated/`` (ignored by git), before any page
 is read, so that every builder, the doctest one included, finds the images it references.
 matplotlib is a docs dependency: without it the build stops here with a message that says so.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from sphinx.errors import ExtensionError
 
-FIGURES = ("gradient_decay",)
+FIGURES = ("gradient_decay", "recurrent_options")
 
 
 def _generate(app) -> None:
@@ -27,10 +28,8 @@ def _generate(app) -> None:
     matplotlib.use("Agg", force=True)
     out = Path(app.srcdir) / "_generated"
     out.mkdir(exist_ok=True)
-    import gradient_decay
-
     for name in FIGURES:
-        getattr(gradient_decay, name)(out / f"{name}.png")
+        getattr(importlib.import_module(name), name)(out / f"{name}.png")
 
 
 def setup(app):

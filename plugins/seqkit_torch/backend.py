@@ -134,11 +134,19 @@ class TorchBackend(Backend):
         """``"fused"``, ``"compiled"`` or ``"generic"``: how :meth:`recurrent_forward` runs it.
 
         A cell whose compilation failed (see :meth:`compile_stats`) reports ``"generic"`` from
-        then on, which is what it runs.
+        then on, which is what it runs. A layer with ``recurrent_dropout`` or ``zoneout``
+        (masks inside the time loop, ``layer.loop_options``) never takes the fused kernel:
+        ``auto`` chooses for it as for a cell without one.
         """
         from seqkit_torch._fused import fused_kernel
 
         has_kernel = fused_kernel(layer) is not None
+        if self.path == "fused" and layer.loop_options:
+            raise ConfigError(
+                "backend 'torch' with path 'fused': recurrent_dropout and zoneout act inside the "
+                "time loop, which no fused kernel runs; use path 'auto', 'generic' or 'compiled'"
+            )
+        has_kernel = has_kernel and not layer.loop_options  # the loop's masks need our loop
         if self.path == "fused" and not has_kernel:
             raise ConfigError(
                 f"backend 'torch' with path 'fused': cell {layer.cell.name!r} has no fused kernel; "
@@ -173,7 +181,7 @@ class TorchBackend(Backend):
         return compiled_cell(layer.cell, self.ops).stats
 
     # --- recurrent stack ----------------------------------------------------------------------
-    def _recurrent_forward(self, layer, params, x, state0, lengths):
+    def _recurrent_forward(self, layer, params, x, state0, lengths, masks=None):
         from seqkit_torch._compiled import compiled_layer
         from seqkit_torch._fused import fused_forward
         from seqkit_torch._generic import generic_forward
@@ -192,7 +200,7 @@ class TorchBackend(Backend):
             out, final = fused_forward(layer, params, x, state0, lengths)
         else:
             run = compiled_layer(layer, self.ops) if path == "compiled" else layer
-            out, final = generic_forward(self.ops, run, params, x, state0, lengths)
+            out, final = generic_forward(self.ops, run, params, x, state0, lengths, masks)
             if path == "compiled" and run.cell.failed:
                 path = "generic"  # it fell back during this very call
         T, B = x.shape[0], x.shape[1]

@@ -24,7 +24,7 @@ from seqkit.errors import unknown
 from seqkit.layers import DenseStack, Embedding, OneHot
 from seqkit.memory import check_parameters
 from seqkit.options import TrainingOptions
-from seqkit.recurrent import Recurrent, get_cell
+from seqkit.recurrent import RECURRENT_OPTIONS, Recurrent, get_cell
 from seqkit.training import (
     Examples,
     TrainingHistory,
@@ -94,6 +94,12 @@ class Model(abc.ABC):
         dropout: p in [0, 1): inverted dropout, in training only, on the input encoding,
             between stacked recurrent layers (``Recurrent(dropout=p)``, PyTorch's meaning) and
             before the head. 0 (default) trains bit for bit as no dropout.
+        **recurrent: the recurrent stack's options ``proj_size``, ``recurrent_init``,
+            ``forget_bias``, ``recurrent_dropout``, ``input_dropout``, ``zoneout`` and
+            ``learn_initial_state``, passed to its :class:`~seqkit.Recurrent` (documented
+            there; the defaults change nothing). They are keywords of the signature, generated
+            from ``seqkit.recurrent.RECURRENT_OPTIONS``, as are the checkpoint config's entries
+            and ``seqkit train``'s ``--proj-size`` ... options.
         backend: backend name or instance; None reads the config.
         dtype: ``"float32"`` or ``"float64"`` when ``backend`` is a name or None.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``, as ``dtype``.
@@ -148,7 +154,16 @@ class Model(abc.ABC):
         device: str | None = None,
         seed: int | None = None,
         _init: bool = True,
+        **recurrent: Any,
     ) -> None:
+        wrong = [name for name in recurrent if name not in RECURRENT_OPTIONS]
+        if wrong:
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {wrong[0]!r}; "
+                f"the recurrent options are: {', '.join(RECURRENT_OPTIONS)}"
+            )
+        #: The recurrent stack's options (``RECURRENT_OPTIONS``), every one, defaults included.
+        self.recurrent_options = {**_RECURRENT_DEFAULTS, **recurrent}
         self.cell = get_cell(cell)
         self.hidden_size = self.default_hidden_size if hidden_size is None else hidden_size
         self.num_layers = num_layers
@@ -179,12 +194,17 @@ class Model(abc.ABC):
         bidirectional: bool = False,
         pool: bool = False,
         input_key: str = "encoder",
+        given_state: bool = False,
     ) -> Chain:
         """``Encode [-> Dropout] -> Stack [-> LastState] [-> Dropout -> PerStep(head)]``: ids
         in, (T, B, outputs) logits out, (B, outputs) with ``pool`` (many-to-one), the stack's
         output and final state with ``outputs=None``. The dropout blocks are there when
-        ``dropout > 0``; masks are drawn in block order."""
+        ``dropout > 0``; masks are drawn in block order. ``given_state``: the stack always
+        starts from a state it is given (a decoder), so it learns none."""
         encoder = Encode(self._input(vocab_size), start_id=start_id)
+        options = dict(self.recurrent_options)
+        if given_state:
+            options["learn_initial_state"] = False
         rnn = Recurrent(
             self.cell,
             encoder.output_size,
@@ -192,6 +212,7 @@ class Model(abc.ABC):
             num_layers=self.num_layers,
             bidirectional=bidirectional,
             dropout=self.dropout,
+            **options,
         )
         blocks: dict[str, Any] = {input_key: encoder}
         if self.dropout:
@@ -236,6 +257,7 @@ class Model(abc.ABC):
             "embedding_size": self.embedding_size,
             "head_sizes": list(self.head_sizes),
             "dropout": self.dropout,
+            **self.recurrent_options,
             **self._own_config(),
         }
 
@@ -261,6 +283,7 @@ class Model(abc.ABC):
             if isinstance(block, Stack):
                 # laid out for the backend's kernels once (cuDNN's one buffer), not on every call
                 own = unprefixed(prefix, params)
+                own = {name: own[name] for name in block.layer.param_shapes()}  # no h0, c0
                 flat = self.backend.flatten_params(block.layer, own, requires_grad=False)
                 params.update(prefixed(prefix, flat))
         self.params = params
@@ -419,6 +442,34 @@ class Model(abc.ABC):
         save_checkpoint(
             path, CheckpointFile(self.kind, self.config(), self.numpy_params(), extra, state=state)
         )
+
+
+_RECURRENT_DEFAULTS = {
+    f.name: f.default for f in attrs.fields(Recurrent) if f.name in RECURRENT_OPTIONS
+}
+
+
+def _recurrent_signature(init: Any) -> inspect.Signature:
+    """``Model.__init__``'s signature with its ``**recurrent`` spelled out as one keyword per
+    ``RECURRENT_OPTIONS`` field (before ``backend``), so that ``help()``, the subclasses'
+    signatures and the tasks' ``model_options`` see them."""
+    signature = inspect.signature(init)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    fields = {f.name: f for f in attrs.fields(Recurrent)}
+    extra = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=fields[name].default,
+            annotation=fields[name].type,
+        )
+        for name in RECURRENT_OPTIONS
+    ]
+    at = [p.name for p in params].index("backend")
+    return signature.replace(parameters=[*params[:at], *extra, *params[at:]])
+
+
+Model.__init__.__signature__ = _recurrent_signature(Model.__init__)  # type: ignore[attr-defined]
 
 
 def _full_signature(init: Any) -> inspect.Signature:

@@ -118,7 +118,9 @@ class Seq2Seq(Model):
     def _network(self) -> EncoderDecoder:
         Vs, Vt = len(self.src_vocab), len(self.tgt_vocab)
         encoder = self._chain(Vs, None, input_key="input")
-        decoder = self._chain(Vt, Vt, start_id=self.tgt_vocab.pad_id, input_key="input")
+        decoder = self._chain(
+            Vt, Vt, start_id=self.tgt_vocab.pad_id, input_key="input", given_state=True
+        )
         return EncoderDecoder(encoder, decoder)
 
     def _loss(self):

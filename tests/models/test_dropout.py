@@ -7,6 +7,7 @@ import pytest
 import seqkit
 from seqkit.context import Context
 from seqkit.models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
+from tests.helpers import check_model_gradients
 
 TEXTS = ["abcab", "bca", "cabbac", "ab", "bb", "cab"]
 LABELS = np.array([0, 1, 2, 1, 0, 2])
@@ -15,8 +16,9 @@ TARGETS = ["xy", "yyx", "x", "", "yxy", "y"]
 KINDS = ["lm", "classifier", "tagger", "seq2seq"]
 
 
-def build(kind, dropout, backend="numpy"):
-    """A small two-layer model; ``dropout=None`` leaves the keyword out."""
+def build(kind, dropout, backend="numpy", **options):
+    """A small two-layer model; ``dropout=None`` leaves the keyword out; ``options`` are more
+    model keywords."""
     vocab = seqkit.Vocabulary.build(TEXTS, level="char")
     common = dict(
         cell="lstm",
@@ -30,6 +32,7 @@ def build(kind, dropout, backend="numpy"):
     )
     if dropout is not None:
         common["dropout"] = dropout
+    common.update(options)
     if kind == "lm":
         return LanguageModel(vocab, **common), (TEXTS,)
     if kind == "classifier":
@@ -96,21 +99,7 @@ def test_gradients_with_the_masks_fixed_equal_finite_differences(kind):
     def ctx():
         return Context(training=True, rng=np.random.default_rng(11))  # the same masks each call
 
-    _, grads = model.loss_and_grads(batch, ctx=ctx())
-    rng = np.random.default_rng(0)
-    eps = 1e-6
-    for name, value in model.numpy_params().items():
-        for index in [tuple(rng.integers(0, n) for n in value.shape) for _ in range(2)]:
-            shifted = []
-            for sign in (1, -1):
-                params = dict(model.params)
-                moved = value.copy()
-                moved[index] += sign * eps
-                params[name] = model.backend.asarray(moved)
-                shifted.append(float(model._loss_forward(params, batch, ctx())[0]))
-            numeric = (shifted[0] - shifted[1]) / (2 * eps)
-            analytic = float(np.asarray(grads[name])[index])
-            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, index)
+    check_model_gradients(model, batch, ctx, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -6,8 +6,14 @@ can compile and differentiate it (we are at step t of one direction)::
     F1. xg = x @ W_ih^T + b_ih            all T steps in one product, before the scan
                                           (+ b_hh for a cell with ``sums_projections``)
     F2. hg<t> = h<t-1> @ W_hh^T + b_hh    inside the scan (b_hh joined F1 for such a cell)
+    F2r. with recurrent dropout the product reads h<t-1> * m (m (B, H), one mask per sequence)
     F3. s<t> = cell.step(xg<t>, hg<t>, s<t-1>)
+    F3p. with a projection (``proj_size`` P): h<t> = h~<t> @ W_hr^T, h~<t> (B, H) the cell's h
+    F3z. with zoneout, each part: s<t> = z<t> * s<t-1> + (1 - z<t>) * s<t> (z 0/1, or p in eval)
     F4. padded rows keep s<t-1>: s<t> = where(t < length, s<t>, s<t-1>); out<t> = h<t> or 0
+
+The masks of F2r and F3z are those of :class:`seqkit.dropout.LoopMasks`, passed in as two
+tuples indexed by layer and direction (``hidden``, ``zoneout``); they are constants of the vjp.
 
 The reverse direction of a bidirectional layer runs F1-F4 on each sequence's valid prefix read
 back to front (:func:`seqkit.bptt.reverse_index`, gathered here with ``take_time``).
@@ -31,7 +37,9 @@ from seqkit.recurrent import Recurrent
 __all__ = ["backward", "forward", "stack"]
 
 
-def stack(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reverse):
+def stack(
+    ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reverse, hidden=None, zone=None
+):
     """``(out, final)`` of the stack, a pure traceable function.
 
     Args:
@@ -41,6 +49,8 @@ def stack(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, revers
         state0: tuple of (L*D, B, H), one per ``layer.state_names``.
         lengths: None, or (B,) integers in 1..T.
         reverse: (T, B) :func:`seqkit.bptt.reverse_index` when ``lengths`` is given, else None.
+        hidden, zone: None, or ``LoopMasks.hidden`` and ``LoopMasks.zoneout`` (one entry per
+            layer and direction; zoneout's (T, B, F) masks indexed by processing step).
 
     Returns:
         out (T, B, D*H), zero past each length; final, a tuple of (L*D, B, H).
@@ -58,7 +68,11 @@ def stack(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, revers
             k = lyr * D + d
             p = layer.direction_params(params, lyr, d)
             x_d = layer_in if d == 0 else _reversed(ops, layer_in, reverse)
-            o, sT = _direction(ops, layer.cell, p, x_d, tuple(s[k] for s in state0), mask)
+            h_mask = None if hidden is None else hidden[k]
+            z = None if zone is None else zone[k]
+            o, sT = _direction(
+                ops, layer.cell, p, x_d, tuple(s[k] for s in state0), mask, h_mask, z
+            )
             outs.append(o if d == 0 else _reversed(ops, o, reverse))
             for part, s in zip(finals, sT, strict=True):
                 part.append(s)
@@ -74,39 +88,47 @@ def _reversed(ops, a, reverse):
     return a[::-1] if reverse is None else ops.take_time(a, reverse)
 
 
-def _direction(ops, cell, p: dict, x, state: tuple, mask):
+def _direction(ops, cell, p: dict, x, state: tuple, mask, hidden=None, zone=None):
     """One direction of one layer: out (T, B, H) in processing order, final state tuple."""
+    # zoneout's per-step masks are scanned over; evaluation's float p is a constant
+    steps = None if zone is None or jnp.ndim(zone[0]) == 0 else tuple(zone)
     summed = cell.sums_projections
     # F1. the input projection of every step at once
     xg = ops.matmul(x, p["weight_ih"].T) + (
         (p["bias_ih"] + p["bias_hh"]) if summed else p["bias_ih"]
     )  # (T, B, G*H)
     w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
+    w_hr = p.get("weight_hr")  # (P, H) under a projection, else None
 
     def step(s, inputs):
-        xg_t, m_t = inputs  # (B, G*H), (B, 1) or None
-        hg = ops.matmul(s[0], w_hh_t)  # F2
+        xg_t, m_t, z_t = inputs  # (B, G*H), (B, 1) or None, per part (B, F) or None
+        hg = ops.matmul(s[0] if hidden is None else s[0] * hidden, w_hh_t)  # F2 (F2r)
         if not summed:
             hg = hg + b_hh
         new, _ = cell.step(ops, xg_t, hg, s, p)  # F3; the cell's cache is not needed here
+        if w_hr is not None:  # F3p
+            new = (ops.matmul(new[0], w_hr.T), *new[1:])
+        if zone is not None:  # F3z
+            z_t = zone if z_t is None else z_t
+            new = tuple(z * old + (1.0 - z) * n for z, n, old in zip(z_t, new, s, strict=True))
         if m_t is not None:  # F4
             new = tuple(ops.where(m_t, n, old) for n, old in zip(new, s, strict=True))
         return new, new[0]
 
-    final, out = lax.scan(step, state, (xg, mask))
+    final, out = lax.scan(step, state, (xg, mask, steps))
     return out, final
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def forward(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reverse):
+def forward(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reverse, hidden, zone):
     """``(out, final, vjp)``: :func:`stack`'s results and its ``jax.vjp`` function.
 
-    ``vjp((d_out, d_final)) -> (d_params, d_x, d_state0)``; lengths and the reverse index are
-    integers, not differentiated.
+    ``vjp((d_out, d_final)) -> (d_params, d_x, d_state0)``; lengths, the reverse index and the
+    masks (``hidden``, ``zone``: None or :func:`stack`'s) are not differentiated.
     """
 
     def run(params, x, state0):
-        return stack(ops, layer, params, x, state0, lengths, reverse)
+        return stack(ops, layer, params, x, state0, lengths, reverse, hidden, zone)
 
     (out, final), vjp = jax.vjp(run, params, x, state0)
     return out, final, vjp

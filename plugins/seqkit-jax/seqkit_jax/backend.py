@@ -123,20 +123,36 @@ class JaxBackend(Backend):
         super().__init__(dtype=dtype, device=name)
 
     # --- recurrent stack ----------------------------------------------------------------------
-    def _recurrent_forward(self, layer: Recurrent, params, x, state0, lengths):
+    def _recurrent_forward(self, layer: Recurrent, params, x, state0, lengths, masks=None):
         from seqkit_jax import _scan
 
         T, B = x.shape[0], x.shape[1]
         lens = reverse = None
+        hidden = zone = None
+        if masks is not None:  # recurrent dropout, zoneout: constants of the scan
+            hidden, zone = tuple(masks.hidden), tuple(masks.zoneout)
         if lengths is not None:
             # pad T up to its bucket: the padded steps lie past every length, so they are masked
             padded = -(-T // self.time_bucket) * self.time_bucket
             if padded != T:
-                x = self.ops.xp.pad(x, ((0, padded - T), (0, 0), (0, 0)))
+                x = self._pad(x, padded)
+                if zone is not None:
+                    zone = tuple(
+                        None if z is None else tuple(self._pad(part, padded) for part in z)
+                        for z in zone
+                    )
             lens = self.ops.int_array(lengths)
             reverse = self.ops.int_array(bptt.reverse_index(padded, lengths, B))
-        out, final, vjp = _scan.forward(self.ops, layer, params, x, state0, lens, reverse)
+        out, final, vjp = _scan.forward(
+            self.ops, layer, params, x, state0, lens, reverse, hidden, zone
+        )
         return out[:T], final, JaxCache(vjp, final, T, B, x.shape[0])
+
+    def _pad(self, a, steps: int):
+        """``a`` (T, B, F) padded with zeros to ``steps`` (a float, evaluation's p, unchanged)."""
+        if isinstance(a, float):
+            return a
+        return self.ops.xp.pad(a, ((0, steps - a.shape[0]), (0, 0), (0, 0)))
 
     def _recurrent_backward(self, layer: Recurrent, cache: JaxCache, d_out, d_final):
         from seqkit_jax import _scan
