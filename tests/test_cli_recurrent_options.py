@@ -106,7 +106,7 @@ def test_resume_with_the_options_equals_one_run(tmp_path, corpus):
     first = train(corpus, part, *options, "--checkpoint-every", 2, steps=4)
     assert first.exit_code == 0, first.output
     resumed = CliRunner().invoke(
-        cli, ["train", "--resume", str(part), "--steps", "8", "--no-progress"]
+        cli, ["train", str(corpus), "--resume", str(part), "--steps", "8", "--no-progress"]
     )
     assert resumed.exit_code == 0, resumed.output
     a = seqkit.load(whole, backend="numpy").numpy_params()
