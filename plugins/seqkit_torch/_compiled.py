@@ -189,7 +189,11 @@ def _timed_inductor(stats: CompileStats, cuda_graphs: bool):
         warnings.simplefilter("ignore", DeprecationWarning)
         from torch._inductor.compile_fx import compile_fx
 
-    patches = {"triton.cudagraphs": True} if cuda_graphs else None
+    # On a CPU the kernels run on one thread: a step's elementwise work (B x G*H numbers) is too
+    # small to repay the start and the barrier of an OpenMP team, which on a machine shared with
+    # other work can wait milliseconds for a thread that is not scheduled; the matrix products
+    # the driver runs outside the compiled step keep every thread.
+    patches = {"triton.cudagraphs": True} if cuda_graphs else {"cpp.threads": 1}
 
     def inductor(gm, example_inputs):
         stats.graphs += 1
