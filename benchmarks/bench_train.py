@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 import seqkit
+from seqkit.blocks import Stack
 from seqkit.cells import GRU, LSTM
 from seqkit.corpora import get_corpus, split_train_dev
 from seqkit.data import lm_batch
@@ -111,6 +112,11 @@ def plain_torch_runner(vocab, texts, cell: str, device: str):
     return fit
 
 
+def recurrent_layer(model) -> seqkit.Recurrent:
+    """The model's recurrent stack (the layer of its ``Stack`` block)."""
+    return next(block.layer for _, block in model.network.walk() if isinstance(block, Stack))
+
+
 def best_time(fit, steps: int, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -171,9 +177,10 @@ def main() -> None:
         base = base or seconds
         path, note = "cuDNN/oneDNN" if backend is None else "hand-written BPTT", ""
         if isinstance(backend, TorchBackend):
-            path = backend.layer_path(model.rnn)  # after the run: a failed compile says generic
+            layer = recurrent_layer(model)
+            path = backend.layer_path(layer)  # after the run: a failed compile says generic
             if path == "compiled":
-                stats = backend.compile_stats(model.rnn)
+                stats = backend.compile_stats(layer)
                 note = f"; compiling took {stats.seconds:.1f} s, {stats.graphs} graphs"
         print(
             f"{label:44s} path {path:18s} {seconds / args.steps * 1e3:8.2f} ms/step  "
