@@ -3,9 +3,10 @@
 The loop over time is the generic path's (:mod:`seqkit.bptt` inside one
 ``torch.autograd.Function``, see :mod:`seqkit_torch._generic`); only the cell is swapped for a
 :class:`CompiledCell`, whose ``step`` and ``step_backward`` call the cell's own methods compiled
-by ``torch.compile`` (Inductor: C++ with OpenMP on a CPU, Triton on a GPU). The forty-odd small
-elementwise operations of an LSTM step and its backward become one or two kernels each, and the
-matrix products stay where the driver batches them.
+by ``torch.compile`` (Inductor: C++ on one thread on a CPU, Triton on a GPU). The forty-odd small
+elementwise operations of an LSTM step and its backward become one kernel each, and the matrix
+products stay where the driver batches them. The driver's per-step arrays go in as their
+contiguous (F, B) transposes (:func:`_plain`), so every array of a compiled step has one layout.
 
 One :class:`CompiledCell` is built per (cell, dtype, device) and kept for the life of the process.
 Its two functions are compiled with ``dynamic=True``: the batch size B and the hidden size H are

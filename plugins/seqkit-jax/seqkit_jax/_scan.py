@@ -114,8 +114,7 @@ def forward(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reve
     """``(out, final, vjp)``: :func:`stack`'s results and its ``jax.vjp`` function.
 
     ``vjp((d_out, d_final)) -> (d_params, d_x, d_state0)`` (without d_x for one-hot ids);
-    lengths and the reverse index are
-    integers, not differentiated.
+    lengths and the reverse index are integers, not differentiated.
     """
 
     def run(params, x, state0):
