@@ -7,7 +7,7 @@
 #   1. the CUDA tests (-m cuda): fused and generic paths agree with NumPy in float64 and float32
 #   2. the compiled path on cuda: every registered cell (and the peephole plugin when installed)
 #      agrees with NumPy in float64 (1e-9) and float32 (the documented tolerance), and five new
-#      (T, B) reuse the compiled graphs
+#      (T, B) reuse the compiled graphs; one-hot ids equal the dense product (fused, generic)
 #   3. benchmarks/bench_torch.py --device cuda: fused, compiled, generic and the plain loop
 #      against cuDNN (floor: compiled <= 2x cuDNN at both sizes)
 #   4. benchmarks/bench_train.py --device cuda: the demo's model, seqkit against plain PyTorch
@@ -67,6 +67,24 @@ for T, B in [(5, 3), (2, 4), (7, 2), (3, 9), (11, 5), (1, 6)]:
     be.recurrent_backward(layer, cache, data.d_out, data.d_final)
     graphs = graphs or be.compile_stats(layer).graphs
 print(f"recompiles over 5 new (T, B): {be.compile_stats(layer).graphs - graphs}")
+# one-hot ids (seqkit.OneHot's output) on cuda equal the dense one-hot product, gradients too:
+# the fused kernel's gathered route (V > D*G*H) and the generic path's gather and scatter-add
+import numpy as np
+import torch
+from seqkit.layers import OneHot
+for path in ("fused", "generic"):
+    be = TorchBackend(dtype="float64", device="cuda", path=path)
+    layer = seqkit.Recurrent("lstm", 40, 4, num_layers=2, bidirectional=True)
+    params = be.init_params(layer, 0)
+    x, _ = OneHot(40).forward(be.ops, None, np.random.default_rng(0).integers(0, 40, (6, 3)))
+    d_out = torch.randn(6, 3, 8, dtype=torch.float64, device="cuda")
+    got = []
+    for inp in (x, x.dense()):
+        out, _, cache = be.recurrent_forward(layer, params, inp, lengths=np.array([6, 2, 4]))
+        got.append((out, be.recurrent_backward(layer, cache, d_out)["weight_ih_l0"]))
+    for a, b in zip(*got):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-13), path
+    print(f"one-hot ids on cuda, path {path}: equal to the dense product, d weight_ih too")
 PY
 
 stage "bench_torch cuda" 180 $PY benchmarks/bench_torch.py --device cuda --repeat 10

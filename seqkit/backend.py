@@ -12,7 +12,7 @@ from seqkit.config import load_config
 from seqkit.distributed import DataParallel
 from seqkit.dropout import LoopMasks
 from seqkit.errors import ConfigError, ShapeError
-from seqkit.ops import Ops
+from seqkit.ops import OneHotIds, Ops
 from seqkit.recurrent import Recurrent
 from seqkit.shapes import Array
 
@@ -70,7 +70,10 @@ class Backend(abc.ABC):
         Args:
             layer: the :class:`~seqkit.Recurrent` specification.
             params: every parameter of ``layer.param_shapes()``, NumPy or backend arrays.
-            x: (T, B, I) input.
+            x: (T, B, I) input, or a :class:`~seqkit.ops.OneHotIds` of V = I (what
+                :class:`~seqkit.OneHot` gives): layer 0 then gathers columns of ``weight_ih``
+                instead of multiplying a one-hot matrix, and ``recurrent_backward``'s ``"x"``
+                is None.
             initial_state: None (zeros), h0 (L*D, B, H), or ``(h0, c0)`` for a cell with a
                 memory state such as ``lstm``; h0 is (L*D, B, P) under ``layer.proj_size`` P.
             lengths: None, or (B,) integers in 1..T; steps at or past a sequence's length
@@ -123,8 +126,8 @@ class Backend(abc.ABC):
             d_final_state: None (zeros), or the gradient of the final state in its form.
 
         Returns:
-            dict with ``"x"`` (T, B, I), ``"h0"`` (and ``"c0"``) (L*D, B, H), and one entry per
-            parameter name.
+            dict with ``"x"`` (T, B, I) (None for one-hot ids), ``"h0"`` (and ``"c0"``)
+            (L*D, B, H), and one entry per parameter name.
         """
         T, B = self._cache_shape(cache)
         d_out = self.asarray(d_out)
@@ -201,7 +204,14 @@ class Backend(abc.ABC):
             out[name] = value
         return out
 
-    def _check_x(self, layer: Recurrent, x: Any) -> Array:
+    def _check_x(self, layer: Recurrent, x: Any) -> Array | OneHotIds:
+        if isinstance(x, OneHotIds):  # one-hot rows as their ids, of V = I
+            if x.ids.ndim != 2 or x.num_classes != layer.input_size or x.ids.shape[1] == 0:
+                raise ShapeError(
+                    f"x must stand for (T, B, I) one-hot rows with I={layer.input_size} and "
+                    f"B > 0 (got OneHotIds of shape {x.shape})"
+                )
+            return x
         x = self.asarray(x)
         if x.ndim != 3:
             raise ShapeError(f"x must be a (T, B, I) array (got shape {tuple(x.shape)})")

@@ -177,7 +177,7 @@ class Encode(PerStep):
 
     def backward(self, ops, params: dict, cache: Any, dy: Seq) -> tuple[Seq, dict]:
         layer_cache, keep = cache
-        d = dy.data if keep is None else dy.data * keep  # B1
+        d = dy.data if keep is None or dy.data is None else dy.data * keep  # B1 (None: ids)
         _, grads = self.layer.backward(ops, params, layer_cache, d)
         return Seq(None, dy.lengths, dy.state), grads
 

@@ -7,6 +7,7 @@ code. The cell computes one step (:class:`seqkit.Cell`); this module owns everyt
 Notation (shape letters in :mod:`seqkit.shapes`; we are at step t of one direction)::
 
     F1. xg = x @ W_ih^T + b_ih            all T steps in one matrix product, before the loop
+                                          (a gather of W_ih's columns for one-hot ids)
     F2. hg<t> = h<t-1> @ W_hh^T + b_hh    one matrix product per step; b_hh joins b_ih in F1
                                           for a cell with ``sums_projections`` (uses xg + hg only)
     F2r. with recurrent dropout the product reads h<t-1> * m (m (B, H), one mask per sequence)
@@ -24,6 +25,7 @@ Backward, from t = T-1 down to 0, given d out<t> and d s<T-1> (the final state's
     B2. d h<t-1> += d hg<t> @ W_hh;  d W_hh = sum_t d hg<t>^T h<t-1>
     B2r. with recurrent dropout: d h<t-1> += (d hg<t> @ W_hh) * m;  d W_hh reads h<t-1> * m
     B1. d x = d xg @ W_ih,  d W_ih = d xg^T x,  d b_ih = sum d xg
+        (for one-hot ids: no d x, and d W_ih a scatter-add of d xg's rows into the ids' columns)
 
 The sums over t in B1 and B2 are not taken step by step: every ``_CHUNK_ROWS`` rows of steps x
 batch become one product each (:class:`_WeightGradients`), so the weight gradients cost a few big
@@ -35,6 +37,11 @@ write column-major operands, which BLAS runs faster at the small B of a recurren
 
 Under a projection h<t> and h<t-1> have P features (the output, ``hg``'s input, the first state
 part) and ``c`` and the cell's own h~ have H; without one F3p and B3p cost nothing.
+
+Layer 0 may read :class:`~seqkit.ops.OneHotIds` (what :class:`seqkit.OneHot` gives) instead of
+a (T, B, V) array: F1 and B1 go through :meth:`Ops.project <seqkit.ops.Ops.project>` and
+:meth:`Ops.project_grad <seqkit.ops.Ops.project_grad>`, which gather and scatter-add for ids and
+multiply otherwise, so the one-hot matrix is never built; its gradient ``"x"`` is None.
 
 A bidirectional layer's reverse direction runs the same recursion on each sequence's valid prefix
 read back to front (``ops.take_time`` with :func:`reverse_index`), so one loop serves both.
@@ -49,7 +56,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from seqkit.ops import Ops
+from seqkit.ops import OneHotIds, Ops
 from seqkit.recurrent import Recurrent
 from seqkit.shapes import Array
 
@@ -125,7 +132,8 @@ def recurrent_forward(
     partial = [t >= shortest for t in range(T)]  # some row is padded at step t
     reverse = reverse_index(T, lengths, B)  # (T, B) ints; used by a second direction only
     if mask is not None:
-        x = ops.where(mask, x, 0.0)  # padding never reaches a cell, whatever values it holds
+        # padding never reaches a cell, whatever values it holds
+        x = x * mask if isinstance(x, OneHotIds) else ops.where(mask, x, 0.0)
     final = tuple(ops.empty((L * D, B, n)) for n in layer.state_sizes)
     cache = RecurrentCache(layer, params, lengths, mask, partial, reverse, [])
     layer_in = x
@@ -135,7 +143,7 @@ def recurrent_forward(
         for d in range(D):
             k = lyr * D + d
             p = layer.direction_params(params, lyr, d)
-            x_d = layer_in if d == 0 else ops.take_time(layer_in, reverse)
+            x_d = layer_in if d == 0 else _take_time(ops, layer_in, reverse)
             s0 = tuple(s[k] for s in state0)
             hidden, zone = (None, None) if masks is None else (masks.hidden[k], masks.zoneout[k])
             o, sT, direction = _direction_forward(
@@ -152,6 +160,10 @@ def recurrent_forward(
             out = ops.where(mask, out, 0.0)
         layer_in = out
     return layer_in, final, cache
+
+
+def _take_time(ops: Ops, x: Array | OneHotIds, index: np.ndarray) -> Array | OneHotIds:
+    return x.take_time(index) if isinstance(x, OneHotIds) else ops.take_time(x, index)
 
 
 def _feature_major(ops: Ops, rows: int, features: int) -> Array:
@@ -177,7 +189,7 @@ def _direction_forward(
     # cell that only adds xg and hg takes bias_hh here too, once, instead of once per step in F2.
     summed = cell.sums_projections
     xg = ops.empty((T, GH, B)).swapaxes(1, 2)
-    ops.matmul(x, p["weight_ih"].T, out=xg)
+    ops.project(x, p["weight_ih"], out=xg)
     xg += (p["bias_ih"] + p["bias_hh"]) if summed else p["bias_ih"]
     w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
     out = ops.empty((T, B, P))
@@ -259,18 +271,18 @@ def recurrent_backward(
             d_x, d_s0, g = _direction_backward(
                 ops, layer.cell, p, cache.dirs[lyr][d], d_o, d_sT, mask, cache.partial
             )
-            if d == 1:
+            if d == 1 and d_x is not None:
                 d_x = ops.take_time(d_x, reverse)
             if d_in is None:
                 d_in = d_x
-            else:
+            elif d_x is not None:
                 d_in += d_x
             for part, s in zip(d_state0, d_s0):
                 part[k] = s
             suffix = layer.suffix(lyr, d)
             grads.update({short + suffix: value for short, value in g.items()})
         d_layer_out = d_in
-    if mask is not None:
+    if mask is not None and d_layer_out is not None:
         d_layer_out = ops.where(mask, d_layer_out, 0.0)
     ordered = {"x": d_layer_out}
     ordered.update({f"{name}0": part for name, part in zip(layer.state_names, d_state0)})
@@ -333,7 +345,7 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         # B3p. d W_hr = sum_t d h<t>^T h~<t>, one product over every step
         rows = T * B
         grads[_PROJECTION] = ops.matmul(d_proj.reshape(rows, P).T, saved.full.reshape(rows, H))
-    return weights.d_x, d_state, grads
+    return weights.d_x, d_state, grads  # d_x None for one-hot ids
 
 
 class _WeightGradients:
@@ -344,6 +356,7 @@ class _WeightGradients:
     becomes a few big products while its values are still in cache::
 
         d x[chunk] = d xg[chunk] @ W_ih           d W_ih += d xg[chunk]^T x[chunk]
+        (no d x for one-hot ids, and ``project_grad`` scatter-adds d W_ih)
         d W_hh += d hg[chunk]^T h[chunk - 1]      d b_ih += sum d xg[chunk];  d b_hh += sum d hg
 
     For a cell with ``sums_projections`` d hg is d xg, and only d xg is kept. Only one chunk of
@@ -358,7 +371,7 @@ class _WeightGradients:
         self.ops, self.p, self.x, self.out, self.h0, self.B = ops, p, x, out, h0, B
         self.shared, self.hidden = shared, hidden
         self.steps = max(1, min(T, _CHUNK_ROWS // max(B, 1)))  # steps per chunk
-        self.d_x = ops.empty(tuple(x.shape))
+        self.d_x = None if isinstance(x, OneHotIds) else ops.empty(tuple(x.shape))
         self.grads: dict = {}
         self.start = self.end = T  # the chunk being filled covers steps [start, end)
         self.d_xg = self.d_hg = None
@@ -382,8 +395,11 @@ class _WeightGradients:
         ops, p, B = self.ops, self.p, self.B
         start, end, d_xg, d_hg = self.start, self.end, self.d_xg, self.d_hg
         rows = (end - start) * B
-        ops.matmul(d_xg, p["weight_ih"], out=self.d_x[start:end].reshape(rows, -1))
-        self._add("weight_ih", ops.matmul(d_xg.T, self.x[start:end].reshape(rows, -1)))
+        if self.d_x is not None:
+            ops.matmul(d_xg, p["weight_ih"], out=self.d_x[start:end].reshape(rows, -1))
+        self.grads["weight_ih"] = ops.project_grad(
+            self.x[start:end], d_xg, self.grads.get("weight_ih")
+        )
         # h<t-1> is out<t-1>, and the initial state at t = 0
         if start > 0:
             h_prev = self._read(self.out[start - 1 : end - 1]).reshape(rows, -1)

@@ -207,8 +207,9 @@ class Dropout(NoParams):
         return x * mask, mask  # F2
 
     def backward(self, ops: Ops, params: dict | None, cache: Any, dy: Array) -> tuple[Array, dict]:
-        """Undo :meth:`forward`: ``(dx, {})`` with dx shaped like ``dy``."""
-        if cache is None:
+        """Undo :meth:`forward`: ``(dx, {})`` with dx shaped like ``dy`` (None for None: the
+        gradient of one-hot ids)."""
+        if cache is None or dy is None:
             return dy, {}
         return dy * cache, {}  # B2
 

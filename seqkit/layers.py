@@ -30,7 +30,7 @@ import numpy as np
 
 from seqkit.context import Context
 from seqkit.errors import ShapeError
-from seqkit.ops import Ops
+from seqkit.ops import OneHotIds, Ops
 from seqkit.shapes import Array
 
 __all__ = ["ACTIVATIONS", "Dense", "DenseStack", "Embedding", "OneHot"]
@@ -395,6 +395,11 @@ class OneHot(NoParams):
     Args:
         num_classes: V, the number of ids (the vocabulary size) and the output size.
 
+    The rows are not built: :meth:`forward` returns a :class:`~seqkit.ops.OneHotIds`, which a
+    recurrent stack projects by a gather of ``weight_ih``'s columns on every backend (its
+    gradient a scatter-add), equal to the product with the (T, B, V) matrix and without its
+    memory; ``.dense()`` builds the matrix where one is wanted.
+
     No parameters; the backward returns no gradient (ids are not differentiable).
     """
 
@@ -407,7 +412,7 @@ class OneHot(NoParams):
 
     def forward(
         self, ops: Ops, params: dict | None, ids: Any, *, ctx: Context | None = None
-    ) -> tuple[Array, Any]:
+    ) -> tuple[OneHotIds, Any]:
         """Encode every id.
 
         Args:
@@ -415,10 +420,11 @@ class OneHot(NoParams):
             ids: (T, B) or (B,) integers in 0..V-1.
 
         Returns:
-            ``(y, None)``: y (T, B, V) or (B, V) float, one 1 per row.
+            ``(y, None)``: y a :class:`~seqkit.ops.OneHotIds` standing for the (T, B, V) or
+            (B, V) float rows, one 1 per row (``y.dense()`` is that array).
         """
         ids = _check_ids(ops, self, ids, self.num_classes)
-        return ops.one_hot(ids, self.num_classes), None
+        return OneHotIds(ops, ids, self.num_classes), None
 
     def backward(self, ops: Ops, params: dict | None, cache: Any, dy: Array) -> tuple[None, dict]:
         """``(None, {})``: neither the ids nor any parameter has a gradient."""

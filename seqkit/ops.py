@@ -23,11 +23,12 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from seqkit.shapes import Array
 
-__all__ = ["Ops"]
+__all__ = ["OneHotIds", "Ops"]
 
 
 class Ops(abc.ABC):
@@ -136,6 +137,42 @@ class Ops(abc.ABC):
         """``a @ b``, written into ``out`` when given (only the BPTT driver passes ``out``)."""
         return self.xp.matmul(a, b) if out is None else self.xp.matmul(a, b, out=out)
 
+    def project(self, x: Array | OneHotIds, weight: Array, out: Array | None = None) -> Array:
+        """``x @ weight^T``: ``(..., I)`` and ``(N, I)`` -> ``(..., N)``, into ``out`` if given.
+
+        For :class:`OneHotIds` this is a gather of ``weight``'s columns, ``weight[:, ids]^T``
+        times the rows' scale, equal to the product with the one-hot matrix, which is never built.
+        """
+        if not isinstance(x, OneHotIds):
+            return self.matmul(x, weight.T, out)
+        y = self.rows(weight.T, x.ids)  # (..., N)
+        if x.scale is not None:
+            y = y * x.scale
+        if out is None:
+            return y
+        out[...] = y
+        return out
+
+    def project_grad(self, x: Array | OneHotIds, d: Array, acc: Array | None = None) -> Array:
+        """``acc + d^T x`` summed over the leading axes: the gradient of ``weight`` in
+        :meth:`project`. ``x`` ``(..., I)``, ``d`` ``(..., N)``, ``acc`` None (zeros) or ``(N, I)``
+        (added into in place where the backend allows).
+
+        For :class:`OneHotIds` a scatter-add of the rows of ``d`` into the columns of the ids
+        (repeated ids accumulate), with no ``(rows, V)`` matrix.
+        """
+        N = d.shape[-1]
+        d = d.reshape(-1, N)
+        if not isinstance(x, OneHotIds):
+            g = self.matmul(d.T, x.reshape(-1, x.shape[-1]))  # (N, I)
+            return g if acc is None else self.add(acc, g, inplace=True)
+        if x.scale is not None:
+            d = d * x.scale.reshape(-1, 1)
+        if acc is None:
+            acc = self.zeros((N, x.num_classes))
+        # rows of acc^T (V, N) are the columns of acc: the transpose is a view on NumPy and torch
+        return self.add_rows(acc.T, x.ids.reshape(-1), d, inplace=True).T
+
     def take_time(self, x: Array, index: np.ndarray) -> Array:
         """``x[index[t, b], b]`` for ``x`` of shape ``(T, B, ...)`` and ``index`` ``(T, B)``."""
         return x[self.xp.asarray(index), self.xp.arange(x.shape[1])[None, :]]
@@ -198,3 +235,65 @@ class Ops(abc.ABC):
         out = dW if inplace else self.copy(dW)
         self.xp.add.at(out, ids.reshape(-1), d.reshape(-1, dW.shape[-1]))
         return out
+
+
+@attrs.frozen(eq=False)
+class OneHotIds:
+    """One-hot rows ``(..., V)`` kept as their ids: row ``j`` is ``scale[j]`` times the unit
+    vector of ``ids[j]``.
+
+    What :class:`seqkit.OneHot` gives the recurrent stack it feeds. Layer 0 projects it with
+    :meth:`Ops.project` (a gather of ``weight_ih``'s columns) and takes ``d weight_ih`` with
+    :meth:`Ops.project_grad` (a scatter-add), so a large vocabulary never becomes a (T, B, V)
+    matrix, nor its gradient; the results equal the matrix product. It has no gradient of its
+    own: a backend returns None for it.
+
+    Attributes:
+        ops: the :class:`Ops` whose arrays ``ids`` and ``scale`` are.
+        ids: (...) int array in ``0..V-1`` (:meth:`Ops.int_array`).
+        num_classes: V.
+        scale: None (every row's one is 1), or a (..., 1) float array: the start input's 0 of
+            :class:`seqkit.blocks.Encode`, a dropout mask's entry, padding's 0.
+    """
+
+    ops: Ops = attrs.field(repr=False)
+    ids: Array
+    num_classes: int
+    scale: Array | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(..., V)``: the shape of the one-hot matrix it stands for."""
+        return (*tuple(self.ids.shape), self.num_classes)
+
+    @property
+    def ndim(self) -> int:
+        """The number of axes of the one-hot matrix."""
+        return self.ids.ndim + 1
+
+    def __getitem__(self, index: Any) -> OneHotIds:
+        """The rows of the leading axes ``index`` selects (``x[t]``, ``x[a:b]``)."""
+        scale = None if self.scale is None else self.scale[index]
+        return OneHotIds(self.ops, self.ids[index], self.num_classes, scale)
+
+    def __mul__(self, other: Any) -> OneHotIds:
+        """The rows scaled by ``other``: a number, a (..., 1) array, or a (..., V) array of which
+        only the entries at the ids count (a dropout mask)."""
+        factor = self.ops.asarray(other)
+        if factor.ndim == self.ndim and factor.shape[-1] == self.num_classes:
+            factor = self.ops.take_last(factor, self.ids)[..., None]  # (..., 1)
+        scale = factor if self.scale is None else self.scale * factor
+        return OneHotIds(self.ops, self.ids, self.num_classes, scale)
+
+    __rmul__ = __mul__
+
+    def take_time(self, index: np.ndarray) -> OneHotIds:
+        """:meth:`Ops.take_time` of the rows: ``x[index[t, b], b]``."""
+        take = self.ops.take_time
+        scale = None if self.scale is None else take(self.scale, index)
+        return OneHotIds(self.ops, take(self.ids, index), self.num_classes, scale)
+
+    def dense(self) -> Array:
+        """The ``(..., V)`` float matrix itself (what the ids avoid building)."""
+        y = self.ops.one_hot(self.ids, self.num_classes)
+        return y if self.scale is None else y * self.scale

@@ -230,12 +230,14 @@ def test_one_hot():
     enc = OneHot(5)
     assert enc.param_shapes() == {} and enc.init_params(0) == {} and enc.output_size == 5
     ids = np.array([[0, 4], [2, 2], [1, 3]])
-    y, cache = enc.forward(ops, {}, ids)
+    x, cache = enc.forward(ops, {}, ids)
+    assert x.shape == (3, 2, 5) and x.ndim == 3  # the rows, kept as their ids
+    y = x.dense()
     assert y.dtype == np.float64 and y.shape == (3, 2, 5)
     want = torch.nn.functional.one_hot(torch.tensor(ids), 5).numpy()
     np.testing.assert_array_equal(y, want)
     assert enc.backward(ops, {}, cache, np.ones_like(y)) == (None, {})
-    assert enc.forward(ops, None, np.array([3]))[0].tolist() == [[0, 0, 0, 1, 0]]
+    assert enc.forward(ops, None, np.array([3]))[0].dense().tolist() == [[0, 0, 0, 1, 0]]
     with pytest.raises(ValueError, match="'ids' must be in 0..4 \\(got 5\\)"):
         enc.forward(ops, {}, np.array([5]))
     with pytest.raises(ValueError, match="'num_classes' must be a positive integer"):
@@ -267,4 +269,4 @@ def test_forwards_are_autograd_safe(activation):
         np.testing.assert_allclose(grads[name], leaf.grad.numpy(), rtol=1e-12, atol=1e-14)
 
     y_oh, _ = OneHot(5).forward(tops, {}, np.array([1, 4]))
-    assert torch.equal(y_oh, torch.eye(5, dtype=torch.float64)[[1, 4]])
+    assert torch.equal(y_oh.dense(), torch.eye(5, dtype=torch.float64)[[1, 4]])

@@ -3,9 +3,10 @@
 The loop over time is the generic path's (:mod:`seqkit.bptt` inside one
 ``torch.autograd.Function``, see :mod:`seqkit_torch._generic`); only the cell is swapped for a
 :class:`CompiledCell`, whose ``step`` and ``step_backward`` call the cell's own methods compiled
-by ``torch.compile`` (Inductor: C++ with OpenMP on a CPU, Triton on a GPU). The forty-odd small
-elementwise operations of an LSTM step and its backward become one or two kernels each, and the
-matrix products stay where the driver batches them.
+by ``torch.compile`` (Inductor: C++ on one thread on a CPU, Triton on a GPU). The forty-odd small
+elementwise operations of an LSTM step and its backward become one kernel each, and the matrix
+products stay where the driver batches them. The driver's per-step arrays go in as their
+contiguous (F, B) transposes (:func:`_plain`), so every array of a compiled step has one layout.
 
 One :class:`CompiledCell` is built per (cell, dtype, device) and kept for the life of the process.
 Its two functions are compiled with ``dynamic=True``: the batch size B and the hidden size H are
@@ -88,7 +89,7 @@ class CompiledCell(Cell):
     def step(self, ops, xg, hg, state, params):
         if not self.failed:
             try:
-                new, cache = self._call(self._step, xg, hg, state, params)
+                new, cache = self._call(self._step, (xg, hg, state), (params,))
             except Exception as exc:  # compile errors surface on the first call of a shape
                 self._fall_back(exc)
             else:
@@ -101,16 +102,18 @@ class CompiledCell(Cell):
     def step_backward(self, ops, d_state, cache, params, grads):
         if not self.failed:
             try:
-                return self._call(self._backward, d_state, cache, params, grads)
+                return self._call(self._backward, (d_state, cache), (params, grads))
             except Exception as exc:
                 self._fall_back(exc)
         # the compiled step's cache has the eager step's structure, so either backward reads it
         return self.cell.step_backward(ops, d_state, cache, params, grads)
 
-    def _call(self, fn, *args):
+    def _call(self, fn, arrays: tuple, rest: tuple):
+        """``fn(*arrays, *rest)``: ``arrays`` are the driver's per-step (B, F) arrays, which go in
+        as (F, B) (:func:`_plain`) and come back as (B, F) again; ``rest`` goes in as it is."""
         graphs = self.stats.graphs
         start = time.perf_counter()
-        result = fn(*_plain(args))
+        result = _swapped(fn(*_plain(arrays, swap=True), *_plain(rest)))
         if self.stats.graphs != graphs:  # this call compiled: tracing + Inductor + one run
             self.stats.seconds += time.perf_counter() - start
         if self._clone_outputs:
@@ -128,19 +131,40 @@ class CompiledCell(Cell):
         )
 
 
-def _plain(obj):
-    """``obj`` with every tensor in it replaced by an alias that is not a view.
+def _plain(obj, *, swap: bool = False):
+    """``obj`` with every tensor in it replaced by an alias that is not a view, with its two
+    axes swapped (a (B, F) matrix as (F, B)) when ``swap`` is set.
 
     dynamo guards a view's base as well as the view: the driver's per-step arrays are views at
     the first step (of a buffer) and fresh tensors later, which would compile every function
     twice. ``detach`` gives an alias of the same memory without the base (no copy, about 1 us).
+
+    Why swap: the driver's per-step arrays are feature-major (:mod:`seqkit.bptt`), so their
+    (F, B) transposes are contiguous. Handed over so, and swapped back inside the graph
+    (:func:`_swapped`), every array of the compiled step has one layout, inputs, outputs and the
+    cache alike; Inductor then writes one loop over contiguous runs of B. Handed over as
+    (B, F) views of column-major memory, its outputs came out row-major and its kernels read
+    and wrote across strides (a compiled LSTM step backward took four times the eager one).
     """
     if isinstance(obj, torch.Tensor):
-        return obj.detach()
+        return obj.mT.detach() if swap and obj.ndim == 2 else obj.detach()
     if isinstance(obj, tuple | list):
-        return type(obj)(_plain(o) for o in obj)
+        return type(obj)(_plain(o, swap=swap) for o in obj)
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: _plain(v, swap=swap) for k, v in obj.items()}
+    return obj
+
+
+def _swapped(obj, *, contiguous: bool = False):
+    """``obj`` with the two axes of every matrix in it swapped (a view), laid out contiguously
+    in the swapped order when ``contiguous`` is set (inside a graph: Inductor allocates its
+    outputs so, which makes the (B, F) views outside feature-major)."""
+    if isinstance(obj, torch.Tensor) and obj.ndim == 2:
+        return obj.mT.contiguous() if contiguous else obj.mT
+    if isinstance(obj, tuple | list):
+        return type(obj)(_swapped(o, contiguous=contiguous) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _swapped(v, contiguous=contiguous) for k, v in obj.items()}
     return obj
 
 
@@ -157,18 +181,21 @@ def _unshare(obj, data_ptr: int):
 
 def _step_function(cell: Cell, ops):
     def step(xg, hg, state, params):
+        xg, hg, state = _swapped((xg, hg, state))  # (F, B) in, the cell's (B, F) views (_plain)
         # the cell may overwrite xg and hg (its contract allows it); cloning them here keeps the
         # graph free of input mutation and its outputs free of aliases of the driver's buffers,
         # and Inductor fuses the copies into the kernel that reads them
-        return cell.step(ops, xg.clone(), hg.clone(), state, params)
+        return _swapped(cell.step(ops, xg.clone(), hg.clone(), state, params), contiguous=True)
 
     return step
 
 
 def _backward_function(cell: Cell, ops):
     def step_backward(d_state, cache, params, grads):
+        d_state, cache = _swapped((d_state, cache))
         # grads (the extra parameters') are accumulated into with +=, which Inductor writes back
-        return cell.step_backward(ops, d_state, cache, params, grads)
+        result = cell.step_backward(ops, d_state, cache, params, grads)
+        return _swapped(result, contiguous=True)
 
     return step_backward
 
@@ -189,7 +216,11 @@ def _timed_inductor(stats: CompileStats, cuda_graphs: bool):
         warnings.simplefilter("ignore", DeprecationWarning)
         from torch._inductor.compile_fx import compile_fx
 
-    patches = {"triton.cudagraphs": True} if cuda_graphs else None
+    # On a CPU the kernels run on one thread: a step's elementwise work (B x G*H numbers) is too
+    # small to repay the start and the barrier of an OpenMP team, which on a machine shared with
+    # other work can wait milliseconds for a thread that is not scheduled; the matrix products
+    # the driver runs outside the compiled step keep every thread.
+    patches = {"triton.cudagraphs": True} if cuda_graphs else {"cpp.threads": 1}
 
     def inductor(gm, example_inputs):
         stats.graphs += 1

@@ -14,6 +14,7 @@ from torch import _VF
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqkit.cells import GRU, LSTM, RNN
+from seqkit.ops import OneHotIds
 from seqkit.recurrent import Recurrent
 
 __all__ = ["fused_kernel", "fused_forward"]
@@ -41,7 +42,7 @@ def fused_forward(layer: Recurrent, params: dict, x, state0: tuple, lengths: np.
     """Run ``layer`` with its fused kernel; arguments as in :func:`seqkit.bptt.recurrent_forward`.
 
     Args:
-        x: (T, B, I) tensor.
+        x: (T, B, I) tensor, or :class:`~seqkit.ops.OneHotIds` of I (see :func:`one_hot_input`).
         state0: tuple of (L*D, B, H) tensors, one per ``layer.state_names``.
         lengths: (B,) host integers in 1..T, or None.
 
@@ -52,6 +53,8 @@ def fused_forward(layer: Recurrent, params: dict, x, state0: tuple, lengths: np.
     kernel = fused_kernel(layer)
     T = x.shape[0]
     weights = [params[name] for name in layer.param_shapes()]
+    if isinstance(x, OneHotIds):
+        x, weights = one_hot_input(layer, x, weights)
     hx = state0 if len(state0) == 2 else state0[0]
     L, bi = layer.num_layers, layer.bidirectional
     train = torch.is_grad_enabled()  # cuDNN keeps its reserve for backward only in training mode
@@ -75,3 +78,36 @@ def fused_forward(layer: Recurrent, params: dict, x, state0: tuple, lengths: np.
     unorder_dev = unorder.to(x.device)
     final = tuple(s.index_select(1, unorder_dev) for s in result[1:])
     return out, final
+
+
+def one_hot_input(layer: Recurrent, x: OneHotIds, weights: list) -> tuple:
+    """A dense input for the fused kernel from one-hot ids, and the weights that go with it.
+
+    The kernel multiplies its input by ``weight_ih`` of layer 0, I' = I columns per row. Up to
+    ``I = D*G*H`` the one-hot matrix itself is the cheapest input. Above, each direction's
+    projection ``x W_ih^T + b_ih`` is gathered (differentiable: the gradient of ``W_ih`` is
+    autograd's scatter-add) and the kernel reads the D gathered blocks side by side through a
+    constant block identity with a zero bias: D*G*H columns per row, whatever the vocabulary.
+    The results are the product with the one-hot matrix.
+
+    Returns:
+        ``(x', weights')``: x' (T, B, I') tensor; weights' the flat list with layer 0's
+        ``weight_ih`` and ``bias_ih`` replaced (unchanged for the dense route).
+    """
+    D = layer.num_directions
+    per_direction = len(layer.direction_shapes(0))
+    GH = weights[0].shape[0]
+    if x.num_classes <= D * GH:
+        return x.dense(), weights
+    blocks = [x.ops.project(x, weights[d * per_direction]) for d in range(D)]
+    weights = list(weights)
+    eye = torch.eye(GH, dtype=blocks[0].dtype, device=blocks[0].device)
+    zero = torch.zeros(GH, dtype=eye.dtype, device=eye.device)
+    for d in range(D):
+        bias = weights[d * per_direction + 2]
+        blocks[d] = blocks[d] + bias
+        w = torch.zeros((GH, D * GH), dtype=eye.dtype, device=eye.device)
+        w[:, d * GH : (d + 1) * GH] = eye
+        weights[d * per_direction] = w
+        weights[d * per_direction + 2] = zero
+    return (blocks[0] if D == 1 else torch.cat(blocks, dim=-1)), weights

@@ -14,6 +14,7 @@ import attrs
 
 from seqkit.backend import Backend
 from seqkit.errors import ConfigError, PluginError
+from seqkit.ops import OneHotIds
 from seqkit.recurrent import Recurrent
 
 __all__ = ["TorchBackend", "TorchCache", "PATHS"]
@@ -77,9 +78,10 @@ class TorchCache:
 
     path: str  # "fused", "compiled" or "generic"
     outputs: tuple  # (out, *final)
-    inputs: tuple  # (x, *state0, *params), each requiring grad
+    inputs: tuple  # (x, *state0, *params), each requiring grad; no x for one-hot ids
     steps: int
     batch: int
+    ids: bool = False  # x was one-hot ids (OneHotIds), which have no gradient
 
 
 class TorchBackend(Backend):
@@ -190,10 +192,11 @@ class TorchBackend(Backend):
         path = self.layer_path(layer)
         names = list(layer.param_shapes())
         grad = torch.is_grad_enabled()
+        ids = isinstance(x, OneHotIds)
         if grad:
             # recurrent_backward asks autograd for d x, d state0 and every d param, so each must
             # be part of the graph; an alias (no copy) keeps the caller's tensor untouched
-            x = _track(x)
+            x = x if ids else _track(x)
             state0 = tuple(_track(s) for s in state0)
             params = {name: _track(params[name]) for name in names}
         if path == "fused":
@@ -204,8 +207,8 @@ class TorchBackend(Backend):
             if path == "compiled" and run.cell.failed:
                 path = "generic"  # it fell back during this very call
         T, B = x.shape[0], x.shape[1]
-        inputs = (x, *state0, *(params[n] for n in names)) if grad else ()
-        cache = TorchCache(path, (out, *final), inputs, T, B)
+        inputs = ((() if ids else (x,)) + (*state0, *(params[n] for n in names))) if grad else ()
+        cache = TorchCache(path, (out, *final), inputs, T, B, ids)
         return out, final, cache
 
     def _recurrent_backward(self, layer, cache, d_out, d_final):
@@ -229,6 +232,8 @@ class TorchBackend(Backend):
             torch.zeros_like(i) if g is None else g
             for g, i in zip(grads, cache.inputs, strict=True)
         ]
+        if cache.ids:
+            grads.insert(0, None)  # one-hot ids have no gradient
         result = {"x": grads[0]}
         result.update(
             {f"{n}0": g for n, g in zip(layer.state_names, grads[1 : 1 + n_state], strict=True)}

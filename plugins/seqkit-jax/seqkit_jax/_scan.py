@@ -4,6 +4,7 @@ The same recursion as :mod:`seqkit.bptt`, written as a function of immutable arr
 can compile and differentiate it (we are at step t of one direction)::
 
     F1. xg = x @ W_ih^T + b_ih            all T steps in one product, before the scan
+                                          (a gather for one-hot ids: ``ops.project``)
                                           (+ b_hh for a cell with ``sums_projections``)
     F2. hg<t> = h<t-1> @ W_hh^T + b_hh    inside the scan (b_hh joined F1 for such a cell)
     F2r. with recurrent dropout the product reads h<t-1> * m (m (B, H), one mask per sequence)
@@ -32,7 +33,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from seqkit.ops import OneHotIds
 from seqkit.recurrent import Recurrent
+
+# one-hot ids cross jax.jit as their arrays; the ops and V are static
+jax.tree_util.register_pytree_node(
+    OneHotIds,
+    lambda x: ((x.ids, x.scale), (x.ops, x.num_classes)),
+    lambda aux, children: OneHotIds(aux[0], children[0], aux[1], children[1]),
+)
 
 __all__ = ["backward", "forward", "stack"]
 
@@ -45,7 +54,7 @@ def stack(
     Args:
         ops: the backend's :class:`~seqkit_jax.JaxOps`.
         params: every parameter by full name.
-        x: (T, B, I).
+        x: (T, B, I), or :class:`~seqkit.ops.OneHotIds` of I (not differentiated).
         state0: tuple of (L*D, B, H), one per ``layer.state_names``.
         lengths: None, or (B,) integers in 1..T.
         reverse: (T, B) :func:`seqkit.bptt.reverse_index` when ``lengths`` is given, else None.
@@ -59,7 +68,8 @@ def stack(
     L, D = layer.num_layers, layer.num_directions
     mask = None if lengths is None else ops.mask(lengths, T)  # (T, B, 1)
     if mask is not None:
-        x = ops.where(mask, x, 0.0)  # padding never reaches a cell, whatever values it holds
+        # padding never reaches a cell, whatever values it holds
+        x = x * mask if isinstance(x, OneHotIds) else ops.where(mask, x, 0.0)
     finals: list[list] = [[] for _ in layer.state_names]
     layer_in = x
     for lyr in range(L):
@@ -85,7 +95,9 @@ def stack(
 
 def _reversed(ops, a, reverse):
     """``a`` (T, B, F) with each valid prefix reversed (all of it when ``reverse`` is None)."""
-    return a[::-1] if reverse is None else ops.take_time(a, reverse)
+    if reverse is None:
+        return a[::-1]
+    return a.take_time(reverse) if isinstance(a, OneHotIds) else ops.take_time(a, reverse)
 
 
 def _direction(ops, cell, p: dict, x, state: tuple, mask, hidden=None, zone=None):
@@ -94,7 +106,7 @@ def _direction(ops, cell, p: dict, x, state: tuple, mask, hidden=None, zone=None
     steps = None if zone is None or jnp.ndim(zone[0]) == 0 else tuple(zone)
     summed = cell.sums_projections
     # F1. the input projection of every step at once
-    xg = ops.matmul(x, p["weight_ih"].T) + (
+    xg = ops.project(x, p["weight_ih"]) + (
         (p["bias_ih"] + p["bias_hh"]) if summed else p["bias_ih"]
     )  # (T, B, G*H)
     w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
@@ -123,18 +135,24 @@ def _direction(ops, cell, p: dict, x, state: tuple, mask, hidden=None, zone=None
 def forward(ops, layer: Recurrent, params: dict, x, state0: tuple, lengths, reverse, hidden, zone):
     """``(out, final, vjp)``: :func:`stack`'s results and its ``jax.vjp`` function.
 
-    ``vjp((d_out, d_final)) -> (d_params, d_x, d_state0)``; lengths, the reverse index and the
-    masks (``hidden``, ``zone``: None or :func:`stack`'s) are not differentiated.
+    ``vjp((d_out, d_final)) -> (d_params, d_x, d_state0)`` (without d_x for one-hot ids); lengths,
+    the reverse index and the masks (``hidden``, ``zone``: None or :func:`stack`'s) are not
+    differentiated.
     """
 
     def run(params, x, state0):
         return stack(ops, layer, params, x, state0, lengths, reverse, hidden, zone)
 
-    (out, final), vjp = jax.vjp(run, params, x, state0)
+    if isinstance(x, OneHotIds):  # ids are not differentiated
+        (out, final), vjp = jax.vjp(lambda p, s: run(p, x, s), params, state0)
+    else:
+        (out, final), vjp = jax.vjp(run, params, x, state0)
     return out, final, vjp
 
 
 @jax.jit
 def backward(vjp, d_out, d_final: tuple):
-    """``(d_params, d_x, d_state0)`` from the function :func:`forward` returned."""
-    return vjp((d_out, d_final))
+    """``(d_params, d_x, d_state0)`` from the function :func:`forward` returned (d_x None for
+    one-hot ids)."""
+    grads = vjp((d_out, d_final))
+    return grads if len(grads) == 3 else (grads[0], None, grads[1])

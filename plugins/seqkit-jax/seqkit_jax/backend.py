@@ -23,6 +23,7 @@ import attrs
 from seqkit import bptt
 from seqkit.backend import Backend
 from seqkit.errors import ConfigError, PluginError
+from seqkit.ops import OneHotIds
 from seqkit.recurrent import Recurrent
 
 __all__ = ["JaxBackend", "JaxCache"]
@@ -135,7 +136,7 @@ class JaxBackend(Backend):
             # pad T up to its bucket: the padded steps lie past every length, so they are masked
             padded = -(-T // self.time_bucket) * self.time_bucket
             if padded != T:
-                x = self._pad(x, padded)
+                x = _pad_time(self.ops.xp, x, padded - T)
                 if zone is not None:
                     zone = tuple(
                         None if z is None else tuple(self._pad(part, padded) for part in z)
@@ -163,7 +164,7 @@ class JaxBackend(Backend):
         if padded != cache.steps:  # the padded steps' outputs are zeros: constants
             d_out = self.ops.xp.pad(d_out, ((0, padded - cache.steps), (0, 0), (0, 0)))
         d_params, d_x, d_state0 = _scan.backward(cache.vjp, d_out, tuple(d_final))
-        grads = {"x": d_x[: cache.steps]}
+        grads = {"x": None if d_x is None else d_x[: cache.steps]}
         grads.update({f"{n}0": g for n, g in zip(layer.state_names, d_state0, strict=True)})
         grads.update({name: d_params[name] for name in layer.param_shapes()})
         return grads
@@ -173,3 +174,12 @@ class JaxBackend(Backend):
             # the NumPy backend's message, word for word
             raise TypeError("cache must be the third value returned by recurrent_forward")
         return cache.steps, cache.batch
+
+
+def _pad_time(xp, x, steps: int):
+    """``x`` (T, B, I) with ``steps`` more steps of zeros (of id 0 for one-hot ids: padded steps
+    are masked)."""
+    if isinstance(x, OneHotIds):
+        scale = None if x.scale is None else _pad_time(xp, x.scale, steps)
+        return OneHotIds(x.ops, xp.pad(x.ids, ((0, steps), (0, 0))), x.num_classes, scale)
+    return xp.pad(x, ((0, steps), (0, 0), (0, 0)))
