@@ -487,7 +487,7 @@ def stack_backward(
                 grads[short + layer.suffix(k, direction)] = g[short + layer.suffix(0, direction)]
         d_states.append(tuple(g[f"{n}0"] for n in names))
         d = g["x"]
-        if cache.masks[k] is not None:
+        if d is not None and cache.masks[k] is not None:  # one-hot ids have no gradient
             d = d * cache.masks[k]  # B2 of the mask on layer k's input
     d_state = _pack(layer, _concat_states(backend.ops, d_states[::-1]))
     return d, d_state, {name: grads[name] for name in layer.param_shapes()}

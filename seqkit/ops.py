@@ -281,7 +281,9 @@ class OneHotIds:
         only the entries at the ids count (a dropout mask)."""
         factor = self.ops.asarray(other)
         if factor.ndim == self.ndim and factor.shape[-1] == self.num_classes:
-            factor = self.ops.take_last(factor, self.ids)[..., None]  # (..., 1)
+            # a mask shared over time, (1, B, V), is read at every step's ids
+            full = self.ops.xp.broadcast_to(factor, (*self.ids.shape, self.num_classes))
+            factor = self.ops.take_last(full, self.ids)[..., None]  # (..., 1)
         scale = factor if self.scale is None else self.scale * factor
         return OneHotIds(self.ops, self.ids, self.num_classes, scale)
 

@@ -131,13 +131,19 @@ def _with_dense_input(model):
     "backend", [name for name in BACKENDS if name in ("numpy", "torch", "jax")]
 )
 @pytest.mark.parametrize("cell", ["lstm", "gru_simple"])
-def test_language_model_gradients_equal_the_dense_input(backend, cell):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"input_dropout": 0.3, "recurrent_dropout": 0.25, "zoneout": 0.2}],
+    ids=["plain", "loop-masks"],
+)
+def test_language_model_gradients_equal_the_dense_input(backend, cell, options):
     """A whole model in training (start input, padding, dropout after the encoding and between
-    two layers): the same loss and gradients as with the one-hot matrix."""
+    two layers; with the stack's own masks too, input dropout on the ids of layer 0 among them):
+    the same loss and gradients as with the one-hot matrix."""
     be = BACKENDS[backend]
     texts = ["abcab", "ba", "cabbac", "a"]
     vocab = seqkit.Vocabulary.build(texts, level="char")
-    kw = dict(cell=cell, hidden_size=5, num_layers=2, dropout=0.3, backend=be, seed=4)
+    kw = dict(cell=cell, hidden_size=5, num_layers=2, dropout=0.3, backend=be, seed=4, **options)
     ids_model = seqkit.LanguageModel(vocab, **kw)
     dense_model = _with_dense_input(seqkit.LanguageModel(vocab, **kw))
     batch = ids_model.batch(texts)
