@@ -135,3 +135,34 @@ def test_bad_path_names_the_choices():
         "backend 'torch': 'path' must be one of 'auto', 'fused', 'compiled', 'generic' "
         "(got 'compiledd')"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
+    """Recurrent dropout, input dropout and zoneout act in the loop around the compiled step."""
+    from seqkit.context import Context
+    from seqkit.dropout import stack_backward, stack_forward
+
+    layer = seqkit.Recurrent(
+        cell, 2, 3, num_layers=2, bidirectional=True,
+        recurrent_dropout=0.3, input_dropout=0.2, zoneout=0.25,
+    )
+    assert compiled64.layer_path(layer) == "compiled"
+    params = layer.init_params(5)
+    data = make_batch(layer, 6, 4, seed=2, with_lengths=True)
+    results = []
+    for be in (seqkit.get_backend("numpy", dtype="float64"), compiled64):
+        ctx = Context(training=True, rng=np.random.default_rng(11))
+        out, final, cache = stack_forward(
+            be, layer, params, data.x, data.initial_state, data.lengths, ctx=ctx
+        )
+        d_x, _, grads = stack_backward(be, cache, data.d_out, data.d_final)
+        results.append({"out": out, "d_x": d_x, **grads})
+    want, got = results
+    for name in want:
+        np.testing.assert_allclose(
+            np.asarray(compiled64.to_numpy(got[name])), want[name], rtol=1e-9, atol=1e-9,
+            err_msg=name,
+        )
+    assert compiled64.compile_stats(layer).error is None
