@@ -77,9 +77,8 @@ class Evaluate(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stop after ``patience`` evaluations without a lower ``monitor`` (the model's dev loss;
-    ``patience=None``: never stop early); with ``restore_best``, end with the parameters of the
-    best evaluation either way (a late spike of the loss never costs the run its best model).
+    """Stop after ``patience`` evaluations without a lower ``monitor`` (the model's dev loss);
+    with ``restore_best``, end with the parameters of the best evaluation.
 
     The best value, its step, the evaluations since and the best parameters live in the
     training state (``run.state.best``), so a resumed run stops where the whole run would.
@@ -94,7 +93,7 @@ class EarlyStopping(Callback):
         best, value = run.state.best, float(metrics[self.monitor])
         if best.get("value") is None or value < best["value"]:
             best.update(value=value, step=step, wait=0)
-            if self.restore_best:
+            if self.patience is not None and self.restore_best:
                 run.state.best_params = run.model.numpy_params()
         else:
             best["wait"] = best.get("wait", 0) + 1
@@ -103,7 +102,7 @@ class EarlyStopping(Callback):
 
     def on_end(self, run: Any) -> None:
         saved = run.state.best_params
-        if self.restore_best and saved is not None:
+        if self.patience is not None and self.restore_best and saved is not None:
             run.state.last_params = run.model.numpy_params()  # where a resumed run goes on
             run.model._set_params(saved)
 

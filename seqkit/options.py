@@ -110,8 +110,7 @@ class TrainingOptions:
         eval_every: evaluate the dev data every this many steps and at the end; None: 10 times
             per run.
         patience: stop after this many evaluations without a lower dev loss (None: never).
-        restore_best: with dev data, end with the parameters of the best evaluation (the
-            lowest dev loss), whether or not ``patience`` stopped the run early.
+        restore_best: when ``patience`` is set, end with the parameters of the best evaluation.
     """
 
     steps: int = attrs.field(default=1000, validator=_positive_int, metadata=_help("Total steps."))

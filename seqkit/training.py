@@ -109,7 +109,7 @@ class TrainingState:
         history: losses and evaluations so far.
         dropout_seed: with the step, seeds that step's host generator for dropout masks.
         best: the best evaluation so far, ``{"value", "step", "wait"}`` (early stopping).
-        best_params: its parameters (NumPy), kept with ``restore_best`` and dev data.
+        best_params: its parameters (NumPy), kept when ``patience`` and ``restore_best``.
         last_params: the parameters training had reached when early stopping restored the best
             ones at the end (NumPy): a resumed run continues from these.
     """

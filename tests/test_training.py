@@ -157,19 +157,6 @@ def test_early_stopping_restores_the_best_evaluation(tmp_path):
     assert model.evaluate(DEV)["nats_per_token"] == pytest.approx(devs[best], rel=1e-12)
 
 
-def test_without_patience_the_run_ends_with_the_best_evaluation():
-    model, history, rec = _overfitting_run()
-    assert history.evals[-1][0] == 60  # no early stop
-    devs = [m["nats_per_token"] for _, m in history.evals]
-    best_step = history.evals[int(np.argmin(devs))][0]
-    assert best_step < 60, "the dev loss never rose: the test shows nothing"
-    for name, value in rec.params[best_step].items():
-        np.testing.assert_array_equal(model.numpy_params()[name], value, err_msg=name)
-    last, _, _ = _overfitting_run(restore_best=False)
-    for name, value in rec.params[60].items():
-        np.testing.assert_array_equal(last.numpy_params()[name], value, err_msg=name)
-
-
 def test_without_restore_best_the_last_parameters_stay():
     model, history, rec = _overfitting_run(patience=3, restore_best=False)
     last = history.evals[-1][0]
