@@ -235,7 +235,7 @@ def test_train_says_when_it_ended_with_an_earlier_best(tmp_path, restore):
         cli,
         [str(a) for a in ("train", data, "--out", out, "--steps", 60, "--lr", 0.05, "--eval-every",
                           2, "--dev-fraction", 0.5, "--hidden-size", 16, "--batch-size", 4,
-                          "--no-progress", restore)],
+                          "--patience", 100, "--no-progress", restore)],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
