@@ -28,7 +28,7 @@ class Translation(Task):
     defaults = TaskDefaults(
         level="char",
         model={"cell": "gru", "hidden_size": 128},
-        fit={"steps": 2000, "batch_size": 32, "lr": 0.003},
+        fit={"steps": 2000, "batch_size": 64, "lr": 0.003},
     )
 
     def _parse(self, values: list[str], level: str) -> tuple[str, Any]:
