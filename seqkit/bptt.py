@@ -28,7 +28,7 @@ Backward, from t = T-1 down to 0, given d out<t> and d s<T-1> (the final state's
         (for one-hot ids: no d x, and d W_ih a scatter-add of d xg's rows into the ids' columns)
 
 The sums over t in B1 and B2 are not taken step by step: every ``_CHUNK_ROWS`` rows of steps x
-batch become one product each (:class:`_WeightGradients`), so the weight gradients cost a few big
+batch become one product each (:class:`WeightGradients`), so the weight gradients cost a few big
 products whatever T is, and only one chunk of step gradients is alive at a time.
 
 Every per-step array is feature-major (:func:`_feature_major`): a ``(B, G*H)`` step is stored as
@@ -43,6 +43,13 @@ a (T, B, V) array: F1 and B1 go through :meth:`Ops.project <seqkit.ops.Ops.proje
 :meth:`Ops.project_grad <seqkit.ops.Ops.project_grad>`, which gather and scatter-add for ids and
 multiply otherwise, so the one-hot matrix is never built; its gradient ``"x"`` is None.
 
+The loop over time of one direction (F2-F4 forward, B4-B2 backward) is an object with this
+module's :func:`direction_forward` and :func:`direction_backward` signatures, passed as
+``loop``; the default, :data:`STEP_LOOP`, is those two functions: Python runs one step after
+another. A backend may pass its own, which runs the same steps some other way (the torch
+backend's compiled path runs them as two compiled scans, ``seqkit_torch._scan``); F1 and B1,
+the layers, the directions and the masks stay here.
+
 A bidirectional layer's reverse direction runs the same recursion on each sequence's valid prefix
 read back to front (``ops.take_time`` with :func:`reverse_index`), so one loop serves both.
 
@@ -53,6 +60,8 @@ default) F2r and F3z cost nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import numpy as np
 
@@ -60,7 +69,18 @@ from seqkit.ops import OneHotIds, Ops
 from seqkit.recurrent import Recurrent
 from seqkit.shapes import Array
 
-__all__ = ["recurrent_forward", "recurrent_backward", "reverse_index", "RecurrentCache"]
+__all__ = [
+    "STEP_LOOP",
+    "Direction",
+    "RecurrentCache",
+    "WeightGradients",
+    "direction_backward",
+    "direction_forward",
+    "input_projection",
+    "recurrent_backward",
+    "recurrent_forward",
+    "reverse_index",
+]
 
 
 def reverse_index(steps: int, lengths: np.ndarray | None, batch: int) -> np.ndarray:
@@ -75,13 +95,13 @@ def reverse_index(steps: int, lengths: np.ndarray | None, batch: int) -> np.ndar
 
 
 @attrs.define
-class _Direction:
+class Direction:
     """What one direction of one layer keeps for its backward pass."""
 
     x: Array  # (T, B, I_l), in processing order
     out: Array  # (T, B, H) (or P), h<t> in processing order, before padding was zeroed
     state0: tuple  # initial state, tuple of (B, H) (h (B, P) under a projection)
-    steps: list  # one cell cache per step
+    steps: Any  # the cell caches: a list of one per step, or what the loop keeps instead
     full: Array | None = None  # (T, B, H) the cell's h~<t> before a projection, else None
     hidden: Array | None = None  # (B, H) recurrent-dropout mask of F2r, else None
     zone: tuple | None = None  # per state part (z, 1 - z) of F3z, else None
@@ -97,7 +117,8 @@ class RecurrentCache:
     mask: Array | None  # (T, B, 1) bool, or None when no step is padded
     partial: list[bool]  # partial[t]: some row is padded at step t
     reverse: np.ndarray  # (T, B) reverse_index, for bidirectional layers
-    dirs: list[list[_Direction]]  # [layer][direction]
+    dirs: list[list[Direction]]  # [layer][direction]
+    loop: Any = None  # the loop over time that ran (STEP_LOOP or a backend's)
 
 
 def recurrent_forward(
@@ -108,6 +129,7 @@ def recurrent_forward(
     state0: tuple,
     lengths: np.ndarray | None,
     masks=None,
+    loop=None,
 ) -> tuple[Array, tuple, RecurrentCache]:
     """Run the stack over ``x``; arguments are already validated and on the backend.
 
@@ -117,6 +139,7 @@ def recurrent_forward(
             under a projection, see ``layer.state_sizes``).
         lengths: (B,) host integers in 1..T, or None for full length.
         masks: None, or the :class:`seqkit.dropout.LoopMasks` of F2r and F3z (checked).
+        loop: the loop over time of each direction (see above); None for :data:`STEP_LOOP`.
 
     Returns:
         ``(out, final, cache)``: out (T, B, D*H) (D*P) with zeros past each length, final state
@@ -135,7 +158,8 @@ def recurrent_forward(
         # padding never reaches a cell, whatever values it holds
         x = x * mask if isinstance(x, OneHotIds) else ops.where(mask, x, 0.0)
     final = tuple(ops.empty((L * D, B, n)) for n in layer.state_sizes)
-    cache = RecurrentCache(layer, params, lengths, mask, partial, reverse, [])
+    loop = STEP_LOOP if loop is None else loop
+    cache = RecurrentCache(layer, params, lengths, mask, partial, reverse, [], loop)
     layer_in = x
     for lyr in range(L):
         out: Array = ops.empty((T, B, D * H)) if D == 2 else None
@@ -146,7 +170,7 @@ def recurrent_forward(
             x_d = layer_in if d == 0 else _take_time(ops, layer_in, reverse)
             s0 = tuple(s[k] for s in state0)
             hidden, zone = (None, None) if masks is None else (masks.hidden[k], masks.zoneout[k])
-            o, sT, direction = _direction_forward(
+            o, sT, direction = loop.forward(
                 ops, layer.cell, p, x_d, s0, mask, partial, hidden, zone
             )
             if D == 1:
@@ -177,20 +201,36 @@ def _feature_major(ops: Ops, rows: int, features: int) -> Array:
     return ops.empty((features, rows)).T
 
 
-def _direction_forward(
+def input_projection(ops: Ops, cell, p: dict, x: Array, *, feature_major: bool = True) -> Array:
+    """F1: ``xg = x @ W_ih^T + b_ih`` for every step at once, (T, B, G*H).
+
+    Each step's (B, G*H) block is feature-major unless ``feature_major`` is False (then
+    row-major). A cell that only adds xg and hg (``sums_projections``) takes bias_hh here too,
+    once, instead of once per step in F2.
+    """
+    T, B = x.shape[:2]
+    GH = p["weight_ih"].shape[0]
+    xg = ops.empty((T, GH, B)).swapaxes(1, 2) if feature_major else ops.empty((T, B, GH))
+    ops.project(x, p["weight_ih"], out=xg)
+    xg += (p["bias_ih"] + p["bias_hh"]) if cell.sums_projections else p["bias_ih"]
+    return xg
+
+
+def direction_forward(
     ops: Ops, cell, p: dict, x: Array, state: tuple, mask, partial, hidden=None, zone=None
 ):
+    """F1-F4 for one direction of one layer, a step at a time.
+
+    Returns ``(out, final, saved)``: out (T, B, P) in processing order, the final state tuple,
+    and the :class:`Direction` that :func:`direction_backward` reads.
+    """
     T, B = x.shape[:2]
     GH = p["weight_ih"].shape[0]
     H = GH // cell.num_gates
     w_hr = p.get(_PROJECTION)  # (P, H), or None without a projection
     P = H if w_hr is None else w_hr.shape[0]
-    # F1. input projection of every step at once, each step's (B, GH) block feature-major. A
-    # cell that only adds xg and hg takes bias_hh here too, once, instead of once per step in F2.
     summed = cell.sums_projections
-    xg = ops.empty((T, GH, B)).swapaxes(1, 2)
-    ops.project(x, p["weight_ih"], out=xg)
-    xg += (p["bias_ih"] + p["bias_hh"]) if summed else p["bias_ih"]
+    xg = input_projection(ops, cell, p, x)  # F1
     w_hh_t, b_hh = p["weight_hh"].T, p["bias_hh"]
     out = ops.empty((T, B, P))
     full = None if w_hr is None else ops.empty((T, B, H))
@@ -220,7 +260,7 @@ def _direction_forward(
         out[t] = new[0]
         steps.append(step_cache)
         state = new
-    return out, state, _Direction(x, out, state0, steps, full, hidden, zone)
+    return out, state, Direction(x, out, state0, steps, full, hidden, zone)
 
 
 def _at(z, t: int):
@@ -268,7 +308,7 @@ def recurrent_backward(
                 d_sT = tuple(0.0 for _ in layer.state_names)
             else:
                 d_sT = tuple(part[k] for part in d_final)
-            d_x, d_s0, g = _direction_backward(
+            d_x, d_s0, g = cache.loop.backward(
                 ops, layer.cell, p, cache.dirs[lyr][d], d_o, d_sT, mask, cache.partial
             )
             if d == 1 and d_x is not None:
@@ -290,7 +330,12 @@ def recurrent_backward(
     return ordered
 
 
-def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_state, mask, partial):
+def direction_backward(ops: Ops, cell, p: dict, saved: Direction, d_out, d_state, mask, partial):
+    """B4-B1 for one direction of one layer, a step at a time, from T-1 down to 0.
+
+    Returns ``(d_x, d_state0, grads)``: d_x (T, B, I_l) or None for one-hot ids, the initial
+    state's gradient tuple, and this direction's parameter gradients by short name.
+    """
     x, out, steps = saved.x, saved.out, saved.steps
     T, B = x.shape[:2]
     GH, P = p["weight_hh"].shape  # P: features of h, the hidden size H without a projection
@@ -304,7 +349,7 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
         if name not in _MATRICES and name != _PROJECTION
     }
     hidden, zone = saved.hidden, saved.zone
-    weights = _WeightGradients(ops, p, x, out, saved.state0[0], cell.sums_projections, hidden)
+    weights = WeightGradients(ops, p, x, out, saved.state0[0], cell.sums_projections, hidden)
     d_proj = None if w_hr is None else ops.empty((T, B, P))  # d h<t> of every step, for B3p
     # the loop's own arrays, feature-major: it adds into d_state[0] in place
     sizes = (P,) + (H,) * (len(d_state) - 1)
@@ -348,7 +393,7 @@ def _direction_backward(ops: Ops, cell, p: dict, saved: _Direction, d_out, d_sta
     return weights.d_x, d_state, grads  # d_x None for one-hot ids
 
 
-class _WeightGradients:
+class WeightGradients:
     """B1 and the weight half of B2, as products over many steps, a chunk of steps at a time.
 
     The backward loop hands over each step's ``d xg`` and ``d hg``; they are gathered, feature-
@@ -389,6 +434,17 @@ class _WeightGradients:
         if not self.shared:
             self.d_hg[row : row + B] = d_hg
         if t == self.start:
+            self._flush()
+
+    def add_steps(self, d_xg: Array, d_hg: Array) -> None:
+        """Take every step's gradients at once, (T, B, G*H) each (``d_hg`` ignored for a cell
+        with ``sums_projections``), a chunk of rows at a time (no copies: views of them)."""
+        T, B = self.x.shape[:2]
+        for start in reversed(range(0, T, self.steps)):
+            self.start, self.end = start, min(T, start + self.steps)
+            rows = (self.end - start) * B
+            self.d_xg = d_xg[start : self.end].reshape(rows, -1)
+            self.d_hg = self.d_xg if self.shared else d_hg[start : self.end].reshape(rows, -1)
             self._flush()
 
     def _flush(self) -> None:
@@ -432,6 +488,15 @@ class _WeightGradients:
             for name in _MATRICES
         }
 
+
+#: The loop over time of :func:`recurrent_forward` unless a backend passes its own: Python, one
+#: step after another (any object with ``forward`` and ``backward`` of these signatures will do).
+class _StepLoop:
+    forward = staticmethod(direction_forward)
+    backward = staticmethod(direction_backward)
+
+
+STEP_LOOP = _StepLoop()
 
 _MATRICES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 _PROJECTION = "weight_hr"  # (P, H), present only under a projection (Recurrent.proj_size)

@@ -16,7 +16,7 @@ from seqkit.errors import ConfigError
 from seqkit.testing import check_backends_agree, make_batch
 
 torch = pytest.importorskip("torch")
-from seqkit_torch import TorchBackend, _compiled  # noqa: E402
+from seqkit_torch import TorchBackend, _scan  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_a_compile_error_at_the_first_call_warns_once_and_agrees(monkeypatch):
 
         return call
 
-    monkeypatch.setattr(_compiled, "_compile", compile_that_fails)
+    monkeypatch.setattr(_scan, "_compile", compile_that_fails)
     be = TorchBackend(dtype="float64", path="compiled")
     layer = seqkit.Recurrent(FailingLSTM(), 3, 4, bidirectional=True)
     assert be.layer_path(layer) == "compiled"  # not known to fail before it runs
@@ -102,7 +102,7 @@ def test_torch_compile_raising_falls_back(monkeypatch):
         raise RuntimeError("no C++ compiler found")
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(_compiled, "_CELLS", {})
+    monkeypatch.setattr(_scan, "_LOOPS", {})
     be = TorchBackend(dtype="float64", path="compiled")
     layer = seqkit.Recurrent("gru_simple", 3, 4)
     with pytest.warns(RuntimeWarning, match=r"\(RuntimeError: no C\+\+ compiler found\)"):
@@ -166,3 +166,77 @@ def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
             err_msg=name,
         )
     assert compiled64.compile_stats(layer).error is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("cell", "options"),
+    [("lstm", {"proj_size": 2}), ("lstm_ln", {}), ("gru_ln", {})],
+    ids=["projection", "lstm_ln", "gru_ln"],
+)
+def test_projection_and_cells_with_own_parameters_agree_with_numpy(compiled64, cell, options):
+    """F3p/B3p run inside the scans; a cell's own parameters' gradients ride in the carry."""
+    from seqkit.testing import check_layer_agrees
+
+    layer = seqkit.Recurrent(cell, 3, 4, num_layers=2, bidirectional=True, **options)
+    data = make_batch(layer, 6, 3, seed=4, with_lengths=True)
+    check_layer_agrees(layer, data, backends=[compiled64], rtol=1e-9, atol=1e-9)
+    assert compiled64.compile_stats(layer).error is None
+
+
+@pytest.mark.slow
+def test_one_hot_ids_on_the_compiled_path_agree_with_numpy(compiled64):
+    from seqkit.layers import OneHot
+
+    V, T, B = 7, 5, 3
+    layer = seqkit.Recurrent("gru", V, 4, bidirectional=True)
+    params = layer.init_params(1)
+    rng = np.random.default_rng(1)
+    ids, lengths = rng.integers(0, V, size=(T, B)), np.array([5, 3, 4])
+    state0 = rng.normal(size=(2, B, 4))
+    d_out = rng.normal(size=(T, B, 8))
+    results = []
+    for be in (seqkit.get_backend("numpy", dtype="float64"), compiled64):
+        x, _ = OneHot(V).forward(be.ops, None, ids)
+        out, _, cache = be.recurrent_forward(layer, params, x, state0, lengths)
+        grads = be.recurrent_backward(layer, cache, be.asarray(d_out))
+        assert grads.pop("x") is None  # ids have no gradient
+        results.append({"out": out, **grads})
+    want, got = results
+    for name, value in want.items():
+        np.testing.assert_allclose(
+            compiled64.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9, err_msg=name
+        )
+
+
+@pytest.mark.slow
+def test_float32_with_packed_products_agrees_with_numpy():
+    """On a CPU in float32 the per-step products run on oneDNN with packed weights."""
+    from seqkit_torch._scan import scan_loop
+
+    be = TorchBackend(dtype="float32", path="compiled")
+    check_backends_agree(
+        "gru_simple", backends=[be], dtype="float32", num_layers=(2,), bidirectional=(True,)
+    )
+    loop = scan_loop(seqkit.get_cell("gru_simple"), be.ops)
+    assert loop.packed == torch.backends.mkldnn.is_available()
+    assert loop.stats.error is None
+
+
+@pytest.mark.slow
+def test_a_backward_that_fails_after_a_compiled_forward_still_agrees(monkeypatch, compiled64):
+    """The step loop takes over mid-run: it reads the forward scan's stacked caches step by step."""
+    layer = seqkit.Recurrent("gru_simple", 3, 4, bidirectional=True)
+    _run(compiled64, layer, 5, 3, 0)  # compiled forward and backward graphs exist
+    loop = _scan.scan_loop(layer.cell, compiled64.ops)
+
+    def failing(*args):
+        raise RuntimeError("InductorError: backward failed")
+
+    monkeypatch.setattr(loop, "_backward", failing)
+    monkeypatch.setattr(loop, "stats", _scan.CompileStats())  # restored after the test
+    with pytest.warns(RuntimeWarning, match="cannot compile cell 'gru_simple'"):
+        got = _run(compiled64, layer, 5, 3, 0)
+    want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, 5, 3, 0)
+    for name, value in want.items():
+        np.testing.assert_allclose(compiled64.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)

@@ -6,6 +6,9 @@ in-place activations), its backward runs :func:`seqkit.bptt.recurrent_backward`.
 sees one node per layer stack instead of dozens per step, which is what makes the path fast, and
 the result still composes with the rest of a model's graph.
 
+The compiled path is this path with another loop over time: the driver's ``loop`` is then the
+cell's :class:`~seqkit_torch._scan.ScanLoop`, which runs every step in compiled code.
+
 This is also the path of a layer whose masks act inside the time loop (``recurrent_dropout``,
 ``zoneout``: :class:`seqkit.dropout.LoopMasks`): the masks are constants of the function, applied
 by the same loop as on NumPy, so the two agree to rounding error.
@@ -27,11 +30,11 @@ class _RecurrentFunction(torch.autograd.Function):
     """``(x, *state0, *params) -> (out, *final)`` with the cells' hand-written gradients."""
 
     @staticmethod
-    def forward(ctx, ops, layer, names, lengths, masks, n_state, x, *tensors):
+    def forward(ctx, ops, layer, names, lengths, masks, loop, n_state, x, *tensors):
         state0, values = tensors[:n_state], tensors[n_state:]
         params = dict(zip(names, values, strict=True))
         out, final, cache = bptt.recurrent_forward(
-            ops, layer, params, x, tuple(state0), lengths, masks
+            ops, layer, params, x, tuple(state0), lengths, masks, loop
         )
         # the cache holds tensors that are neither inputs nor outputs, so ctx may keep it directly
         ctx.ops, ctx.cache, ctx.n_state, ctx.names = ops, cache, n_state, names
@@ -44,7 +47,7 @@ class _RecurrentFunction(torch.autograd.Function):
         layer = ctx.cache.layer
         d_state = [grads[f"{name}0"] for name in layer.state_names]
         return (
-            *(None,) * 6,  # ops, layer, names, lengths, masks, n_state
+            *(None,) * 7,  # ops, layer, names, lengths, masks, loop, n_state
             grads["x"],
             *d_state,
             *(grads[n] for n in ctx.names),
@@ -52,15 +55,33 @@ class _RecurrentFunction(torch.autograd.Function):
 
 
 def generic_forward(
-    ops, layer: Recurrent, params: dict, x, state0: tuple, lengths: np.ndarray | None, masks=None
+    ops,
+    layer: Recurrent,
+    params: dict,
+    x,
+    state0: tuple,
+    lengths: np.ndarray | None,
+    masks=None,
+    loop=None,
 ):
     """Run any cell's stack through its hand-written BPTT, differentiable by autograd.
 
     Arguments and returns as in :func:`seqkit_torch._fused.fused_forward`; ``masks``: None or
-    the :class:`seqkit.dropout.LoopMasks` of the loop (tensors on the device, constants).
+    the :class:`seqkit.dropout.LoopMasks` of the loop (tensors on the device, constants);
+    ``loop``: the loop over time (None: Python's step loop; the compiled path's
+    :class:`~seqkit_torch._scan.ScanLoop`).
     """
     names = tuple(layer.param_shapes())
     result = _RecurrentFunction.apply(
-        ops, layer, names, lengths, masks, len(state0), x, *state0, *(params[n] for n in names)
+        ops,
+        layer,
+        names,
+        lengths,
+        masks,
+        loop,
+        len(state0),
+        x,
+        *state0,
+        *(params[n] for n in names),
     )
     return result[0], tuple(result[1:])

@@ -20,8 +20,8 @@ from seqkit.recurrent import Recurrent
 __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 
 #: How a layer runs: ``"fused"`` (torch's RNN kernels), ``"compiled"`` (the cell's hand-written
-#: BPTT inside one ``torch.autograd.Function``, its step and step backward compiled by
-#: ``torch.compile``) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
+#: BPTT inside one ``torch.autograd.Function``, its loops over time, step and step backward,
+#: compiled by ``torch.compile``) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
 #: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
 #: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
@@ -174,17 +174,16 @@ class TorchBackend(Backend):
         """What compiling ``layer``'s cell on this dtype and device cost, for every layer of it.
 
         Returns:
-            a :class:`~seqkit_torch._compiled.CompileStats`: ``graphs`` (compiled so far, forward
+            a :class:`~seqkit_torch._scan.CompileStats`: ``graphs`` (compiled so far, forward
             and backward), ``seconds`` (spent in the calls that compiled) and ``error`` (None, or
             why the cell fell back to the generic path). The cell is compiled on its first run.
         """
-        from seqkit_torch._compiled import compiled_cell
+        from seqkit_torch._scan import scan_loop
 
-        return compiled_cell(layer.cell, self.ops).stats
+        return scan_loop(layer.cell, self.ops).stats
 
     # --- recurrent stack ----------------------------------------------------------------------
     def _recurrent_forward(self, layer, params, x, state0, lengths, masks=None):
-        from seqkit_torch._compiled import compiled_layer
         from seqkit_torch._fused import fused_forward
         from seqkit_torch._generic import generic_forward
 
@@ -202,9 +201,11 @@ class TorchBackend(Backend):
         if path == "fused":
             out, final = fused_forward(layer, params, x, state0, lengths)
         else:
-            run = compiled_layer(layer, self.ops) if path == "compiled" else layer
-            out, final = generic_forward(self.ops, run, params, x, state0, lengths, masks)
-            if path == "compiled" and run.cell.failed:
+            from seqkit_torch._scan import scan_loop
+
+            loop = scan_loop(layer.cell, self.ops) if path == "compiled" else None
+            out, final = generic_forward(self.ops, layer, params, x, state0, lengths, masks, loop)
+            if path == "compiled" and loop.failed:
                 path = "generic"  # it fell back during this very call
         T, B = x.shape[0], x.shape[1]
         inputs = ((() if ids else (x,)) + (*state0, *(params[n] for n in names))) if grad else ()
