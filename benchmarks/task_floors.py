@@ -83,7 +83,9 @@ def run(task: str, backend: str, extra: list[str], workdir: Path) -> dict:
     rows = [line.split("\t") for line in lines.splitlines() if line]
     if task == "tag":
         tags = [row[1].split() for row in rows]
-        baseline = sum(1 for t in tags for i, tag in enumerate(t) if tag == ("B" if i == 0 else "I"))
+        baseline = sum(
+            1 for t in tags for i, tag in enumerate(t) if tag == ("B" if i == 0 else "I")
+        )
         result["baseline_token_accuracy"] = round(baseline / sum(map(len, tags)), 4)
         result["span_f1"] = round(metrics["span_f1"]["f1"], 4)
     if task == "classify":

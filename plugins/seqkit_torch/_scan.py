@@ -49,7 +49,7 @@ __all__ = ["CompileStats", "PureOps", "ScanLoop", "packed_linear", "scan_loop"]
 
 @attrs.define
 class CompileStats:
-    """What compiling one cell's loops cost: graphs built so far, seconds spent, why it fell back."""
+    """What compiling a cell's loops cost: graphs built so far, seconds spent, why it fell back."""
 
     graphs: int = 0
     seconds: float = 0.0
@@ -359,7 +359,7 @@ class ScanLoop:
             else:
                 return self._weight_gradients(ops, cell, p, saved, d_state0, extra, kept)
         # fell back after a compiled forward pass: the step loop reads one cache per step
-        steps = [pytree.tree_map_only(torch.Tensor, lambda a: a[t], saved.steps) for t in range(T)]
+        steps = [pytree.tree_map_only(torch.Tensor, _at(t), saved.steps) for t in range(T)]
         saved = attrs.evolve(saved, steps=steps)
         return bptt.direction_backward(ops, cell, p, saved, d_out, d_state, mask, partial)
 
@@ -406,6 +406,10 @@ class ScanLoop:
             RuntimeWarning,
             stacklevel=5,
         )
+
+
+def _at(t: int):
+    return lambda a: a[t]
 
 
 #: Parameters the driver's own products use; every other one is the cell's (its gradient is

@@ -20,8 +20,8 @@ from seqkit.recurrent import Recurrent
 __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 
 #: How a layer runs: ``"fused"`` (torch's RNN kernels), ``"compiled"`` (the cell's hand-written
-#: BPTT inside one ``torch.autograd.Function``, its loops over time, step and step backward,
-#: compiled by ``torch.compile``) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
+#: BPTT inside one ``torch.autograd.Function``, its loops over time compiled by
+#: ``torch.compile``) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
 #: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
 #: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
