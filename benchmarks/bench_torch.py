@@ -3,11 +3,12 @@
 Both sides compute the same thing: the output and final state, then the gradients of the input,
 the initial state and every weight for a given output gradient (seqkit's recurrent_backward
 contract). The fused path should cost at most 1.15x torch.nn.LSTM. A cell without a fused
-kernel (here an LSTM-shaped registered copy of ``lstm``) runs on the compiled path (its ``step``
-and hand-written ``step_backward`` compiled by torch.compile inside the BPTT driver; floor 1.25x)
-and on the generic path (the same, uncompiled); a plain per-step autograd loop, eager and with its
-step compiled under autograd (the other way to compile a cell), is shown for scale. The compile
-time (first call) is printed apart; it is never in the timed runs.
+kernel (here an LSTM-shaped registered copy of ``lstm``) runs on the compiled path (the BPTT
+driver's loops over time as two scans over its ``step`` and hand-written ``step_backward``,
+compiled by torch.compile; floor 1.25x) and on the generic path (the same loops in Python); a
+plain per-step autograd loop, eager and with its step compiled under autograd (the other way to
+compile a cell), is shown for scale. The compile time (first call) is printed apart; it is never
+in the timed runs.
 
     python benchmarks/bench_torch.py                # CPU, torch's default thread count
     python benchmarks/bench_torch.py --device cuda  # cuDNN

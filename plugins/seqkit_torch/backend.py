@@ -161,11 +161,11 @@ class TorchBackend(Backend):
         return "generic" if self.compile_stats(layer).error is not None else "compiled"
 
     def _compiling_pays(self, layer: Recurrent) -> bool:
-        """Whether ``auto`` compiles ``layer``'s cell: where the compiled path measured faster.
+        """Whether ``auto`` compiles ``layer``'s cell: where the compiled path pays.
 
-        On a CPU a compiled step pays a fixed cost per call (guards, the runtime wrapper, the
-        OpenMP start of its kernels) that the fused elementwise work of a small step does not
-        repay: at H = 256 it measured slower than the generic path, at H = 512 faster
+        On a CPU the compiled loops beat the generic one at every size measured, but compiling
+        them costs about 15 s in every new process (Inductor cannot cache graphs with a scan), a
+        cost that a run wins back after about 100 steps at H = 512 and 700 at H = 256
         (docs/reference/performance.rst). On a GPU every saved kernel launch counts.
         """
         return self.ops.device.type == "cuda" or layer.hidden_size >= _CPU_COMPILE_MIN_HIDDEN
