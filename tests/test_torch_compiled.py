@@ -146,8 +146,14 @@ def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
     from seqkit.dropout import stack_backward, stack_forward
 
     layer = seqkit.Recurrent(
-        cell, 2, 3, num_layers=2, bidirectional=True,
-        recurrent_dropout=0.3, input_dropout=0.2, zoneout=0.25,
+        cell,
+        2,
+        3,
+        num_layers=2,
+        bidirectional=True,
+        recurrent_dropout=0.3,
+        input_dropout=0.2,
+        zoneout=0.25,
     )
     assert compiled64.layer_path(layer) == "compiled"
     params = layer.init_params(5)
@@ -163,7 +169,10 @@ def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
     want, got = results
     for name in want:
         np.testing.assert_allclose(
-            np.asarray(compiled64.to_numpy(got[name])), want[name], rtol=1e-9, atol=1e-9,
+            np.asarray(compiled64.to_numpy(got[name])),
+            want[name],
+            rtol=1e-9,
+            atol=1e-9,
             err_msg=name,
         )
     assert compiled64.compile_stats(layer).error is None
