@@ -61,6 +61,16 @@ def test_new_batch_and_length_reuse_the_compiled_graphs(compiled64):
     for T, B in [(2, 4), (7, 2), (3, 9), (11, 5), (1, 6)]:
         _run(compiled64, layer, T, B, T + B)
     assert compiled64.compile_stats(layer).graphs == graphs
+    # new input and hidden sizes too, with torch.nn.Parameter weights (whose shapes dynamo
+    # would keep static)
+    bigger = seqkit.Recurrent("gru_simple", 5, 7, bidirectional=True)
+    params = {k: torch.nn.Parameter(torch.as_tensor(v)) for k, v in bigger.init_params(0).items()}
+    data = make_batch(bigger, 4, 3, 0, with_lengths=True)
+    _, _, cache = compiled64.recurrent_forward(
+        bigger, params, data.x, data.initial_state, data.lengths
+    )
+    compiled64.recurrent_backward(bigger, cache, data.d_out, data.d_final)
+    assert compiled64.compile_stats(layer).graphs == graphs
     # a second backend on the same dtype and device shares the cache
     other = TorchBackend(dtype="float64", path="auto")
     assert other.compile_stats(layer) is compiled64.compile_stats(layer)

@@ -395,6 +395,9 @@ class ScanLoop:
         return weights.d_x, tuple(d_state0), grads
 
     def _call(self, fn, *args):
+        # detached aliases (no copies): dynamo keeps a parameter's shape static (a new hidden
+        # size recompiled every graph) and guards a view's base as well as the view
+        args = pytree.tree_map_only(torch.Tensor, torch.Tensor.detach, args)
         graphs = self.stats.graphs
         start = time.perf_counter()
         result = fn(*args)
