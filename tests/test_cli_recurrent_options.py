@@ -10,23 +10,20 @@ from seqkit.cli import cli
 from seqkit.recurrent import RECURRENT_OPTIONS
 
 NAMES = ["anna", "anne", "annie", "bob", "bobby", "carl", "carla", "dana", "dan", "eve"] * 6
-OPTIONS = [
-    "--cell",
-    "lstm_ln",
-    "--recurrent-dropout",
-    0.25,
-    "--input-dropout",
-    0.1,
-    "--zoneout",
-    0.1,
-    "--proj-size",
-    4,
-    "--learn-initial-state",
-    "--recurrent-init",
-    "orthogonal",
-    "--forget-bias",
-    1.0,
-]
+#: every recurrent option, set away from its default; OPTIONS spells them as train's flags
+VALUES = dict(
+    proj_size=4,
+    recurrent_init="orthogonal",
+    forget_bias=1.0,
+    recurrent_dropout=0.25,
+    input_dropout=0.1,
+    zoneout=0.1,
+    learn_initial_state=True,
+)
+OPTIONS = ["--cell", "lstm_ln"]
+for _name, _value in VALUES.items():
+    _flag = f"--{_name.replace('_', '-')}"
+    OPTIONS += [_flag] if _value is True else [_flag, _value]
 
 
 @pytest.fixture
@@ -57,15 +54,7 @@ def test_the_options_reach_the_model_and_its_checkpoint(tmp_path, corpus):
     assert result.exit_code == 0, result.output
     model = seqkit.load(out, backend="numpy", dtype="float64")
     assert model.cell.name == "lstm_ln"
-    assert model.recurrent_options == dict(
-        proj_size=4,
-        recurrent_init="orthogonal",
-        forget_bias=1.0,
-        recurrent_dropout=0.25,
-        input_dropout=0.1,
-        zoneout=0.1,
-        learn_initial_state=True,
-    )
+    assert model.recurrent_options == VALUES
     assert model.param_shapes()["rnn.h0"] == (1, 4)  # (L*D, P)
 
 

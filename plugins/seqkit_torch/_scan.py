@@ -85,12 +85,6 @@ class PureOps(TorchOps):
     def concat(self, blocks, *, inplace=False):
         return torch.cat(list(blocks), dim=-1)
 
-    def matmul(self, a, b, out=None):
-        return torch.matmul(a, b)
-
-    def add_rows(self, dW, ids, d, *, inplace=False):
-        return super().add_rows(dW, ids, d, inplace=False)
-
 
 # --- the per-step product ---------------------------------------------------------------------
 
