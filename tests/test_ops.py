@@ -151,3 +151,24 @@ def test_torch_ops_honour_inplace_and_agree_with_numpy():
     assert tops.add_rows(dW, rows, d, inplace=True) is dW
     joined = tops.concat((d[..., :2], d[..., 2:]))
     np.testing.assert_array_equal(joined.numpy(), x[:2])
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 300])
+@pytest.mark.parametrize("layout", ["rows", "transposed view"])
+def test_torch_add_rows_sums_repeated_ids_like_numpy(rows, layout):
+    """The scatter-add of the one-hot and embedding gradients: every repeated id accumulates,
+    into a plain (V, E) array or into the transposed view of a (E, V) one (a one-hot layer's
+    weight gradient), in place, and with no rows at all."""
+    torch = pytest.importorskip("torch")
+    from seqkit_torch.ops import TorchOps
+
+    tops = TorchOps("float64")
+    V, E = 6, 5
+    ids = rng.integers(0, V, size=(rows,))  # few ids for many rows: most repeat
+    d = rng.normal(size=(rows, E))
+    start = rng.normal(size=(V, E))
+    want = ops.add_rows(start.copy(), ids, d)
+    dW = torch.tensor(start) if layout == "rows" else torch.tensor(start.T.copy()).T
+    out = tops.add_rows(dW, torch.tensor(ids), torch.tensor(d), inplace=True)
+    assert out is dW
+    np.testing.assert_allclose(dW.numpy(), want, rtol=1e-14, atol=1e-14)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import seqkit
-from seqkit.cells import LSTM
+from seqkit.cells import LSTM, RNN
 from seqkit.errors import ConfigError
 from seqkit.testing import check_backends_agree, make_batch
 
@@ -50,6 +50,22 @@ def _run(be, layer, T, B, seed):
     params = layer.init_params(seed)
     out, _, cache = be.recurrent_forward(layer, params, data.x, data.initial_state, data.lengths)
     return be.recurrent_backward(layer, cache, data.d_out, data.d_final)
+
+
+@pytest.mark.slow
+def test_cells_that_differ_only_inside_the_step_get_graphs_of_their_own(compiled64):
+    """Inductor's on-disk cache holds the scans (``_scan._CACHE_SCANS``): its key must cover the
+    step's code, or the second cell would run the first one's kernels. Same name, same shapes,
+    one activation apart."""
+    ref = seqkit.get_backend("numpy", dtype="float64")
+    for nonlinearity in ("tanh", "relu"):
+        layer = seqkit.Recurrent(RNN(nonlinearity=nonlinearity), 3, 4)
+        got, want = _run(compiled64, layer, 5, 3, 0), _run(ref, layer, 5, 3, 0)
+        for name, value in want.items():
+            np.testing.assert_allclose(
+                compiled64.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9, err_msg=name
+            )
+        assert compiled64.compile_stats(layer).error is None
 
 
 @pytest.mark.slow
@@ -127,10 +143,10 @@ def test_auto_takes_fused_kernels_then_compiles_where_it_pays():
     be = TorchBackend(path="auto")
     assert be.layer_path(seqkit.Recurrent("lstm", 2, 3)) == "fused"
     assert be.layer_path(seqkit.Recurrent("gru", 2, 600)) == "fused"
-    # on a CPU auto compiles from H = 512 on, where a run soon wins back the compile time
+    # on a CPU auto compiles from H = 256 on, where a run soon wins back the compile time
     assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 3)) == "generic"
-    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 511)) == "generic"
-    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 512)) == "compiled"
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 255)) == "generic"
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 256)) == "compiled"
     assert TorchBackend(path="compiled").layer_path(seqkit.Recurrent("lstm", 2, 3)) == "compiled"
     assert TorchBackend(path="generic").layer_path(seqkit.Recurrent("gru_simple", 2, 512)) == (
         "generic"
@@ -230,16 +246,28 @@ def test_one_hot_ids_on_the_compiled_path_agree_with_numpy(compiled64):
 
 
 @pytest.mark.slow
-def test_float32_with_packed_products_agrees_with_numpy():
-    """On a CPU in float32 the per-step products run on oneDNN with packed weights."""
-    from seqkit_torch._scan import scan_loop
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+def test_float32_with_packed_products_agrees_with_numpy(monkeypatch):
+    """On a CPU in float32 the per-step products of a large H run on oneDNN with packed
+    weights (here from H = 1 on), a small H on torch.mm; both agree with NumPy."""
+    packed, pack = [], _scan.pack
 
+    def counting_pack(w, batch):
+        packed.append(tuple(w.shape))
+        return pack(w, batch)
+
+    monkeypatch.setattr(_scan, "pack", counting_pack)
     be = TorchBackend(dtype="float32", path="compiled")
+    loop = _scan.scan_loop(seqkit.get_cell("gru_simple"), be.ops)
+    assert loop.can_pack and not loop.packs(128) and loop.packs(_scan._PACK_MIN_HIDDEN)
+    check_backends_agree("gru_simple", backends=[be], dtype="float32", num_layers=(2,))
+    assert packed == []
+    monkeypatch.setattr(_scan, "_PACK_MIN_HIDDEN", 1)
     check_backends_agree(
         "gru_simple", backends=[be], dtype="float32", num_layers=(2,), bidirectional=(True,)
     )
-    loop = scan_loop(seqkit.get_cell("gru_simple"), be.ops)
-    assert loop.packed == torch.backends.mkldnn.is_available()
+    assert packed  # forward: W_hh (G*H, H); backward: its transpose (H, G*H)
+    assert {shape[0] > shape[1] for shape in packed} == {True, False}
     assert loop.stats.error is None
 
 
@@ -253,7 +281,7 @@ def test_a_backward_that_fails_after_a_compiled_forward_still_agrees(monkeypatch
     def failing(*args):
         raise RuntimeError("InductorError: backward failed")
 
-    monkeypatch.setattr(loop, "_backward", failing)
+    monkeypatch.setitem(loop.functions, ("backward", False), failing)
     monkeypatch.setattr(loop, "stats", _scan.CompileStats())  # restored after the test
     with pytest.warns(RuntimeWarning, match="cannot compile cell 'gru_simple'"):
         got = _run(compiled64, layer, 5, 3, 0)

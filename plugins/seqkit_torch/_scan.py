@@ -40,7 +40,7 @@ import attrs
 import torch
 import torch.utils._pytree as pytree
 
-from seqkit import bptt
+from seqkit import __version__, bptt
 from seqkit.cells import Cell
 from seqkit_torch.ops import TorchOps
 
@@ -52,6 +52,8 @@ class CompileStats:
     """What compiling a cell's loops cost: graphs built so far, seconds spent, why it fell back."""
 
     graphs: int = 0
+    #: how many of the graphs came from Inductor's on-disk cache (compiled by an earlier process)
+    cached: int = 0
     seconds: float = 0.0
     #: None while compiled; the reason once the loop fell back to the step loop.
     error: str | None = None
@@ -109,13 +111,19 @@ def _(x, packed, features):
     return x.new_empty((x.shape[0], features))
 
 
-def _packs(ops) -> bool:
-    """Whether the per-step products run on oneDNN with packed weights: a CPU, float32."""
+def _can_pack(ops) -> bool:
+    """Whether the per-step products can run on oneDNN with packed weights: a CPU, float32."""
     return (
         ops.device.type == "cpu"
         and ops.torch_dtype == torch.float32
         and torch.backends.mkldnn.is_available()
     )
+
+
+#: The smallest H whose per-step products run on packed weights. Packing W_hh and its transpose
+#: costs 0.3 ms at H = 128 and 0.6 ms at 256 per call; the packed product saves 25-35% a step
+#: from H = 192 on, and nothing at 128 (benchmarks/bench_torch.py; docs/reference/performance.rst).
+_PACK_MIN_HIDDEN = 192
 
 
 def pack(w: torch.Tensor, batch: int) -> torch.Tensor:
@@ -249,16 +257,32 @@ def _compile(fn, name: str, backend):
     return torch.compile(own, backend=backend, dynamic=True, fullgraph=True)
 
 
+#: Inductor keeps no graph with a higher-order operator in its on-disk caches (FX graph and
+#: AOTAutograd) unless the operator is named here, since a cache key must cover the operator's
+#: subgraphs. A scan's are submodules of the graph, and the key pickles every submodule by its
+#: code (as for ``invoke_subgraph``, which torch marks cacheable): a cell whose step differs gets
+#: a key of its own (tests/test_torch_compiled.py). With it a new process loads both graphs
+#: instead of compiling them: about 4 s instead of 10-15 s, most of it dynamo's tracing.
+_CACHE_SCANS = {
+    "unsafe_marked_cacheable_functions": {"torch.ops.higher_order.scan": f"seqkit-{__version__}"}
+}
+
+
 def _timed_inductor(stats: CompileStats):
-    """Inductor as a torch.compile backend that counts the graphs it builds."""
+    """Inductor as a torch.compile backend that counts the graphs it builds, and those it found
+    in its on-disk cache."""
     with warnings.catch_warnings():
         # importing Inductor imports torch.utils.mkldnn, which uses the deprecated TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
+        from torch._dynamo.utils import counters
         from torch._inductor.compile_fx import compile_fx
 
     def inductor(gm, example_inputs):
+        hits = counters["inductor"]["fxgraph_cache_hit"]
+        compiled = compile_fx(gm, example_inputs, config_patches=_CACHE_SCANS)
         stats.graphs += 1
-        return compile_fx(gm, example_inputs)
+        stats.cached += counters["inductor"]["fxgraph_cache_hit"] - hits
+        return compiled
 
     return inductor
 
@@ -277,17 +301,19 @@ class ScanLoop:
     def __init__(self, cell: Cell, ops: TorchOps) -> None:
         self.cell, self.ops = cell, ops
         self.pure = PureOps(ops.dtype, str(ops.device))
-        self.packed = _packs(ops)
+        self.can_pack = _can_pack(ops)
         self.stats = CompileStats()
         tag = f"{cell.name}_{ops.dtype}_{ops.device.type}".replace("-", "_")
+        #: the compiled scans by (direction, packed); each is compiled on its first call
+        self.functions: dict[tuple[str, bool], object] = {}
         try:
             backend = _timed_inductor(self.stats)
-            self._forward = _compile(
-                _forward_function(cell, self.pure, self.packed), f"forward_{tag}", backend
-            )
-            self._backward = _compile(
-                _backward_function(cell, self.pure, self.packed), f"backward_{tag}", backend
-            )
+            for packed in {False, self.can_pack}:
+                name = f"{tag}_packed" if packed else tag
+                function = _forward_function(cell, self.pure, packed)
+                self.functions["forward", packed] = _compile(function, f"forward_{name}", backend)
+                function = _backward_function(cell, self.pure, packed)
+                self.functions["backward", packed] = _compile(function, f"backward_{name}", backend)
         except Exception as exc:  # no Inductor, or torch.compile refused (an unsupported platform)
             self._fall_back(exc)
 
@@ -308,10 +334,11 @@ class ScanLoop:
         every = self._every_step(mask, T, B)
         if zone is not None:
             zone = tuple((z, 1.0 - z) for z in zone)  # F3z's weights of s<t-1> and the new s<t>
-        w = pack(p["weight_hh"], B) if self.packed else p["weight_hh"]
+        packed = self.packs(p["weight_hh"].shape[1])
+        w = pack(p["weight_hh"], B) if packed else p["weight_hh"]
         try:
             out, final, steps, full = self._call(
-                self._forward,
+                self.functions["forward", packed],
                 xg,
                 state,
                 p,
@@ -337,11 +364,12 @@ class ScanLoop:
             for d, s in zip(d_state, self._state_like(saved))
         )
         extra = {n: torch.zeros_like(v) for n, v in p.items() if n not in _OWN}
-        w = pack(p["weight_hh"].mT, B) if self.packed else p["weight_hh"]
+        packed = self.packs(p["weight_hh"].shape[1])
+        w = pack(p["weight_hh"].mT, B) if packed else p["weight_hh"]
         if not self.failed:
             try:
                 d_state0, extra, kept = self._call(
-                    self._backward,
+                    self.functions["backward", packed],
                     d_out.contiguous(),
                     d_state,
                     saved.steps,
@@ -361,6 +389,11 @@ class ScanLoop:
         steps = [pytree.tree_map_only(torch.Tensor, _at(t), saved.steps) for t in range(T)]
         saved = attrs.evolve(saved, steps=steps)
         return bptt.direction_backward(ops, cell, p, saved, d_out, d_state, mask, partial)
+
+    def packs(self, hidden: int) -> bool:
+        """Whether the per-step products of a direction with ``hidden`` columns of state run on
+        packed weights (:func:`packed_linear`): a CPU, float32 and H >= ``_PACK_MIN_HIDDEN``."""
+        return self.can_pack and hidden >= _PACK_MIN_HIDDEN
 
     def _every_step(self, mask, T: int, B: int):
         """F4's (T, B, 1) mask, all True when no row is padded: a batch with padding and one

@@ -25,7 +25,7 @@ __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 #: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
 #: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
-_CPU_COMPILE_MIN_HIDDEN = 512
+_CPU_COMPILE_MIN_HIDDEN = 256
 
 _INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
@@ -163,9 +163,12 @@ class TorchBackend(Backend):
     def _compiling_pays(self, layer: Recurrent) -> bool:
         """Whether ``auto`` compiles ``layer``'s cell: where the compiled path pays.
 
-        On a CPU the compiled loops beat the generic one at every size measured, but compiling
-        them costs about 15 s in every new process (Inductor cannot cache graphs with a scan), a
-        cost that a run wins back after about 100 steps at H = 512 and 700 at H = 256
+        On a CPU the compiled loops beat the generic one at every size measured, but a new
+        process pays for them first: about 4 s to trace the two scans and load them from
+        Inductor's on-disk cache, 10-15 s the first time a cell is compiled on the machine. At
+        H = 256 a training step saves about 10 ms (the compiled step is about as fast as the
+        fused kernel's), which wins that back within a default run (1,500 steps) even from a cold
+        cache; at H = 128 it saves about 4 ms, a few thousand steps' worth
         (docs/reference/performance.rst). On a GPU every saved kernel launch counts.
         """
         return self.ops.device.type == "cuda" or layer.hidden_size >= _CPU_COMPILE_MIN_HIDDEN
