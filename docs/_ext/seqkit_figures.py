@@ -1,8 +1,9 @@
 """Sphinx extension: compute the docs' figures from seqkit at build time.
 
 Each figure is a function ``name(path)`` in the module of the same name beside this one
-(:mod:`gradient_decay`, :mod:`recurrent_options`) that writes one PNG. They run on ``builder-inited`` into ``docs/_generated/`` (ignored by git), before any page
-is read, so that every builder, the doctest one included, finds the images it references.
+(:mod:`gradient_decay`, :mod:`recurrent_options`) that writes one PNG. They run on
+``builder-inited`` into ``docs/_generated/`` (ignored by git), before any page is read, so that
+every builder, the doctest one included, finds the images it references.
 matplotlib is a docs dependency: without it the build stops here with a message that says so.
 """
 
