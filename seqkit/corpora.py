@@ -223,15 +223,13 @@ def seqkit_register_corpora():
         ),
         Corpus(
             "surname-split",
-            "glued census surnames tagged B/I per character "
-            "(smithjones -> B I I I I B I I I I)",
+            "glued census surnames tagged B/I per character (smithjones -> B I I I I B I I I I)",
             _surname_split,
             task="tag",
         ),
         Corpus(
             "dates",
-            "English dates in 14 CLDR formats -> ISO 8601 (Babel), "
-            "9 mar 1993 -> 1993-03-09",
+            "English dates in 14 CLDR formats -> ISO 8601 (Babel), 9 mar 1993 -> 1993-03-09",
             _dates,
             task="translate",
         ),

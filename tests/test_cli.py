@@ -233,11 +233,35 @@ def test_train_says_when_it_ended_with_an_earlier_best(tmp_path, restore):
     out = tmp_path / "m.npz"
     result = CliRunner().invoke(
         cli,
-        [str(a) for a in ("train", data, "--out", out, "--steps", 60, "--lr", 0.05, "--eval-every",
-                          2, "--dev-fraction", 0.5, "--hidden-size", 16, "--batch-size", 4,
-                          "--patience", 100, "--no-progress", restore)],
+        [
+            str(a)
+            for a in (
+                "train",
+                data,
+                "--out",
+                out,
+                "--steps",
+                60,
+                "--lr",
+                0.05,
+                "--eval-every",
+                2,
+                "--dev-fraction",
+                0.5,
+                "--hidden-size",
+                16,
+                "--batch-size",
+                4,
+                "--patience",
+                100,
+                "--no-progress",
+                restore,
+            )
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    held = "after 60 steps" in result.output and "it holds the best evaluation, step " in result.output
+    held = (
+        "after 60 steps" in result.output and "it holds the best evaluation, step " in result.output
+    )
     assert held == (restore == "--restore-best"), result.output

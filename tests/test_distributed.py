@@ -72,9 +72,7 @@ def assert_same_params(a, b, tol):
         np.testing.assert_allclose(pa[name], pb[name], rtol=tol, atol=tol, err_msg=name)
 
 
-@pytest.mark.parametrize(
-    "extra", [[], ["--dropout", "0.3", "--layers", "2"]]
-)
+@pytest.mark.parametrize("extra", [[], ["--dropout", "0.3", "--layers", "2"]])
 def test_two_processes_equal_one(tmp_path, data, extra):
     """With dropout too (not yet): each process keeps its rows of the global batch's masks."""
     args = ["--steps", 12, *COMMON, *extra]
