@@ -207,7 +207,10 @@ def main() -> None:
             path = backend.layer_path(layer)  # after the run: a failed compile says generic
             if path == "compiled":
                 stats = backend.compile_stats(layer)
-                note = f"; compiling took {stats.seconds:.1f} s, {stats.graphs} graphs"
+                note = (
+                    f"; compiling took {stats.seconds:.1f} s, {stats.graphs} graphs, "
+                    f"{stats.cached} from the on-disk cache"
+                )
         print(
             f"{label:44s} path {path:18s} {seconds / args.steps * 1e3:8.2f} ms/step  "
             f"{seconds / best[0]:5.2f}x   (warm-up {warm:.1f} s{note})"

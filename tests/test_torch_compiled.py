@@ -143,10 +143,10 @@ def test_auto_takes_fused_kernels_then_compiles_where_it_pays():
     be = TorchBackend(path="auto")
     assert be.layer_path(seqkit.Recurrent("lstm", 2, 3)) == "fused"
     assert be.layer_path(seqkit.Recurrent("gru", 2, 600)) == "fused"
-    # on a CPU auto compiles from H = 256 on, where a run soon wins back the compile time
+    # on a CPU auto compiles from H = 128 on, where a run soon wins back the compile time
     assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 3)) == "generic"
-    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 255)) == "generic"
-    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 256)) == "compiled"
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 127)) == "generic"
+    assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 128)) == "compiled"
     assert TorchBackend(path="compiled").layer_path(seqkit.Recurrent("lstm", 2, 3)) == "compiled"
     assert TorchBackend(path="generic").layer_path(seqkit.Recurrent("gru_simple", 2, 512)) == (
         "generic"

@@ -17,21 +17,28 @@ Three things make it fast, each measured (docs/reference/performance.rst):
   loops (the LSTM step backward: a 4,576-line kernel, 208 us per step at B = 32, H = 256,
   against 26 us once pure).
 - On a CPU in float32 the per-step products, ``h<t-1> @ W_hh^T`` (F2) and ``d hg<t> @ W_hh``
-  (B2), run on oneDNN with W_hh packed once per call (:func:`packed_linear`), 1.5-2x faster at
-  B = 32..64 than the BLAS product ``torch.mm`` calls, and what ``torch.nn.LSTM`` runs on.
+  (B2), run on oneDNN with W_hh packed once per call (:func:`packed_linear`) from H = 192 on,
+  1.1-1.6x faster there than the BLAS product ``torch.mm`` calls, and what ``torch.nn.LSTM``
+  runs on (below that, packing costs more than it saves).
 - Every per-step array is row-major (B, F), the layout a cell's new arrays get, so no kernel
   transposes.
 
+On a CPU the loop itself is C++ too (Inductor's ``cpp_wrapper``), not generated Python.
+
 Shapes are dynamic (``dynamic=True``): T, B and the sizes are symbols, and a new batch or length
-reuses the compiled graphs (dynamo still specialises a size of 1). Graphs are cached per (cell,
-dtype, device) for the life of the process; :attr:`ScanLoop.stats` counts them and the seconds
-spent building them. When compiling fails (no C++ compiler, an operation Inductor cannot compile,
+reuses the compiled graphs (dynamo still specialises a size of 1). Graphs are kept per (cell,
+dtype, device) for the life of the process, and in Inductor's on-disk cache across processes
+(``_CACHE_SCANS``): a new process traces the scans again and loads the rest, about 4 s for a
+cell instead of 10-25 s. :attr:`ScanLoop.stats` counts the graphs, those found on disk and the
+seconds spent. When compiling fails (no C++ compiler, an operation Inductor cannot compile,
 a graph break), the loop warns once, naming the reason, and runs :data:`seqkit.bptt.STEP_LOOP`
 from then on: the results are the generic path's either way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import types
 import warnings
@@ -278,7 +285,27 @@ def _inductor_options(device: torch.device) -> dict:
     return {**_CACHE_SCANS, **(_CPU_OPTIONS if device.type == "cpu" else {})}
 
 
-def _timed_inductor(stats: CompileStats, options: dict):
+def _probe_cpu() -> threading.Thread:
+    """Inductor's probe of the CPU's vector instruction sets, started in a thread.
+
+    Before its first C++ kernel in a process Inductor loads a test library per instruction set,
+    each in a child process: 1.5 s here, spent waiting. Started when a loop is built, the probe
+    overlaps dynamo's tracing of the scans, which comes first; Inductor is imported beforehand,
+    so that the thread imports nothing. Whatever fails in it, the compile meets and reports.
+    """
+
+    def probe():
+        with contextlib.suppress(Exception):
+            from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+            pick_vec_isa()
+
+    thread = threading.Thread(target=probe, name="seqkit-inductor-cpu-probe", daemon=True)
+    thread.start()
+    return thread
+
+
+def _timed_inductor(stats: CompileStats, options: dict, device: torch.device):
     """Inductor (with ``options``) as a torch.compile backend that counts the graphs it builds,
     and those it found in its on-disk cache."""
     with warnings.catch_warnings():
@@ -286,8 +313,11 @@ def _timed_inductor(stats: CompileStats, options: dict):
         warnings.simplefilter("ignore", DeprecationWarning)
         from torch._dynamo.utils import counters
         from torch._inductor.compile_fx import compile_fx
+    probe = _probe_cpu() if device.type == "cpu" else None
 
     def inductor(gm, example_inputs):
+        if probe is not None:
+            probe.join()  # else Inductor would probe a second time, in parallel
         hits = counters["inductor"]["fxgraph_cache_hit"]
         compiled = compile_fx(gm, example_inputs, config_patches=options)
         stats.graphs += 1
@@ -317,7 +347,7 @@ class ScanLoop:
         #: the compiled scans by (direction, packed); each is compiled on its first call
         self.functions: dict[tuple[str, bool], object] = {}
         try:
-            backend = _timed_inductor(self.stats, _inductor_options(ops.device))
+            backend = _timed_inductor(self.stats, _inductor_options(ops.device), ops.device)
             for packed in {False, self.can_pack}:
                 name = f"{tag}_packed" if packed else tag
                 function = _forward_function(cell, self.pure, packed)

@@ -25,7 +25,7 @@ __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 #: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
 #: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
-_CPU_COMPILE_MIN_HIDDEN = 256
+_CPU_COMPILE_MIN_HIDDEN = 128
 
 _INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
@@ -163,13 +163,13 @@ class TorchBackend(Backend):
     def _compiling_pays(self, layer: Recurrent) -> bool:
         """Whether ``auto`` compiles ``layer``'s cell: where the compiled path pays.
 
-        On a CPU the compiled loops beat the generic one at every size measured, but a new
-        process pays for them first: about 4 s to trace the two scans and load them from
-        Inductor's on-disk cache, 10-15 s the first time a cell is compiled on the machine. At
-        H = 256 a training step saves about 10 ms (the compiled step is about as fast as the
-        fused kernel's), which wins that back within a default run (1,500 steps) even from a cold
-        cache; at H = 128 it saves about 4 ms, a few thousand steps' worth
-        (docs/reference/performance.rst). On a GPU every saved kernel launch counts.
+        On a CPU the compiled loops beat the generic one at every size measured, but every new
+        process pays for them first: about 4-6 s to trace the two scans and load them from
+        Inductor's on-disk cache (20-25 s the first time a cell is compiled on a machine). From
+        H = 128 on a training step saves enough (about 5 ms of 20 at H = 128, batch 64; 10 ms
+        at H = 256) for a default run of 1,500 steps to win that back; below, the steps are
+        too cheap to matter (docs/reference/performance.rst). On a GPU every saved kernel
+        launch counts.
         """
         return self.ops.device.type == "cuda" or layer.hidden_size >= _CPU_COMPILE_MIN_HIDDEN
 
@@ -178,8 +178,10 @@ class TorchBackend(Backend):
 
         Returns:
             a :class:`~seqkit_torch._scan.CompileStats`: ``graphs`` (compiled so far, forward
-            and backward), ``seconds`` (spent in the calls that compiled) and ``error`` (None, or
-            why the cell fell back to the generic path). The cell is compiled on its first run.
+            and backward), ``cached`` (how many of them Inductor loaded from its on-disk cache,
+            compiled by an earlier process), ``seconds`` (spent in the calls that compiled) and
+            ``error`` (None, or why the cell fell back to the generic path). The cell is compiled
+            on its first run.
         """
         from seqkit_torch._scan import scan_loop
 
