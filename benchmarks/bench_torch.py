@@ -7,8 +7,9 @@ kernel (here an LSTM-shaped registered copy of ``lstm``) runs on the compiled pa
 driver's loops over time as two scans over its ``step`` and hand-written ``step_backward``,
 compiled by torch.compile; floor 1.25x) and on the generic path (the same loops in Python); a
 plain per-step autograd loop, eager and with its step compiled under autograd (the other way to
-compile a cell), is shown for scale. The compile time (first call) is printed apart; it is never
-in the timed runs.
+compile a cell), is shown for scale, and so are the compiled path's matrix products alone (the
+same kernels, nothing else: the bound of any design that calls a library product per step). The
+compile time (first call) is printed apart; it is never in the timed runs.
 
     python benchmarks/bench_torch.py                # CPU, torch's default thread count
     python benchmarks/bench_torch.py --device cuda  # cuDNN
@@ -24,7 +25,7 @@ import time
 
 import attrs
 import torch
-from seqkit_torch import TorchBackend
+from seqkit_torch import TorchBackend, _scan
 
 import seqkit
 from seqkit.cells import LSTM
@@ -84,6 +85,32 @@ def plain_autograd_loop(x, h, c, w_ih, w_hh, b_ih, b_hh, step=lstm_step):
     return torch.stack(outs), h, c
 
 
+def products_alone(x, h0, weights, loop):
+    """The matrix products of one LSTM layer forward and backward, as the compiled path runs
+    them and nothing else: F1 (x W_ih^T), every step's h W_hh^T and d hg W_hh (on packed oneDNN
+    weights where ``loop.packs``, packing included), and B1 (d W_ih, d W_hh, d x). No path that
+    calls a library product per step can be faster than this."""
+    T, B, _ = x.shape
+    w_ih, w_hh = weights["weight_ih_l0"].detach(), weights["weight_hh_l0"].detach()
+    G, H = w_hh.shape
+    xs, h = x.detach().reshape(T * B, -1), h0[0].detach()
+    hs = torch.randn(T * B, H, device=x.device)
+    dgs = torch.randn(T * B, G, device=x.device)
+    packed = loop.packs(H)
+
+    def products():
+        fwd = _scan.pack(w_hh, B) if packed else w_hh.T
+        bwd = _scan.pack(w_hh.T, B) if packed else w_hh
+        step = (lambda a, w: _scan.packed_linear(a, w, w.shape[0])) if packed else torch.mm
+        xs @ w_ih.T  # F1
+        for t in range(T):
+            step(h, fwd)  # F2
+            step(dgs[t * B : (t + 1) * B], bwd)  # B2
+        return dgs.T @ xs, dgs.T @ hs, dgs @ w_ih  # B1
+
+    return products
+
+
 def run(T, B, I, H, device, repeat, skip_generic):
     torch.manual_seed(0)
     module = torch.nn.LSTM(I, H).to(device)
@@ -129,7 +156,12 @@ def run(T, B, I, H, device, repeat, skip_generic):
             fn()  # compiles (or reads Inductor's on-disk cache): never timed below
             first[name] = time.perf_counter() - start
             cases[name] = fn
-        cases.update(generic=seqkit_fn(custom_layer, generic), naive=naive)
+        loop = _scan.scan_loop(custom_layer.cell, compiled.ops)
+        cases.update(
+            generic=seqkit_fn(custom_layer, generic),
+            naive=naive,
+            products=products_alone(x, h0, weights, loop),
+        )
     t = race(cases, repeat, device)
     shape = f"(T, B, I, H) = ({T}, {B}, {I}, {H})"
     print(f"{shape}  torch.nn.LSTM                  {t['direct'] * 1e3:9.2f} ms")
@@ -156,6 +188,10 @@ def run(T, B, I, H, device, repeat, skip_generic):
         f"{shape}  seqkit 'lstm_custom', path {path!r} {t['generic'] * 1e3:9.2f} ms"
         f"   ratio {t['generic'] / t['direct']:5.2f}x"
         "  (the cell's hand-written BPTT in one torch.autograd.Function)"
+    )
+    print(
+        f"{shape}  for scale: the compiled path's products alone {t['products'] * 1e3:9.2f} ms"
+        f"   ratio {t['products'] / t['direct']:5.2f}x  (what no per-step product beats)"
     )
     print(
         f"{shape}  for scale: plain per-step autograd loop {t['naive'] * 1e3:9.2f} ms"

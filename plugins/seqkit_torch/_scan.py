@@ -128,8 +128,8 @@ def _can_pack(ops) -> bool:
 
 
 #: The smallest H whose per-step products run on packed weights. Packing W_hh and its transpose
-#: costs 0.3 ms at H = 128 and 0.6 ms at 256 per call; the packed product saves 25-35% a step
-#: from H = 192 on, and nothing at 128 (benchmarks/bench_torch.py; docs/reference/performance.rst).
+#: costs 0.3 ms at H = 128 and 0.6 ms at 256 per call; the packed products save 10-30% a step
+#: from H = 192 on, and nothing at 128 (B = 32..64; docs/reference/performance.rst).
 _PACK_MIN_HIDDEN = 192
 
 
@@ -268,8 +268,8 @@ def _compile(fn, name: str, backend):
 #: AOTAutograd) unless the operator is named here, since a cache key must cover the operator's
 #: subgraphs. A scan's are submodules of the graph, and the key pickles every submodule by its
 #: code (as for ``invoke_subgraph``, which torch marks cacheable): a cell whose step differs gets
-#: a key of its own (tests/test_torch_compiled.py). With it a new process loads both graphs
-#: instead of compiling them: about 4 s instead of 10-15 s, most of it dynamo's tracing.
+#: a key of its own (tests/test_torch_compiled.py). With it a new process traces the scans and
+#: loads the rest, 3-5 s a cell, instead of compiling them (20-25 s the first time).
 _CACHE_SCANS = {
     "unsafe_marked_cacheable_functions": {"torch.ops.higher_order.scan": f"seqkit-{__version__}"}
 }

@@ -91,7 +91,7 @@ class TorchBackend(Backend):
         dtype: ``"float32"`` or ``"float64"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (cuda when available).
         path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``; for every other cell the
-            compiled path on CUDA and on a CPU from H = 512 on, where it measured faster, else
+            compiled path on CUDA and on a CPU from H = 128 on, where it measured faster, else
             the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
             (any cell, its step and step backward compiled by ``torch.compile``; a cell that
             cannot be compiled warns once and runs on the generic path) or ``"generic"`` (any
