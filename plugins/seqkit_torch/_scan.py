@@ -28,8 +28,8 @@ On a CPU the loop itself is C++ too (Inductor's ``cpp_wrapper``), not generated 
 Shapes are dynamic (``dynamic=True``): T, B and the sizes are symbols, and a new batch or length
 reuses the compiled graphs (dynamo still specialises a size of 1). Graphs are kept per (cell,
 dtype, device) for the life of the process, and in Inductor's on-disk cache across processes
-(``_CACHE_SCANS``): a new process traces the scans again and loads the rest, about 4 s for a
-cell instead of 10-25 s. :attr:`ScanLoop.stats` counts the graphs, those found on disk and the
+(``_CACHE_SCANS``): a new process traces the scans again and loads the rest, 3-5 s for a cell
+instead of 20-25 s. :attr:`ScanLoop.stats` counts the graphs, those found on disk and the
 seconds spent. When compiling fails (no C++ compiler, an operation Inductor cannot compile,
 a graph break), the loop warns once, naming the reason, and runs :data:`seqkit.bptt.STEP_LOOP`
 from then on: the results are the generic path's either way.

@@ -166,10 +166,10 @@ class TorchBackend(Backend):
         On a CPU the compiled loops beat the generic one at every size measured, but every new
         process pays for them first: about 4-6 s to trace the two scans and load them from
         Inductor's on-disk cache (20-25 s the first time a cell is compiled on a machine). From
-        H = 128 on a training step saves enough (about 5 ms of 20 at H = 128, batch 64; 10 ms
-        at H = 256) for a default run of 1,500 steps to win that back; below, the steps are
-        too cheap to matter (docs/reference/performance.rst). On a GPU every saved kernel
-        launch counts.
+        H = 128 on a training step saves enough (about 5 ms of 13 for an LSTM at H = 128, batch
+        64; 10 ms at H = 256) for a default run of 1,500 steps to win that back; below, the
+        steps are too cheap to matter (docs/reference/performance.rst). On a GPU every saved
+        kernel launch counts.
         """
         return self.ops.device.type == "cuda" or layer.hidden_size >= _CPU_COMPILE_MIN_HIDDEN
 

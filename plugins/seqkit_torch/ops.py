@@ -136,7 +136,7 @@ class TorchOps(Ops):
         # added once per id: index_put(accumulate=True) straight into dW adds every position one
         # by one, and into the transposed view a one-hot layer's weight gradient is (rows of
         # stride V) it cost 9 ms of an 11 ms training step (T*B = 2048 rows of 512, V = 60);
-        # this way 0.2 ms, and never slower for a large vocabulary (benchmarks/bench_one_hot.py)
+        # this way 0.16 ms, and 5.7 against 6.3 ms for 2048 rows of a 25,000-word vocabulary
         out = dW if inplace else dW.clone()
         ids, d = ids.reshape(-1), d.reshape(-1, dW.shape[-1])
         distinct, position = torch.unique(ids, return_inverse=True)
