@@ -69,6 +69,22 @@ def test_cells_that_differ_only_inside_the_step_get_graphs_of_their_own(compiled
 
 
 @pytest.mark.slow
+def test_a_new_loop_loads_its_graphs_from_the_on_disk_cache(monkeypatch):
+    """What a new process does: trace the scans again, then load them instead of compiling."""
+    be = TorchBackend(dtype="float64", path="compiled")
+    layer = seqkit.Recurrent("gru_simple", 3, 4)
+    monkeypatch.setattr(_scan, "_LOOPS", {})
+    _run(be, layer, 5, 3, 0)  # compiles, or finds the graphs of an earlier test or process
+    monkeypatch.setattr(_scan, "_LOOPS", {})  # no loop, no graph in memory
+    got = _run(be, layer, 5, 3, 0)
+    stats = be.compile_stats(layer)
+    assert (stats.graphs, stats.cached, stats.error) == (2, 2, None)
+    want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, 5, 3, 0)
+    for name, value in want.items():
+        np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.slow
 def test_new_batch_and_length_reuse_the_compiled_graphs(compiled64):
     layer = seqkit.Recurrent("gru_simple", 3, 4, bidirectional=True)
     _run(compiled64, layer, 5, 3, 0)  # compiles (or finds the graphs of an earlier test)
