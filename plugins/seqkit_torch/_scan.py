@@ -289,9 +289,10 @@ def _probe_cpu() -> threading.Thread:
     """Inductor's probe of the CPU's vector instruction sets, started in a thread.
 
     Before its first C++ kernel in a process Inductor loads a test library per instruction set,
-    each in a child process: 1.5 s here, spent waiting. Started when a loop is built, the probe
-    overlaps dynamo's tracing of the scans, which comes first; Inductor is imported beforehand,
-    so that the thread imports nothing. Whatever fails in it, the compile meets and reports.
+    each in a child process: 1.5 s here, spent waiting. Started just before the first compiled
+    call, the probe overlaps dynamo's tracing of the scans, which comes first; Inductor is
+    imported beforehand, so that the thread imports nothing. Whatever fails in it, the compile
+    meets and reports.
     """
 
     def probe():
@@ -305,17 +306,32 @@ def _probe_cpu() -> threading.Thread:
     return thread
 
 
-def _timed_inductor(stats: CompileStats, options: dict, device: torch.device):
-    """Inductor (with ``options``) as a torch.compile backend that counts the graphs it builds,
-    and those it found in its on-disk cache."""
+#: Per device type, once per process: the CPU probe's thread (None elsewhere).
+_PREPARED: dict[str, threading.Thread | None] = {}
+
+
+def _prepare_inductor(device: torch.device) -> None:
+    """Import Inductor (2.5 s) and start the CPU probe, once per process, just before the first
+    compiled call: a process that never compiles (sampling runs one step at a time) pays
+    neither."""
+    if device.type in _PREPARED:
+        return
     with warnings.catch_warnings():
         # importing Inductor imports torch.utils.mkldnn, which uses the deprecated TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torch._dynamo.utils import counters
-        from torch._inductor.compile_fx import compile_fx
-    probe = _probe_cpu() if device.type == "cpu" else None
+        import torch._inductor.compile_fx  # noqa: F401
+    _PREPARED[device.type] = _probe_cpu() if device.type == "cpu" else None
+
+
+def _timed_inductor(stats: CompileStats, options: dict, device: torch.device):
+    """Inductor (with ``options``) as a torch.compile backend that counts the graphs it builds,
+    and those it found in its on-disk cache."""
 
     def inductor(gm, example_inputs):
+        from torch._dynamo.utils import counters
+        from torch._inductor.compile_fx import compile_fx
+
+        probe = _PREPARED.get(device.type)
         if probe is not None:
             probe.join()  # else Inductor would probe a second time, in parallel
         hits = counters["inductor"]["fxgraph_cache_hit"]
@@ -343,19 +359,10 @@ class ScanLoop:
         self.pure = PureOps(ops.dtype, str(ops.device))
         self.can_pack = _can_pack(ops)
         self.stats = CompileStats()
-        tag = f"{cell.name}_{ops.dtype}_{ops.device.type}".replace("-", "_")
-        #: the compiled scans by (direction, packed); each is compiled on its first call
+        #: the compiled scans by (direction, packed), made on first use (torch.compile imports
+        #: dynamo, 3 s, which a process that never runs more than one step at a time skips)
         self.functions: dict[tuple[str, bool], object] = {}
-        try:
-            backend = _timed_inductor(self.stats, _inductor_options(ops.device), ops.device)
-            for packed in {False, self.can_pack}:
-                name = f"{tag}_packed" if packed else tag
-                function = _forward_function(cell, self.pure, packed)
-                self.functions["forward", packed] = _compile(function, f"forward_{name}", backend)
-                function = _backward_function(cell, self.pure, packed)
-                self.functions["backward", packed] = _compile(function, f"backward_{name}", backend)
-        except Exception as exc:  # no Inductor, or torch.compile refused (an unsupported platform)
-            self._fall_back(exc)
+        self._backend = _timed_inductor(self.stats, _inductor_options(ops.device), ops.device)
 
     def __repr__(self) -> str:
         return f"ScanLoop({self.cell!r}, {self.ops!r}, stats={self.stats!r})"
@@ -378,7 +385,7 @@ class ScanLoop:
         w = pack(p["weight_hh"], B) if packed else p["weight_hh"]
         try:
             out, final, steps, full = self._call(
-                self.functions["forward", packed],
+                ("forward", packed),
                 xg,
                 state,
                 p,
@@ -409,7 +416,7 @@ class ScanLoop:
         if not self.failed:
             try:
                 d_state0, extra, kept = self._call(
-                    self.functions["backward", packed],
+                    ("backward", packed),
                     d_out.contiguous(),
                     d_state,
                     saved.steps,
@@ -461,13 +468,27 @@ class ScanLoop:
             grads["weight_hr"] = kept["d_proj"].reshape(rows, P).mT @ saved.full.reshape(rows, H)
         return weights.d_x, tuple(d_state0), grads
 
-    def _call(self, fn, *args):
+    def _function(self, key: tuple[str, bool]):
+        """The compiled scan of ``key`` (direction, packed), wrapped by torch.compile on first
+        use; each gets a code object of its own (see :func:`_compile`)."""
+        function = self.functions.get(key)
+        if function is None:
+            direction, packed = key
+            build = _forward_function if direction == "forward" else _backward_function
+            tag = f"{direction}_{self.cell.name}_{self.ops.dtype}_{self.ops.device.type}"
+            name = (f"{tag}_packed" if packed else tag).replace("-", "_")
+            function = _compile(build(self.cell, self.pure, packed), name, self._backend)
+            self.functions[key] = function
+        return function
+
+    def _call(self, key: tuple[str, bool], *args):
         # detached aliases (no copies): dynamo keeps a parameter's shape static (a new hidden
         # size recompiled every graph) and guards a view's base as well as the view
         args = pytree.tree_map_only(torch.Tensor, torch.Tensor.detach, args)
         graphs = self.stats.graphs
         start = time.perf_counter()
-        result = fn(*args)
+        _prepare_inductor(self.ops.device)
+        result = self._function(key)(*args)
         if self.stats.graphs != graphs:  # this call compiled: tracing + Inductor + one run
             self.stats.seconds += time.perf_counter() - start
         return result
