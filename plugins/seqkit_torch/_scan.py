@@ -289,16 +289,20 @@ def _probe_cpu() -> threading.Thread:
     """Inductor's probe of the CPU's vector instruction sets, started in a thread.
 
     Before its first C++ kernel in a process Inductor loads a test library per instruction set,
-    each in a child process: 1.5 s here, spent waiting. Started just before the first compiled
-    call, the probe overlaps dynamo's tracing of the scans, which comes first; Inductor is
-    imported beforehand, so that the thread imports nothing. Whatever fails in it, the compile
-    meets and reports.
+    each in a child process: 1.5 s here, spent waiting. Started before the rest of Inductor is
+    imported (1.2 s) and dynamo traces the scans, the probe is over by the time Inductor needs
+    it; its own module is imported beforehand, so that the thread imports nothing. Whatever
+    fails in it, the compile meets and reports.
     """
+    # the modules the probe imports as it runs, imported here: two threads importing one module
+    # can deadlock on a cycle, and the main thread goes on to import the rest of Inductor
+    import torch._inductor.codecache  # noqa: F401
+    import torch._inductor.cpp_builder  # noqa: F401
+    import torch.utils.cpp_extension  # noqa: F401
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
 
     def probe():
         with contextlib.suppress(Exception):
-            from torch._inductor.cpu_vec_isa import pick_vec_isa
-
             pick_vec_isa()
 
     thread = threading.Thread(target=probe, name="seqkit-inductor-cpu-probe", daemon=True)
@@ -311,16 +315,16 @@ _PREPARED: dict[str, threading.Thread | None] = {}
 
 
 def _prepare_inductor(device: torch.device) -> None:
-    """Import Inductor (2.5 s) and start the CPU probe, once per process, just before the first
-    compiled call: a process that never compiles (sampling runs one step at a time) pays
-    neither."""
+    """Start the CPU probe and import Inductor (2.7 s with dynamo), once per process, just
+    before the first compiled call: a process that never compiles (sampling runs one step at a
+    time) pays neither."""
     if device.type in _PREPARED:
         return
     with warnings.catch_warnings():
         # importing Inductor imports torch.utils.mkldnn, which uses the deprecated TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
+        _PREPARED[device.type] = _probe_cpu() if device.type == "cpu" else None
         import torch._inductor.compile_fx  # noqa: F401
-    _PREPARED[device.type] = _probe_cpu() if device.type == "cpu" else None
 
 
 def _timed_inductor(stats: CompileStats, options: dict, device: torch.device):
