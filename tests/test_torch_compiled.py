@@ -84,6 +84,20 @@ def test_a_new_loop_loads_its_graphs_from_the_on_disk_cache(monkeypatch):
         np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize(("T", "B"), [(1, 3), (5, 1), (1, 1)])
+def test_one_step_or_one_row_runs_the_step_loop(monkeypatch, T, B):
+    """Sampling's single steps and a batch of one build no graphs (dynamo would specialise a
+    size of 1: graphs of their own, 20-40 s to compile) and agree with NumPy."""
+    monkeypatch.setattr(_scan, "_LOOPS", {})
+    be = TorchBackend(dtype="float64", path="compiled")
+    layer = seqkit.Recurrent("gru_simple", 3, 4, bidirectional=True)
+    got = _run(be, layer, T, B, 2)
+    want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, T, B, 2)
+    for name, value in want.items():
+        np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)
+    assert be.compile_stats(layer) == _scan.CompileStats()  # nothing compiled, nothing failed
+
+
 @pytest.mark.slow
 def test_new_batch_and_length_reuse_the_compiled_graphs(compiled64):
     layer = seqkit.Recurrent("gru_simple", 3, 4, bidirectional=True)

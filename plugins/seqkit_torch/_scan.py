@@ -26,13 +26,13 @@ Three things make it fast, each measured (docs/reference/performance.rst):
 On a CPU the loop itself is C++ too (Inductor's ``cpp_wrapper``), not generated Python.
 
 Shapes are dynamic (``dynamic=True``): T, B and the sizes are symbols, and a new batch or length
-reuses the compiled graphs (dynamo still specialises a size of 1). Graphs are kept per (cell,
-dtype, device) for the life of the process, and in Inductor's on-disk cache across processes
-(``_CACHE_SCANS``): a new process traces the scans again and loads the rest, 3-5 s for a cell
-instead of 20-25 s. :attr:`ScanLoop.stats` counts the graphs, those found on disk and the
-seconds spent. When compiling fails (no C++ compiler, an operation Inductor cannot compile,
-a graph break), the loop warns once, naming the reason, and runs :data:`seqkit.bptt.STEP_LOOP`
-from then on: the results are the generic path's either way.
+reuses the compiled graphs (dynamo would specialise a size of 1: one step or one row runs the
+step loop instead). Graphs are kept per (cell, dtype, device) for the life of the process, and
+in Inductor's on-disk cache across processes (``_CACHE_SCANS``): a new process traces the scans
+again and loads the rest, 3-5 s for a cell instead of 20-25 s. :attr:`ScanLoop.stats` counts
+the graphs, those found on disk and the seconds spent. When compiling fails (no C++ compiler, an
+operation Inductor cannot compile, a graph break), the loop warns once, naming the reason, and
+runs :data:`seqkit.bptt.STEP_LOOP` from then on: the results are the generic path's either way.
 """
 
 from __future__ import annotations
@@ -378,7 +378,10 @@ class ScanLoop:
 
     def forward(self, ops, cell, p, x, state, mask, partial, hidden=None, zone=None):
         T, B = x.shape[:2]
-        if self.failed or T <= 1:  # one step (sampling) gains nothing from a compiled loop
+        # one step (sampling) gains nothing from a compiled loop, and one row would cost graphs
+        # of its own (dynamo specialises a size of 1: 20-40 s to compile, 3-5 s in every new
+        # process) to save milliseconds: a one-example corpus or a last dev batch of one
+        if self.failed or T <= 1 or B <= 1:
             return bptt.direction_forward(ops, cell, p, x, state, mask, partial, hidden, zone)
         xg = bptt.input_projection(ops, cell, p, x, feature_major=False)  # F1, row-major
         state = tuple(s.contiguous() for s in state)
