@@ -2,10 +2,10 @@
 
 Both sides compute the same thing: the output and final state, then the gradients of the input,
 the initial state and every weight for a given output gradient (seqkit's recurrent_backward
-contract). The fused path should cost at most 1.15x torch.nn.LSTM. A cell without a fused
-kernel (here an LSTM-shaped registered copy of ``lstm``) runs on the compiled path (the BPTT
-driver's loops over time as two scans over its ``step`` and hand-written ``step_backward``,
-compiled by torch.compile; floor 1.25x) and on the generic path (the same loops in Python); a
+contract). The fused path should cost at most 1.15x torch.nn.LSTM. A cell without a fused kernel
+(here an LSTM-shaped registered copy of ``lstm``) runs on the compiled path (the BPTT driver's
+loops over time as two scans over its ``step`` and hand-written ``step_backward``, compiled
+ahead of time by AOTInductor; floor 1.25x) and on the generic path (the same loops in Python); a
 plain per-step autograd loop, eager and with its step compiled under autograd (the other way to
 compile a cell), is shown for scale, and so are the compiled path's matrix products alone (the
 same kernels, nothing else: the bound of any design that calls a library product per step). The
@@ -153,7 +153,7 @@ def run(T, B, I, H, device, repeat, skip_generic):
             ("naive_compiled", lambda: naive(step_under_autograd)),
         ]:
             start = time.perf_counter()
-            fn()  # compiles (or reads Inductor's on-disk cache): never timed below
+            fn()  # compiles (or loads seqkit's store of packages): never timed below
             first[name] = time.perf_counter() - start
             cases[name] = fn
         loop = _scan.scan_loop(custom_layer.cell, compiled.ops)
@@ -180,8 +180,8 @@ def run(T, B, I, H, device, repeat, skip_generic):
     print(
         f"{shape}  seqkit 'lstm_custom', path {compiled.layer_path(custom_layer)!r}"
         f" {t['compiled'] * 1e3:9.2f} ms   ratio {ratio:5.2f}x ({ok}); first call "
-        f"{first['compiled']:.1f} s, {stats.graphs} graphs ({stats.cached} from Inductor's on-disk "
-        f"cache) in {stats.seconds:.1f} s so far"
+        f"{first['compiled']:.1f} s, {stats.graphs} packages ({stats.cached} from the store) "
+        f"in {stats.seconds:.1f} s so far"
     )
     path = generic.layer_path(custom_layer)
     print(

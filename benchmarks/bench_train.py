@@ -208,8 +208,8 @@ def main() -> None:
             if path == "compiled":
                 stats = backend.compile_stats(layer)
                 note = (
-                    f"; compiling took {stats.seconds:.1f} s, {stats.graphs} graphs, "
-                    f"{stats.cached} from the on-disk cache"
+                    f"; compiling took {stats.seconds:.1f} s, {stats.graphs} packages, "
+                    f"{stats.cached} from the store"
                 )
         print(
             f"{label:44s} path {path:18s} {seconds / args.steps * 1e3:8.2f} ms/step  "

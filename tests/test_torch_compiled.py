@@ -1,9 +1,15 @@
 """The torch backend's compiled path: agreement with the reference, caching, fallback, choice.
 
 Compiling a cell takes seconds (the C++ compiler runs), so the tests share one float64 backend
-and a handful of cells; Inductor's on-disk cache makes a second run of the file fast.
+and a handful of cells; the store of compiled packages makes a second run of the file fast.
+Tests of compiling itself get a store of their own (``fresh_store``).
 """
 
+import glob
+import json
+import os
+import subprocess
+import sys
 import warnings
 
 import attrs
@@ -16,7 +22,15 @@ from seqkit.errors import ConfigError
 from seqkit.testing import check_backends_agree, make_batch
 
 torch = pytest.importorskip("torch")
-from seqkit_torch import TorchBackend, _scan  # noqa: E402
+from seqkit_torch import TorchBackend, _packages, _scan  # noqa: E402
+
+
+@pytest.fixture
+def fresh_store(monkeypatch, tmp_path):
+    """An empty store of packages and no loop in memory: the next compiled call compiles."""
+    monkeypatch.setenv(_packages.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(_scan, "_LOOPS", {})
+    return tmp_path / "compiled"
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +67,9 @@ def _run(be, layer, T, B, seed):
 
 
 @pytest.mark.slow
-def test_cells_that_differ_only_inside_the_step_get_graphs_of_their_own(compiled64):
-    """Inductor's on-disk cache holds the scans (``_scan._CACHE_SCANS``): its key must cover the
-    step's code, or the second cell would run the first one's kernels. Same name, same shapes,
-    one activation apart."""
+def test_cells_that_differ_only_in_a_field_get_packages_of_their_own(compiled64):
+    """A package's name covers the cell's fields: same class, same shapes, one activation
+    apart, and the second cell must not run the first one's code."""
     ref = seqkit.get_backend("numpy", dtype="float64")
     for nonlinearity in ("tanh", "relu"):
         layer = seqkit.Recurrent(RNN(nonlinearity=nonlinearity), 3, 4)
@@ -68,14 +81,89 @@ def test_cells_that_differ_only_inside_the_step_get_graphs_of_their_own(compiled
         assert compiled64.compile_stats(layer).error is None
 
 
+_EDITABLE_CELL = """
+import attrs
+from seqkit.cells import RNN
+
+
+@attrs.frozen
+class EditedRNN(RNN):
+    name = "rnn_edited_on_disk"
+
+    def step(self, ops, xg, hg, state, params):
+        z = ops.add(xg, hg)
+        h = ops.tanh(z) if ACTIVATION == "tanh" else ops.relu(z)
+        return (h,), h
+
+    def step_backward(self, ops, d_state, cache, params, grads):
+        (d_h,), h = d_state, cache
+        d_z = d_h * (1 - h * h) if ACTIVATION == "tanh" else d_h * (h > 0)
+        return d_z, d_z, (None,)
+"""
+
+
 @pytest.mark.slow
-def test_a_new_loop_loads_its_graphs_from_the_on_disk_cache(monkeypatch):
-    """What a new process does: trace the scans again, then load them instead of compiling."""
+def test_a_cell_whose_source_changed_is_compiled_again(fresh_store, tmp_path, monkeypatch):
+    """The store keys a package by the cell's class and fields, and checks the files whose code
+    the export ran: an edited step (same name, same fields) compiles again and runs the new
+    code."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = tmp_path / "edited_cell.py"
+    ref = seqkit.get_backend("numpy", dtype="float64")
+    results = []
+    for activation in ("tanh", "relu"):  # the second file steps differently
+        source.write_text(f"ACTIVATION = {activation!r}\n" + _EDITABLE_CELL)
+        sys.modules.pop("edited_cell", None)
+        importlib.invalidate_caches()
+        cell = importlib.import_module("edited_cell").EditedRNN()
+        monkeypatch.setattr(_scan, "_LOOPS", {})  # a new process, as far as memory goes
+        be = TorchBackend(dtype="float64", path="compiled")
+        layer = seqkit.Recurrent(cell, 3, 4)
+        got = _run(be, layer, 5, 3, 0)
+        want = _run(ref, seqkit.Recurrent(RNN(nonlinearity=activation), 3, 4), 5, 3, 0)
+        for name, value in want.items():
+            np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
+        results.append(be.compile_stats(layer))
+    sys.modules.pop("edited_cell", None)
+    # compiled both times: the second file's packages replaced the first's under the same names
+    assert [(s.graphs, s.cached, s.error) for s in results] == [(2, 0, None), (2, 0, None)]
+    assert len(list(fresh_store.glob("*.pt2"))) == 2
+
+
+@pytest.mark.slow
+def test_a_cell_without_a_source_file_is_compiled_for_this_process_only(fresh_store, monkeypatch):
+    """A cell defined in a notebook or at the prompt has no file to watch: its packages are
+    never stored (a second definition under the same name must not load the first one's)."""
+    import types
+
+    ref = seqkit.get_backend("numpy", dtype="float64")
+    for activation in ("tanh", "relu"):
+        notebook = types.ModuleType("notebook_cell")  # as a notebook's cell runs in __main__
+        notebook.ACTIVATION = activation
+        monkeypatch.setitem(sys.modules, "notebook_cell", notebook)
+        exec(compile(_EDITABLE_CELL, "<ipython-input-1>", "exec"), notebook.__dict__)
+        _scan._LOOPS.clear()
+        be = TorchBackend(dtype="float64", path="compiled")
+        layer = seqkit.Recurrent(notebook.EditedRNN(), 3, 4)
+        got = _run(be, layer, 5, 3, 0)
+        want = _run(ref, seqkit.Recurrent(RNN(nonlinearity=activation), 3, 4), 5, 3, 0)
+        for name, value in want.items():
+            np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
+        stats = be.compile_stats(layer)
+        assert (stats.graphs, stats.cached, stats.error) == (2, 0, None)
+    assert list(fresh_store.glob("*")) == []
+
+
+@pytest.mark.slow
+def test_a_new_loop_loads_its_packages_from_the_store(monkeypatch):
+    """What a new process does: load the packages an earlier one compiled, no tracing."""
     be = TorchBackend(dtype="float64", path="compiled")
     layer = seqkit.Recurrent("gru_simple", 3, 4)
     monkeypatch.setattr(_scan, "_LOOPS", {})
-    _run(be, layer, 5, 3, 0)  # compiles, or finds the graphs of an earlier test or process
-    monkeypatch.setattr(_scan, "_LOOPS", {})  # no loop, no graph in memory
+    _run(be, layer, 5, 3, 0)  # compiles, or finds the packages of an earlier test or process
+    monkeypatch.setattr(_scan, "_LOOPS", {})  # no loop, nothing in memory
     got = _run(be, layer, 5, 3, 0)
     stats = be.compile_stats(layer)
     assert (stats.graphs, stats.cached, stats.error) == (2, 2, None)
@@ -84,10 +172,53 @@ def test_a_new_loop_loads_its_graphs_from_the_on_disk_cache(monkeypatch):
         np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
 
 
+@pytest.fixture
+def seeded_store(fresh_store, compiled64):
+    """A fresh store holding the packages of gru_simple at (I, H) = (3, 4), float64, copied
+    from the default store (compiled there first if need be, once for the session)."""
+    import shutil
+
+    layer = seqkit.Recurrent("gru_simple", 3, 4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(_packages.CACHE_ENV)
+        _run(compiled64, layer, 5, 3, 0)
+    fresh_store.mkdir(mode=0o700, parents=True)
+    loop = _scan.scan_loop(layer.cell, compiled64.ops)
+    for package in loop.functions.values():
+        for path in (package.path, package.path.with_suffix(".json")):
+            shutil.copyfile(path, fresh_store / path.name)
+    _scan._LOOPS.clear()
+    return fresh_store
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated package", "garbage record", "no package"])
+def test_a_damaged_store_entry_is_compiled_again(seeded_store, damage):
+    be = TorchBackend(dtype="float64", path="compiled")
+    layer = seqkit.Recurrent("gru_simple", 3, 4)
+    package = sorted(seeded_store.glob("*.pt2"))[0]
+    record = package.with_suffix(".json")
+    if damage == "truncated package":
+        package.write_bytes(package.read_bytes()[:1000])
+    elif damage == "garbage record":
+        record.write_text("{not json")
+    else:
+        package.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # damage is not an error: the package is made again
+        got = _run(be, layer, 5, 3, 0)
+    stats = be.compile_stats(layer)
+    assert (stats.graphs, stats.cached, stats.error) == (2, 1, None)
+    want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, 5, 3, 0)
+    for name, value in want.items():
+        np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
+    assert package.stat().st_size > 10_000 and json.loads(record.read_text())["sources"]
+
+
 @pytest.mark.parametrize(("T", "B"), [(1, 3), (5, 1), (1, 1)])
 def test_one_step_or_one_row_runs_the_step_loop(monkeypatch, T, B):
-    """Sampling's single steps and a batch of one build no graphs (dynamo would specialise a
-    size of 1: graphs of their own, 20-40 s to compile) and agree with NumPy."""
+    """Sampling's single steps and a batch of one build no graphs (a compiled loop saves
+    milliseconds there) and agree with NumPy."""
     monkeypatch.setattr(_scan, "_LOOPS", {})
     be = TorchBackend(dtype="float64", path="compiled")
     layer = seqkit.Recurrent("gru_simple", 3, 4, bidirectional=True)
@@ -107,9 +238,9 @@ def test_new_batch_and_length_reuse_the_compiled_graphs(compiled64):
     for T, B in [(2, 4), (7, 2), (3, 9), (11, 5), (1, 6)]:
         _run(compiled64, layer, T, B, T + B)
     assert compiled64.compile_stats(layer).graphs == graphs
-    # new input and hidden sizes too, with torch.nn.Parameter weights (whose shapes dynamo
-    # would keep static)
-    bigger = seqkit.Recurrent("gru_simple", 5, 7, bidirectional=True)
+    # a new input size too (F1's weights are not inputs of the scans), with torch.nn.Parameter
+    # weights
+    bigger = seqkit.Recurrent("gru_simple", 5, 4, bidirectional=True)
     params = {k: torch.nn.Parameter(torch.as_tensor(v)) for k, v in bigger.init_params(0).items()}
     data = make_batch(bigger, 4, 3, 0, with_lengths=True)
     _, _, cache = compiled64.recurrent_forward(
@@ -129,14 +260,38 @@ class FailingLSTM(LSTM):
     name = "lstm_compile_fails"
 
 
-def test_a_compile_error_at_the_first_call_warns_once_and_agrees(monkeypatch):
-    def compile_that_fails(fn, name, backend):
-        def call(*args):
-            raise RuntimeError(f"InductorError: C++ compile error in {name}")
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_store_others_can_write_is_never_read(seeded_store):
+    """A package is code: a store folder that other users can write is neither read nor
+    written; the process compiles for itself."""
+    be = TorchBackend(dtype="float64", path="compiled")
+    layer = seqkit.Recurrent("gru_simple", 3, 4)
+    _run(be, layer, 5, 3, 0)
+    assert be.compile_stats(layer).cached == 2  # the store serves while only its user writes
+    seeded_store.chmod(0o777)
+    _scan._LOOPS.clear()
+    got = _run(be, layer, 5, 3, 0)
+    stats = be.compile_stats(layer)
+    assert (stats.graphs, stats.cached, stats.error) == (2, 0, None)
+    want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, 5, 3, 0)
+    for name, value in want.items():
+        np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
 
-        return call
 
-    monkeypatch.setattr(_scan, "_compile", compile_that_fails)
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_the_store_is_made_readable_by_its_user_only(fresh_store):
+    assert _packages._usable(fresh_store)
+    assert fresh_store.stat().st_mode & 0o077 == 0
+    fresh_store.chmod(0o775)
+    assert not _packages._usable(fresh_store)  # group-writable
+
+
+def test_a_compile_error_at_the_first_call_warns_once_and_agrees(monkeypatch, fresh_store):
+    def compile_that_fails(fn, args, roles, path, files=()):
+        raise RuntimeError(f"InductorError: C++ compile error in {path.name}")
+
+    monkeypatch.setattr(_packages, "compile_package", compile_that_fails)
     be = TorchBackend(dtype="float64", path="compiled")
     layer = seqkit.Recurrent(FailingLSTM(), 3, 4, bidirectional=True)
     assert be.layer_path(layer) == "compiled"  # not known to fail before it runs
@@ -151,17 +306,21 @@ def test_a_compile_error_at_the_first_call_warns_once_and_agrees(monkeypatch):
     want = _run(ref, layer, 4, 3, 0)
     for name, value in want.items():
         np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)
+    assert list(fresh_store.iterdir()) == []  # nothing half-written is left in the store
 
 
-def test_torch_compile_raising_falls_back(monkeypatch):
+@pytest.mark.parametrize("stage", ["export", "compile"])
+def test_torch_raising_falls_back(monkeypatch, fresh_store, stage):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler found")
 
-    monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(_scan, "_LOOPS", {})
+    if stage == "export":
+        monkeypatch.setattr(torch.export, "export", broken)
+    else:
+        monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", broken)
     be = TorchBackend(dtype="float64", path="compiled")
     layer = seqkit.Recurrent("gru_simple", 3, 4)
-    assert be.layer_path(layer) == "compiled"  # torch.compile is first called on the first run
+    assert be.layer_path(layer) == "compiled"  # torch is first called on the first run
     with pytest.warns(RuntimeWarning, match=r"\(RuntimeError: no C\+\+ compiler found\)"):
         got = _run(be, layer, 4, 2, 1)
     assert be.layer_path(layer) == "generic"
@@ -313,10 +472,39 @@ def test_a_backward_that_fails_after_a_compiled_forward_still_agrees(monkeypatch
     def failing(*args):
         raise RuntimeError("InductorError: backward failed")
 
-    monkeypatch.setitem(loop.functions, ("backward", False), failing)
+    for key in [k for k in loop.functions if k[0] == "backward"]:
+        monkeypatch.setitem(loop.functions, key, failing)
     monkeypatch.setattr(loop, "stats", _scan.CompileStats())  # restored after the test
     with pytest.warns(RuntimeWarning, match="cannot compile cell 'gru_simple'"):
         got = _run(compiled64, layer, 5, 3, 0)
     want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, 5, 3, 0)
     for name, value in want.items():
         np.testing.assert_allclose(compiled64.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the loader unpacks into /tmp")
+def test_a_process_leaves_no_unpacked_package_behind():
+    """torch's loader unpacks a package into /tmp/aotinductor_* and removes it when freed; the
+    loops that hold the packages live until exit, where seqkit frees them."""
+    script = (
+        "import seqkit\n"
+        "from seqkit.testing import make_batch\n"
+        "from seqkit_torch import TorchBackend\n"
+        "be = TorchBackend(dtype='float64', path='compiled')\n"
+        "layer = seqkit.Recurrent('gru_simple', 3, 4)\n"
+        "data = make_batch(layer, 5, 3, 0)\n"
+        "out, _, cache = be.recurrent_forward(layer, layer.init_params(0), data.x, "
+        "data.initial_state)\n"
+        "be.recurrent_backward(layer, cache, data.d_out)\n"
+        "assert be.compile_stats(layer).graphs == 2, be.compile_stats(layer)\n"
+        "import glob\n"
+        "print(len(glob.glob('/tmp/aotinductor_*')))\n"
+    )
+    before = set(glob.glob("/tmp/aotinductor_*"))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) >= len(before) + 2  # two packages were unpacked ...
+    assert set(glob.glob("/tmp/aotinductor_*")) - before == set()  # ... and are gone

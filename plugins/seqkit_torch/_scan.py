@@ -1,13 +1,13 @@
-"""The compiled path: each direction's loop over time as two scans that Inductor compiles.
+"""The compiled path: each direction's loop over time as two scans compiled ahead of time.
 
 :mod:`seqkit.bptt` drives the stack (F1 and B1 as big products, the layers, the directions, the
 padding); this module is its loop over time (the ``loop`` of
 :func:`seqkit.bptt.recurrent_forward`) on the compiled path. The forward loop, F2-F4 of every
 step, is one ``torch._higher_order_ops.scan`` over the cell's own ``step``; the backward loop,
 B4-B2 from the last step down, is a second scan over its hand-written ``step_backward``. Each is
-compiled once by ``torch.compile`` (Inductor: C++ on a CPU, Triton on a GPU), so that the loop
-runs in generated code: a step costs its recurrent product and a fused kernel or two, with no
-Python and no guard check per step.
+exported and compiled by AOTInductor into a package (C++ on a CPU, Triton on a GPU;
+:mod:`seqkit_torch._packages`), so that the loop runs in generated code: a step costs its
+recurrent product and a fused kernel or two, with no Python and no guard check per step.
 
 Three things make it fast, each measured (docs/reference/performance.rst):
 
@@ -23,32 +23,31 @@ Three things make it fast, each measured (docs/reference/performance.rst):
 - Every per-step array is row-major (B, F), the layout a cell's new arrays get, so no kernel
   transposes.
 
-On a CPU the loop itself is C++ too (Inductor's ``cpp_wrapper``), not generated Python.
+The loop itself is C++ too (AOTInductor's wrapper), not generated Python.
 
-Shapes are dynamic (``dynamic=True``): T, B and the sizes are symbols, and a new batch or length
-reuses the compiled graphs (dynamo would specialise a size of 1: one step or one row runs the
-step loop instead). Graphs are kept per (cell, dtype, device) for the life of the process, and
-in Inductor's on-disk cache across processes (``_CACHE_SCANS``): a new process traces the scans
-again and loads the rest, 3-5 s for a cell instead of 20-25 s. :attr:`ScanLoop.stats` counts
-the graphs, those found on disk and the seconds spent. When compiling fails (no C++ compiler, an
-operation Inductor cannot compile, a graph break), the loop warns once, naming the reason, and
-runs :data:`seqkit.bptt.STEP_LOOP` from then on: the results are the generic path's either way.
+T and B are symbols of the exported graphs (every other size fixed), so a new batch or length
+reuses a package; one step or one row runs the step loop, where a compiled loop saves nothing.
+Packages are kept per (cell, direction, signature of the inputs) for the life of the process,
+and in the store on disk across processes: a new process loads a cell's two in hundredths of a
+second instead of compiling them (20-30 s). :attr:`ScanLoop.stats` counts the packages, those
+found in the store and the seconds spent. When compiling fails (no C++ compiler, an operation
+export or Inductor cannot handle), the loop warns once, naming the reason, and runs
+:data:`seqkit.bptt.STEP_LOOP` from then on: the results are the generic path's either way.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
+import inspect
 import time
-import types
 import warnings
 
 import attrs
 import torch
 import torch.utils._pytree as pytree
 
-from seqkit import __version__, bptt
+from seqkit import bptt
 from seqkit.cells import Cell
+from seqkit_torch import _packages
 from seqkit_torch.ops import TorchOps
 
 __all__ = ["CompileStats", "PureOps", "ScanLoop", "packed_linear", "scan_loop"]
@@ -56,10 +55,11 @@ __all__ = ["CompileStats", "PureOps", "ScanLoop", "packed_linear", "scan_loop"]
 
 @attrs.define
 class CompileStats:
-    """What compiling a cell's loops cost: graphs built so far, seconds spent, why it fell back."""
+    """What compiling a cell's loops cost: packages in use, seconds spent, why it fell back."""
 
+    #: compiled packages in use (a forward and a backward scan per signature of their inputs)
     graphs: int = 0
-    #: how many of the graphs came from Inductor's on-disk cache (compiled by an earlier process)
+    #: how many of them came from the store on disk (compiled by an earlier process)
     cached: int = 0
     seconds: float = 0.0
     #: None while compiled; the reason once the loop fell back to the step loop.
@@ -149,6 +149,17 @@ def _contiguous(tree):
     )
 
 
+def _with_rows(tree: tuple, batch) -> tuple:
+    """``tree`` (a state's (B, F) arrays) with its first array reshaped to ``batch`` rows.
+
+    A no-op that makes the step use B, so that the export lifts B into the scan as an input
+    of its own: the scan's lowering sizes its stacked outputs from the symbols among its
+    inputs (without it Inductor fails, ``KeyError`` on B's symbol). Once only: dynamo cannot
+    use a symbol from outside the step a second time.
+    """
+    return (tree[0].reshape(batch, -1), *tree[1:])
+
+
 def _forward_function(cell: Cell, ops: PureOps, packed: bool):
     """F2-F4 of every step as one scan.
 
@@ -163,6 +174,7 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool):
     def forward(xg, state, p, w, b_hh, mask, hidden, zone, w_hr):
         summed = cell.sums_projections
         features = p["weight_hh"].shape[0]  # G*H
+        batch = xg.shape[1]  # B, for _with_rows
         xs = {"xg": xg, "mask": mask}
         steps_of_zone = zone is not None and isinstance(zone[0][0], torch.Tensor)
         if steps_of_zone:
@@ -185,7 +197,7 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool):
             kept = {"out": new[0], "cache": cache}
             if w_hr is not None:
                 kept["full"] = full
-            return _contiguous(tuple(new)), _contiguous(kept)
+            return _with_rows(_contiguous(tuple(new)), batch), _contiguous(kept)
 
         final, kept = torch._higher_order_ops.scan(step, state, xs)
         return kept["out"], final, kept["cache"], kept.get("full")
@@ -206,6 +218,7 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool):
     def backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads):
         summed = cell.sums_projections
         features = p["weight_hh"].shape[1]  # P
+        batch = d_out.shape[1]  # B, for _with_rows
         xs = {"d_out": d_out, "cache": steps, "mask": mask}
         steps_of_zone = zone is not None and isinstance(zone[0][0], torch.Tensor)
         if steps_of_zone:
@@ -245,7 +258,7 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool):
             kept["d_xg"] = d_xg
             if not summed:
                 kept["d_hg"] = d_hg
-            return _contiguous((d_prev, g)), _contiguous(kept)
+            return (_with_rows(_contiguous(d_prev), batch), _contiguous(g)), _contiguous(kept)
 
         (d_state0, grads), kept = torch._higher_order_ops.scan(
             step, (d_state, grads), xs, reverse=True
@@ -255,96 +268,12 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool):
     return backward
 
 
-def _compile(fn, name: str, backend):
-    # dynamo keeps its compiled graphs per code object, at most recompile_limit of them: every
-    # (cell, dtype, device) gets a code object of its own, so that one cell's graphs never push
-    # out another's
-    code = fn.__code__.replace(co_name=name, co_qualname=name)
-    own = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    return torch.compile(own, backend=backend, dynamic=True, fullgraph=True)
-
-
-#: Inductor keeps no graph with a higher-order operator in its on-disk caches (FX graph and
-#: AOTAutograd) unless the operator is named here, since a cache key must cover the operator's
-#: subgraphs. A scan's are submodules of the graph, and the key pickles every submodule by its
-#: code (as for ``invoke_subgraph``, which torch marks cacheable): a cell whose step differs gets
-#: a key of its own (tests/test_torch_compiled.py). With it a new process traces the scans and
-#: loads the rest, 3-5 s a cell, instead of compiling them (20-25 s the first time).
-_CACHE_SCANS = {
-    "unsafe_marked_cacheable_functions": {"torch.ops.higher_order.scan": f"seqkit-{__version__}"}
+#: The role of each argument of the forward and backward scans in an exported graph: "tb" for
+#: (T, B, ...) arrays, "b" for (B, ...) ones, None for fixed sizes (_packages.Roles).
+_ROLES = {
+    "forward": ("tb", "b", None, None, None, "tb", "b", "tb", None),
+    "backward": ("tb", "b", "tb", None, None, "tb", "b", "tb", None, None),
 }
-
-#: On a CPU the loop over time runs in a C++ wrapper instead of generated Python: 0.9 ms less of
-#: 7.2 at (T, B, I, H) = (16, 64, 29, 128), 2-3 ms less of 38 at (64, 32, 64, 256) (A/B in one
-#: process, three runs each). Not measured on a GPU, so not used there.
-_CPU_OPTIONS = {"cpp_wrapper": True}
-
-
-def _inductor_options(device: torch.device) -> dict:
-    """The Inductor options of the compiled scans on ``device``."""
-    return {**_CACHE_SCANS, **(_CPU_OPTIONS if device.type == "cpu" else {})}
-
-
-def _probe_cpu() -> threading.Thread:
-    """Inductor's probe of the CPU's vector instruction sets, started in a thread.
-
-    Before its first C++ kernel in a process Inductor loads a test library per instruction set,
-    each in a child process: 1.5 s here, spent waiting. Started before the rest of Inductor is
-    imported (1.2 s) and dynamo traces the scans, the probe is over by the time Inductor needs
-    it; its own module is imported beforehand, so that the thread imports nothing. Whatever
-    fails in it, the compile meets and reports.
-    """
-    # the modules the probe imports as it runs, imported here: two threads importing one module
-    # can deadlock on a cycle, and the main thread goes on to import the rest of Inductor
-    import torch._inductor.codecache  # noqa: F401
-    import torch._inductor.cpp_builder  # noqa: F401
-    import torch.utils.cpp_extension  # noqa: F401
-    from torch._inductor.cpu_vec_isa import pick_vec_isa
-
-    def probe():
-        with contextlib.suppress(Exception):
-            pick_vec_isa()
-
-    thread = threading.Thread(target=probe, name="seqkit-inductor-cpu-probe", daemon=True)
-    thread.start()
-    return thread
-
-
-#: Per device type, once per process: the CPU probe's thread (None elsewhere).
-_PREPARED: dict[str, threading.Thread | None] = {}
-
-
-def _prepare_inductor(device: torch.device) -> None:
-    """Start the CPU probe and import Inductor (2.7 s with dynamo), once per process, just
-    before the first compiled call: a process that never compiles (sampling runs one step at a
-    time) pays neither."""
-    if device.type in _PREPARED:
-        return
-    with warnings.catch_warnings():
-        # importing Inductor imports torch.utils.mkldnn, which uses the deprecated TorchScript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _PREPARED[device.type] = _probe_cpu() if device.type == "cpu" else None
-        import torch._inductor.compile_fx  # noqa: F401
-
-
-def _timed_inductor(stats: CompileStats, options: dict, device: torch.device):
-    """Inductor (with ``options``) as a torch.compile backend that counts the graphs it builds,
-    and those it found in its on-disk cache."""
-
-    def inductor(gm, example_inputs):
-        from torch._dynamo.utils import counters
-        from torch._inductor.compile_fx import compile_fx
-
-        probe = _PREPARED.get(device.type)
-        if probe is not None:
-            probe.join()  # else Inductor would probe a second time, in parallel
-        hits = counters["inductor"]["fxgraph_cache_hit"]
-        compiled = compile_fx(gm, example_inputs, config_patches=options)
-        stats.graphs += 1
-        stats.cached += counters["inductor"]["fxgraph_cache_hit"] - hits
-        return compiled
-
-    return inductor
 
 
 # --- the loop object the driver calls -------------------------------------------------------
@@ -363,10 +292,10 @@ class ScanLoop:
         self.pure = PureOps(ops.dtype, str(ops.device))
         self.can_pack = _can_pack(ops)
         self.stats = CompileStats()
-        #: the compiled scans by (direction, packed), made on first use (torch.compile imports
-        #: dynamo, 3 s, which a process that never runs more than one step at a time skips)
-        self.functions: dict[tuple[str, bool], object] = {}
-        self._backend = _timed_inductor(self.stats, _inductor_options(ops.device), ops.device)
+        #: the compiled scans by (direction, packed, signature of their inputs), loaded or
+        #: compiled on first use (a process that never runs more than one step at a time never
+        #: compiles)
+        self.functions: dict[tuple[str, bool, str], object] = {}
 
     def __repr__(self) -> str:
         return f"ScanLoop({self.cell!r}, {self.ops!r}, stats={self.stats!r})"
@@ -378,9 +307,8 @@ class ScanLoop:
 
     def forward(self, ops, cell, p, x, state, mask, partial, hidden=None, zone=None):
         T, B = x.shape[:2]
-        # one step (sampling) gains nothing from a compiled loop, and one row would cost graphs
-        # of its own (dynamo specialises a size of 1: 20-40 s to compile, 3-5 s in every new
-        # process) to save milliseconds: a one-example corpus or a last dev batch of one
+        # one step (sampling) or one row (a one-example corpus, a last dev batch of one) gains
+        # nothing from a compiled loop; the packages' T and B start at 2
         if self.failed or T <= 1 or B <= 1:
             return bptt.direction_forward(ops, cell, p, x, state, mask, partial, hidden, zone)
         xg = bptt.input_projection(ops, cell, p, x, feature_major=False)  # F1, row-major
@@ -395,7 +323,7 @@ class ScanLoop:
                 ("forward", packed),
                 xg,
                 state,
-                p,
+                _step_params(p),
                 w,
                 p["bias_hh"],
                 every,
@@ -427,7 +355,7 @@ class ScanLoop:
                     d_out.contiguous(),
                     d_state,
                     saved.steps,
-                    p,
+                    _step_params(p),
                     w,
                     self._every_step(mask, T, B),
                     saved.hidden,
@@ -475,30 +403,39 @@ class ScanLoop:
             grads["weight_hr"] = kept["d_proj"].reshape(rows, P).mT @ saved.full.reshape(rows, H)
         return weights.d_x, tuple(d_state0), grads
 
-    def _function(self, key: tuple[str, bool]):
-        """The compiled scan of ``key`` (direction, packed), wrapped by torch.compile on first
-        use; each gets a code object of its own (see :func:`_compile`)."""
-        function = self.functions.get(key)
+    def _function(self, key: tuple[str, bool], args: tuple):
+        """The compiled scan of ``key`` (direction, packed) for inputs like ``args``: from
+        memory, from the store of packages, or compiled now (:mod:`seqkit_torch._packages`)."""
+        direction, packed = key
+        roles = _ROLES[direction]
+        full = (direction, packed, _packages.signature(args, roles))
+        function = self.functions.get(full)
         if function is None:
-            direction, packed = key
+            start = time.perf_counter()
             build = _forward_function if direction == "forward" else _backward_function
-            tag = f"{direction}_{self.cell.name}_{self.ops.dtype}_{self.ops.device.type}"
-            name = (f"{tag}_packed" if packed else tag).replace("-", "_")
-            function = _compile(build(self.cell, self.pure, packed), name, self._backend)
-            self.functions[key] = function
+            identity = {
+                "function": f"{__name__}.{build.__name__}",
+                "cell": f"{type(self.cell).__module__}.{type(self.cell).__qualname__}",
+                "fields": repr(self.cell),
+                "packed": packed,
+            }
+            function, stored = _packages.load_or_compile(
+                build(self.cell, self.pure, packed),
+                args,
+                roles,
+                identity,
+                self.ops.device,
+                _class_files(self.cell),
+            )
+            self.functions[full] = function
+            self.stats.graphs += 1
+            self.stats.cached += stored
+            self.stats.seconds += time.perf_counter() - start
         return function
 
     def _call(self, key: tuple[str, bool], *args):
-        # detached aliases (no copies): dynamo keeps a parameter's shape static (a new hidden
-        # size recompiled every graph) and guards a view's base as well as the view
         args = pytree.tree_map_only(torch.Tensor, torch.Tensor.detach, args)
-        graphs = self.stats.graphs
-        start = time.perf_counter()
-        _prepare_inductor(self.ops.device)
-        result = self._function(key)(*args)
-        if self.stats.graphs != graphs:  # this call compiled: tracing + Inductor + one run
-            self.stats.seconds += time.perf_counter() - start
-        return result
+        return self._function(key, args)(*args)
 
     def _fall_back(self, exc: Exception) -> None:
         lines = str(exc).strip().splitlines()
@@ -511,6 +448,27 @@ class ScanLoop:
         )
 
 
+def _class_files(cell: Cell) -> list[str]:
+    """The source files of ``cell``'s classes, watched by its packages in any case; a class
+    without one (defined in a notebook or at the prompt) is named ``<no source: ...>``."""
+    files = []
+    for cls in type(cell).__mro__:
+        if cls is object:
+            continue
+        try:
+            files.append(inspect.getsourcefile(cls) or "")
+        except (TypeError, OSError):
+            files.append("")
+        files[-1] = files[-1] or f"<no source: {cls.__module__}.{cls.__qualname__}>"
+    return files
+
+
+def _step_params(p: dict) -> dict:
+    """``p`` without F1's parameters, which the scans never use: a new input size then needs no
+    new package."""
+    return {name: value for name, value in p.items() if name not in _INPUT}
+
+
 def _at(t: int):
     return lambda a: a[t]
 
@@ -518,6 +476,9 @@ def _at(t: int):
 #: Parameters the driver's own products use; every other one is the cell's (its gradient is
 #: accumulated by step_backward, in the backward scan's carry).
 _OWN = frozenset({"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"})
+
+#: F1's parameters (the driver's product before the loop).
+_INPUT = frozenset({"weight_ih", "bias_ih"})
 
 #: One ScanLoop per (cell, dtype, device), for the life of the process.
 _LOOPS: dict[tuple, ScanLoop] = {}

@@ -20,8 +20,8 @@ from seqkit.recurrent import Recurrent
 __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 
 #: How a layer runs: ``"fused"`` (torch's RNN kernels), ``"compiled"`` (the cell's hand-written
-#: BPTT inside one ``torch.autograd.Function``, its loops over time compiled by
-#: ``torch.compile``) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
+#: BPTT inside one ``torch.autograd.Function``, its loops over time compiled ahead of time by
+#: AOTInductor) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
 #: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
 #: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
@@ -93,7 +93,7 @@ class TorchBackend(Backend):
         path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``; for every other cell the
             compiled path on CUDA and on a CPU from H = 128 on, where it measured faster, else
             the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
-            (any cell, its step and step backward compiled by ``torch.compile``; a cell that
+            (any cell, its step and step backward compiled by AOTInductor; a cell that
             cannot be compiled warns once and runs on the generic path) or ``"generic"`` (any
             cell, uncompiled). :meth:`layer_path` says which one a layer takes.
         tf32: on CUDA, let cuDNN and cuBLAS compute float32 in TF32 (faster, ~1e-3 relative
@@ -163,9 +163,9 @@ class TorchBackend(Backend):
     def _compiling_pays(self, layer: Recurrent) -> bool:
         """Whether ``auto`` compiles ``layer``'s cell: where the compiled path pays.
 
-        On a CPU the compiled loops beat the generic one at every size measured, but every new
-        process pays for them first: about 4-6 s to trace the two scans and load them from
-        Inductor's on-disk cache (20-25 s the first time a cell is compiled on a machine). From
+        On a CPU the compiled loops beat the generic one at every size measured, but they are
+        compiled first: 20-30 s the first time a cell is compiled on a machine (a new process
+        then loads them from the store in hundredths of a second). From
         H = 128 on a training step saves enough (about 5 ms of 13 for an LSTM at H = 128, batch
         64; 10 ms at H = 256) for a default run of 1,500 steps to win that back; below, the
         steps are too cheap to matter (docs/reference/performance.rst). On a GPU every saved
@@ -177,9 +177,9 @@ class TorchBackend(Backend):
         """What compiling ``layer``'s cell on this dtype and device cost, for every layer of it.
 
         Returns:
-            a :class:`~seqkit_torch._scan.CompileStats`: ``graphs`` (compiled so far, forward
-            and backward), ``cached`` (how many of them Inductor loaded from its on-disk cache,
-            compiled by an earlier process), ``seconds`` (spent in the calls that compiled) and
+            a :class:`~seqkit_torch._scan.CompileStats`: ``graphs`` (compiled packages in use,
+            forward and backward), ``cached`` (how many of them came from the store of packages,
+            compiled by an earlier process), ``seconds`` (spent loading or compiling them) and
             ``error`` (None, or why the cell fell back to the generic path). The cell is compiled
             on its first run.
         """

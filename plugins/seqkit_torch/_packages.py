@@ -1,0 +1,352 @@
+"""Compiled functions as AOTInductor packages: exported, compiled once, kept on disk, loaded fast.
+
+The compiled path's two scans (:mod:`seqkit_torch._scan`) are compiled ahead of time:
+``torch.export`` traces a scan into a graph whose T and B are symbols (every other size is
+fixed), AOTInductor compiles the graph into a shared library (C++ on a CPU, Triton on a GPU) and
+packs it into a ``.pt2`` file, and the process runs it through the package loader of torch's
+C++ runtime. A package is kept in a store on disk (:func:`store`), so a new process loads it in
+hundredths of a second with neither dynamo nor Inductor imported; ``torch.compile`` instead
+traced the scans again in every process (3-5 s, plus 2.7 s to import them).
+
+A package's name is a hash of everything the compiled code depends on that its inputs do not
+carry: the function, the cell's class and fields, the sizes that are not T or B, which optional
+inputs are None, the constants (zoneout's probabilities), the dtypes and device, torch's and
+seqkit's versions and the machine. Python code can change under an unchanged version (an edited
+cell, an editable install), so the Python files whose code ran during the export are recorded
+with their hashes beside the package; a package whose files changed is compiled again.
+Code without a file (a cell defined in a notebook or at the prompt) cannot be watched: its
+packages are kept for the process that compiled them, never stored.
+
+A package is code: it is loaded only from this store, which only this user writes, as
+Inductor's own cache is.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+import tempfile
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+import torch.utils._pytree as pytree
+
+from seqkit import __version__
+
+__all__ = ["Package", "compile_package", "load_or_compile", "signature", "store"]
+
+#: The store's folder: ``$SEQKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqkit``, else
+#: ``~/.cache/seqkit``; packages live in its ``compiled/`` folder.
+CACHE_ENV = "SEQKIT_CACHE_DIR"
+
+#: A role per argument of an exported function: "tb" when every tensor in it is (T, B, ...),
+#: "b" when (B, ...), None when its every size is fixed.
+Roles = Sequence[str | None]
+
+
+def store() -> Path:
+    """The folder of compiled packages."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = os.path.join(xdg, "seqkit") if xdg else os.path.join(Path.home(), ".cache", "seqkit")
+    return Path(root) / "compiled"
+
+
+def _contiguous(args):
+    # a compiled graph indexes its inputs with the strides it was exported with; oneDNN's
+    # packed weights have no strides
+    return pytree.tree_map_only(torch.Tensor, lambda t: t if t.is_mkldnn else t.contiguous(), args)
+
+
+def signature(args: tuple, roles: Roles) -> str:
+    """What a compiled function depends on in ``args``: every structure (which inputs are None,
+    a dict's keys), constant, dtype, device and size but T and B."""
+    parts = []
+    for arg, role in zip(args, roles, strict=True):
+        leaves, spec = pytree.tree_flatten(arg)
+        parts.append(str(spec))
+        for leaf in leaves:
+            if isinstance(leaf, torch.Tensor):
+                fixed = tuple(leaf.shape[{"tb": 2, "b": 1}.get(role, 0) :])
+                parts.append(f"{leaf.dtype}/{leaf.device}/{leaf.layout}/{fixed}")
+            else:
+                parts.append(repr(leaf))
+    return "\n".join(parts)
+
+
+def _dynamic_shapes(args: tuple, roles: Roles):
+    T, B = torch.export.Dim("T", min=2), torch.export.Dim("B", min=2)
+    dims = {"tb": {0: T, 1: B}, "b": {0: B}}
+
+    def spec(arg, role):
+        return pytree.tree_map(
+            lambda leaf: dims.get(role) if isinstance(leaf, torch.Tensor) else None, arg
+        )
+
+    return (tuple(spec(arg, role) for arg, role in zip(args, roles, strict=True)),)
+
+
+class _Function(torch.nn.Module):
+    def __init__(self, fn: Callable) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+class Package:
+    """A compiled package loaded by torch's C++ runtime: called as the function it was made of."""
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        index = -1 if device.index is None else device.index
+        self.path = path
+        self._loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, index)
+        self._outputs = pytree.treespec_loads(self._loader.get_call_spec()[1])
+        _LOADED.add(self)
+
+    def __repr__(self) -> str:
+        return f"Package({str(self.path)!r})"
+
+    def __call__(self, *args):
+        flat = [leaf for leaf in pytree.tree_leaves(_contiguous(args)) if torch.is_tensor(leaf)]
+        return pytree.tree_unflatten(self._loader.boxed_run(flat), self._outputs)
+
+
+#: Every package loaded in this process. A loader unpacks its package into a temporary folder
+#: (``/tmp/aotinductor_*``, 2 MB) and removes it when freed; packages held by module globals
+#: are not freed before the interpreter exits, so they are released at exit.
+_LOADED: weakref.WeakSet[Package] = weakref.WeakSet()
+
+
+@atexit.register
+def _release() -> None:
+    for package in list(_LOADED):
+        package._loader = None
+
+
+@functools.cache
+def _machine(device: torch.device) -> str:
+    """What a package compiled here for ``device`` needs of a machine: the CPU's architecture
+    and instruction sets (its C++ kernels use the widest one found), or the GPU."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} {torch.cuda.get_device_capability(device)}"
+    flags = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    return f"{platform.machine()} {platform.system()} {flags}"
+
+
+#: Top-level packages whose code an export runs but a compiled package does not depend on
+#: beyond their versions (torch's is in the key; the others compute shapes and symbols).
+_NOT_RECORDED = frozenset(
+    {"torch", "functorch", "sympy", "mpmath", "numpy", "typing_extensions", "optree", "filelock"}
+)
+
+
+def _library_folders() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(os.path.normcase(paths[k]) + os.sep for k in ("stdlib", "platstdlib"))
+
+
+#: Names of code that is not in a file and that a package need not watch: Python's frozen
+#: modules, torch.fx's generated code, code made by ``exec`` (dataclasses' methods).
+_GENERATED = ("<frozen ", "<eval_with_key>", "<string>")
+
+
+def _recorded(files: set[str]) -> dict[str, str] | None:
+    """The hash of every Python file in ``files`` a package depends on; None when some of its
+    code has no file (a cell defined in a notebook or at the prompt), which no hash can watch."""
+    skip = _library_folders()
+    roots = sorted((p for p in sys.path if p), key=len, reverse=True)
+    kept = {}
+    for name in files:
+        path = os.path.normcase(os.path.abspath(name))
+        if not os.path.isfile(path):
+            if name.startswith(_GENERATED):
+                continue
+            return None
+        if path.startswith(skip):
+            continue
+        root = next((r for r in roots if path.startswith(os.path.normcase(r) + os.sep)), None)
+        if root is not None:
+            top = Path(path[len(os.path.normcase(root)) + 1 :]).parts[0].removesuffix(".py")
+            if top in _NOT_RECORDED:
+                continue
+        kept[path] = _hash_file(path)
+    return kept
+
+
+def _hash_file(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def _recording_files(files: set[str]):
+    """Add to ``files`` the file of every Python function that runs in this thread meanwhile,
+    called (a profile hook) or traced by dynamo (which records what it inlines, as torch's own
+    caches of compiled code do, in each trace's ``TracingContext.traced_code``)."""
+    from torch._guards import TracingContext
+
+    previous, init, contexts = sys.getprofile(), TracingContext.__init__, []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            files.add(frame.f_code.co_filename)
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        contexts.append(self)
+
+    sys.setprofile(profile)
+    TracingContext.__init__ = recording_init
+    try:
+        yield files
+    finally:
+        sys.setprofile(previous)
+        TracingContext.__init__ = init
+        for context in contexts:
+            files.update(code.co_filename for code in getattr(context, "traced_code", ()))
+
+
+def compile_package(
+    fn: Callable, args: tuple, roles: Roles, path: Path, files: Iterable[str] = ()
+) -> dict[str, str] | None:
+    """Export ``fn`` at ``args``, compile it into the package ``path``; the hashes of ``files``
+    and of every other file whose code ran in the export (None: some code has no file)."""
+    files = set(files)
+    with warnings.catch_warnings():
+        # export and Inductor warn about their own internals (TorchScript's deprecation, ...)
+        warnings.simplefilter("ignore")
+        with _recording_files(files):
+            exported = torch.export.export(
+                _Function(fn), args, dynamic_shapes=_dynamic_shapes(args, roles), strict=False
+            )
+        _wait_for_probe()
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(path))
+    return _recorded(files)
+
+
+def load_or_compile(
+    fn: Callable,
+    args: tuple,
+    roles: Roles,
+    key: dict,
+    device: torch.device,
+    files: Iterable[str] = (),
+) -> tuple[Package, bool]:
+    """The package of ``fn`` for ``key`` and the signature of ``args``: from the store when the
+    files its code came from are unchanged (True), else compiled now and stored (False).
+    ``files``: sources to watch besides those the export is seen to run."""
+    args = _contiguous(args)
+    key = {**key, "signature": signature(args, roles), "torch": torch.__version__}
+    key |= {"seqkit": __version__, "machine": _machine(device)}
+    text = json.dumps(key, sort_keys=True)
+    name = hashlib.sha256(text.encode()).hexdigest()[:40]
+    folder = store()
+    path, record = folder / f"{name}.pt2", folder / f"{name}.json"
+    usable = _usable(folder)
+    if usable:
+        with contextlib.suppress(Exception):  # missing, damaged or stale: compiled again
+            saved = json.loads(record.read_text())
+            sources = saved["sources"]
+            if saved["key"] == text and all(_hash_file(f) == h for f, h in sources.items()):
+                return Package(path, device), True
+    _start_probe(device)
+    built = _private() / path.name
+    sources = compile_package(fn, args, roles, built, files)
+    if sources is None or not usable:  # no file to watch, or no store: this process's own
+        return Package(built, device), False
+    # copied under temporary names, then renamed: a process that reads the store meanwhile
+    # (another data-parallel worker) sees a whole package or none
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        shutil.copyfile(built, Path(tmp) / "package.pt2")
+        os.replace(Path(tmp) / "package.pt2", path)
+        written = Path(tmp) / "record.json"
+        written.write_text(json.dumps({"key": text, "sources": sources}, indent=1))
+        os.replace(written, record)
+    built.unlink()
+    return Package(path, device), False
+
+
+def _usable(folder: Path) -> bool:
+    """Whether ``folder`` can hold packages: made if missing (readable by its user only), and
+    writable by no one but its owner, this user, since a package is code."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = folder.stat()
+    except OSError:
+        return False
+    if hasattr(os, "getuid"):
+        return status.st_uid == os.getuid() and not status.st_mode & 0o022
+    return True
+
+
+#: The folder of this process's own packages, made on first use and removed at exit.
+_PRIVATE: list[Path] = []
+
+
+def _private() -> Path:
+    if not _PRIVATE:
+        _PRIVATE.append(Path(tempfile.mkdtemp(prefix="seqkit-packages-")))
+        atexit.register(shutil.rmtree, _PRIVATE[0], ignore_errors=True)
+    return _PRIVATE[0]
+
+
+# --- Inductor's probe of the CPU ----------------------------------------------------------------
+
+#: The probe's thread once started (once per process).
+_PROBE: list[threading.Thread] = []
+
+
+def _start_probe(device: torch.device) -> None:
+    """Start Inductor's probe of the CPU's vector instruction sets in a thread.
+
+    Before its first C++ kernel in a process Inductor loads a test library per instruction set,
+    each in a child process: 1.5 s, spent waiting. Started before the export, the probe is over
+    by the time Inductor needs it. Its modules are imported here first, so that the thread
+    imports nothing (two threads importing one module can deadlock on a cycle). Whatever fails
+    in it, the compile meets and reports.
+    """
+    if _PROBE or device.type != "cpu":
+        return
+    with warnings.catch_warnings():
+        # importing Inductor imports torch.utils.mkldnn, which uses the deprecated TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import torch._inductor.codecache  # noqa: F401
+        import torch._inductor.cpp_builder  # noqa: F401
+        import torch.utils.cpp_extension  # noqa: F401
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    def probe():
+        with contextlib.suppress(Exception):
+            pick_vec_isa()
+
+    thread = threading.Thread(target=probe, name="seqkit-inductor-cpu-probe", daemon=True)
+    thread.start()
+    _PROBE.append(thread)
+
+
+def _wait_for_probe() -> None:
+    # else Inductor would probe a second time, in parallel
+    if _PROBE:
+        _PROBE[0].join()
