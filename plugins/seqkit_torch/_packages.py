@@ -12,8 +12,9 @@ A package's name is a hash of everything the compiled code depends on that its i
 carry: the function, the cell's class and fields, the sizes that are not T or B, which optional
 inputs are None, the constants (zoneout's probabilities), the dtypes and device, torch's and
 seqkit's versions and the machine. Python code can change under an unchanged version (an edited
-cell, an editable install), so the Python files whose code ran during the export are recorded
-with their hashes beside the package; a package whose files changed is compiled again.
+cell, an editable install), so the Python files whose code the export ran (the exported
+function's, its cell's classes' and whatever dynamo traced) are recorded with their hashes
+beside the package; a package whose files changed is compiled again.
 Code without a file (a cell defined in a notebook or at the prompt) cannot be watched: its
 packages are kept for the process that compiled them, never stored.
 
@@ -202,27 +203,22 @@ def _hash_file(path: str) -> str:
 
 @contextlib.contextmanager
 def _recording_files(files: set[str]):
-    """Add to ``files`` the file of every Python function that runs in this thread meanwhile,
-    called (a profile hook) or traced by dynamo (which records what it inlines, as torch's own
-    caches of compiled code do, in each trace's ``TracingContext.traced_code``)."""
+    """Add to ``files`` the file of every Python function dynamo traces meanwhile: it records
+    what it inlines, as torch's own caches of compiled code do, in each trace's
+    ``TracingContext.traced_code``. (The scans' steps are traced by dynamo; the code around
+    them runs in Python and is the exported function's own, whose file the caller adds.)"""
     from torch._guards import TracingContext
 
-    previous, init, contexts = sys.getprofile(), TracingContext.__init__, []
-
-    def profile(frame, event, arg):
-        if event == "call":
-            files.add(frame.f_code.co_filename)
+    init, contexts = TracingContext.__init__, []
 
     def recording_init(self, *args, **kwargs):
         init(self, *args, **kwargs)
         contexts.append(self)
 
-    sys.setprofile(profile)
     TracingContext.__init__ = recording_init
     try:
         yield files
     finally:
-        sys.setprofile(previous)
         TracingContext.__init__ = init
         for context in contexts:
             files.update(code.co_filename for code in getattr(context, "traced_code", ()))
@@ -233,7 +229,7 @@ def compile_package(
 ) -> dict[str, str] | None:
     """Export ``fn`` at ``args``, compile it into the package ``path``; the hashes of ``files``
     and of every other file whose code ran in the export (None: some code has no file)."""
-    files = set(files)
+    files = {*files, fn.__code__.co_filename}
     with warnings.catch_warnings():
         # export and Inductor warn about their own internals (TorchScript's deprecation, ...)
         warnings.simplefilter("ignore")
