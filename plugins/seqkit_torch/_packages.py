@@ -66,7 +66,7 @@ def store() -> Path:
     return Path(root) / "compiled"
 
 
-def _contiguous(args):
+def _strided_inputs(args):
     # a compiled graph indexes its inputs with the strides it was exported with; oneDNN's
     # packed weights have no strides
     return pytree.tree_map_only(torch.Tensor, lambda t: t if t.is_mkldnn else t.contiguous(), args)
@@ -123,7 +123,7 @@ class Package:
         return f"Package({str(self.path)!r})"
 
     def __call__(self, *args):
-        flat = [leaf for leaf in pytree.tree_leaves(_contiguous(args)) if torch.is_tensor(leaf)]
+        flat = [leaf for leaf in pytree.tree_leaves(_strided_inputs(args)) if torch.is_tensor(leaf)]
         return pytree.tree_unflatten(self._loader.boxed_run(flat), self._outputs)
 
 
@@ -253,7 +253,7 @@ def load_or_compile(
     """The package of ``fn`` for ``key`` and the signature of ``args``: from the store when the
     files its code came from are unchanged (True), else compiled now and stored (False).
     ``files``: sources to watch besides those the export is seen to run."""
-    args = _contiguous(args)
+    args = _strided_inputs(args)
     key = {**key, "signature": signature(args, roles), "torch": torch.__version__}
     key |= {"seqkit": __version__, "machine": _machine(device)}
     text = json.dumps(key, sort_keys=True)
