@@ -14,6 +14,10 @@ compile time (first call) is printed apart; it is never in the timed runs.
     python benchmarks/bench_torch.py                # CPU, torch's default thread count
     python benchmarks/bench_torch.py --device cuda  # cuDNN
     python benchmarks/bench_torch.py --threads 1 --repeat 7
+    python benchmarks/bench_torch.py --size 1 --warm-up  # only compile the second size's packages
+
+On a GPU the compiled path is also timed captured in one CUDA graph (forward and backward
+replayed as a whole, no launch from the host): what graphs over the time loop would gain.
 """
 
 from __future__ import annotations
@@ -111,7 +115,24 @@ def products_alone(x, h0, weights, loop):
     return products
 
 
-def run(T, B, I, H, device, repeat, skip_generic):
+def cuda_graph(fn):
+    """``fn`` captured in a CUDA graph: its replay, or the reason it cannot be captured."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up off the default stream, as capture asks
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            fn()
+    except Exception as exc:  # a host sync or an uncapturable call: reported, not timed
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+    return graph.replay
+
+
+def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
     torch.manual_seed(0)
     module = torch.nn.LSTM(I, H).to(device)
     weights = dict(module.named_parameters())  # leaf tensors: seqkit uses them as they are
@@ -156,6 +177,18 @@ def run(T, B, I, H, device, repeat, skip_generic):
             fn()  # compiles (or loads seqkit's store of packages): never timed below
             first[name] = time.perf_counter() - start
             cases[name] = fn
+        stats = compiled.compile_stats(custom_layer)
+        if warm_up:
+            print(
+                f"({T}, {B}, {I}, {H}): compiled path's first call {first['compiled']:.1f} s, "
+                f"{stats.graphs} packages ({stats.cached} from the store), error {stats.error}"
+            )
+            return
+        graphed = None
+        if device.type == "cuda":
+            graphed = cuda_graph(cases["compiled"])
+            if callable(graphed):
+                cases["compiled_graph"] = graphed
         loop = _scan.scan_loop(custom_layer.cell, compiled.ops)
         cases.update(
             generic=seqkit_fn(custom_layer, generic),
@@ -181,8 +214,15 @@ def run(T, B, I, H, device, repeat, skip_generic):
         f"{shape}  seqkit 'lstm_custom', path {compiled.layer_path(custom_layer)!r}"
         f" {t['compiled'] * 1e3:9.2f} ms   ratio {ratio:5.2f}x ({ok}); first call "
         f"{first['compiled']:.1f} s, {stats.graphs} packages ({stats.cached} from the store) "
-        f"in {stats.seconds:.1f} s so far"
+        f"in {stats.seconds:.1f} s so far" + ("" if stats.error is None else f"; {stats.error}")
     )
+    if "compiled_graph" in t:
+        print(
+            f"{shape}  the same, replayed as one CUDA graph   {t['compiled_graph'] * 1e3:9.2f} ms"
+            f"   ratio {t['compiled_graph'] / t['direct']:5.2f}x  (no launch from the host)"
+        )
+    elif graphed is not None:
+        print(f"{shape}  the same as one CUDA graph: not captured ({graphed})")
     path = generic.layer_path(custom_layer)
     print(
         f"{shape}  seqkit 'lstm_custom', path {path!r} {t['generic'] * 1e3:9.2f} ms"
@@ -214,6 +254,18 @@ def main():
         "--repeat", type=int, default=5, help="timed runs per case; the best counts"
     )
     parser.add_argument("--small", action="store_true", help="only the first size")
+    parser.add_argument(
+        "--size",
+        type=int,
+        action="append",
+        choices=range(len(SIZES)),
+        help=f"only these sizes, by index into {SIZES} (repeatable)",
+    )
+    parser.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="only the compiled path's first calls (packages compiled into the store); no timing",
+    )
     parser.add_argument("--skip-generic", action="store_true", help="only the fused path")
     args = parser.parse_args()
     if args.threads is not None:
@@ -230,8 +282,9 @@ def main():
         print(
             f"device: {torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()}"
         )
-    for T, B, I, H in SIZES[:1] if args.small else SIZES:
-        run(T, B, I, H, device, args.repeat, args.skip_generic)
+    sizes = [SIZES[k] for k in args.size] if args.size else SIZES[:1] if args.small else SIZES
+    for T, B, I, H in sizes:
+        run(T, B, I, H, device, args.repeat, args.skip_generic, args.warm_up)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Every GPU check of the torch backend in one short run (about 6-8 minutes on one GPU, most of it
-# Triton compiling the compiled path's kernels once). Run from the repository root on a machine
-# with a CUDA device and torch installed:
+# Every GPU check of the torch backend in one short run (about 8 minutes on one GPU with 16
+# cores, most of it compiling the compiled path's packages once). Run from the repository root on
+# a machine with a CUDA device, torch and seqkit (with the peephole plugin) installed:
 #     bash benchmarks/gpu_check.sh            # prints everything; also copies it to $OUT if set
-# Stages (each under its own timeout, so one slow stage cannot eat the others' time):
-#   1. the CUDA tests (-m cuda): fused and generic paths agree with NumPy in float64 and float32
-#   2. the compiled path on cuda: every registered cell (and the peephole plugin when installed)
-#      agrees with NumPy in float64 (1e-9) and float32 (the documented tolerance), and five new
-#      (T, B) reuse the compiled graphs; one-hot ids equal the dense product (fused, generic)
-#   3. benchmarks/bench_torch.py --device cuda: fused, compiled, generic and the plain loop
-#      against cuDNN (floor: compiled <= 2x cuDNN at both sizes)
-#   4. benchmarks/bench_train.py --device cuda: the demo's model, seqkit against plain PyTorch
+#     DEVICE=cpu CELLS=gru bash benchmarks/gpu_check.sh  # a dry run on the CPU, one cell
+# Stages, in order of what matters most (each under its own timeout, so that one slow stage
+# cannot eat the others' time):
+#   1. compile and agree, side by side (one process per check, the cores compile in parallel;
+#      they share one store of packages): the compiled path agrees with NumPy for every
+#      registered cell in float64 (1e-9) and float32 (the documented 1e-4); five new (T, B)
+#      compile nothing; one-hot ids equal the dense product (fused, generic); and
+#      bench_torch's packages are compiled into the store for stage 2
+#   2. benchmarks/bench_torch.py: fused, compiled (and compiled replayed as one CUDA graph),
+#      generic and the plain loop against cuDNN (floor: compiled <= 2x cuDNN at both sizes)
+#   3. the CUDA tests (-m cuda): fused, generic and compiled paths agree with NumPy
+#   4. benchmarks/bench_train.py: the demo's model, seqkit against plain PyTorch (needs the
+#      `names` package for the surnames corpus)
 set -uo pipefail
 PY=${PYTHON:-python}
-LOG=$(mktemp)
+DEVICE=${DEVICE:-cuda}
+LOG=${OUT:+$OUT/gpu_check.log}  # under $OUT as it is written: a run cut short still reports
+LOG=${LOG:-$(mktemp)}
+WORK=$(mktemp -d)
+export SEQKIT_CACHE_DIR=${SEQKIT_CACHE_DIR:-$WORK/store}  # empty: every compile is measured
 status=0
 stage() {  # stage NAME SECONDS COMMAND...: run one stage, note its exit status, keep going
   local name=$1 limit=$2
@@ -26,70 +35,59 @@ stage() {  # stage NAME SECONDS COMMAND...: run one stage, note its exit status,
   [ "$rc" -eq 0 ] || status=1
 }
 
-stage "device" 60 $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
-print(torch.__version__, torch.cuda.get_device_name(0), 'cuDNN', torch.backends.cudnn.version())"
-[ "$status" -eq 0 ] || { echo "gpu_check: no usable CUDA device, nothing else to check"; exit 1; }
+side_by_side() {  # side_by_side SECONDS: the checks of stage 1 as parallel processes
+  local limit=$1 pids=() names=() k=0 rc failed=0
+  launch() {  # launch NAME COMMAND...
+    names+=("$1")
+    shift
+    timeout "$limit" "$@" >"$WORK/job$k.log" 2>&1 &
+    pids+=($!)
+    k=$((k + 1))
+  }
+  # one compile thread each: the jobs already fill the cores
+  export TORCHINDUCTOR_COMPILE_THREADS=1
+  for size in 0 1; do
+    launch "bench_torch packages, size $size" \
+      $PY benchmarks/bench_torch.py --device "$DEVICE" --size $size --warm-up
+  done
+  launch "recompiles, one-hot" $PY benchmarks/gpu_agreement.py --device "$DEVICE" --recompiles --one-hot
+  for cell in ${CELLS:-$($PY -c "import seqkit; print(*seqkit.list_cells())")}; do
+    for dtype in float32 float64; do
+      launch "$cell $dtype" $PY benchmarks/gpu_agreement.py --device "$DEVICE" --cell "$cell" --dtype $dtype
+    done
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+      grep -v '^DEBUG' "$WORK/job$i.log" | grep -v Warning | tail -n 3
+    else
+      failed=1
+      [ "$rc" -eq 124 ] && echo "--- ${names[$i]}: TIMED OUT after ${limit}s" || echo "--- ${names[$i]}: exit $rc"
+      tail -n 25 "$WORK/job$i.log"
+    fi
+  done
+  return $failed
+}
 
-stage "cuda tests" 150 $PY -m pytest -q -p no:cacheprovider -m cuda \
-  tests/test_torch_backend.py tests/test_torch_compiled.py
+stage "device" 60 $PY -c "import os, torch; import seqkit_torch; d = torch.device('$DEVICE'); \
+print('torch', torch.__version__, 'cuda', torch.version.cuda, os.cpu_count(), 'CPUs'); \
+print(torch.cuda.get_device_name(d), 'cuDNN', torch.backends.cudnn.version()) if d.type == 'cuda' else None"
+[ "$status" -eq 0 ] || { echo "gpu_check: no usable $DEVICE device, nothing else to check"; exit 1; }
 
-stage "compiled path on cuda" 240 $PY - <<'PY'
-import time
+echo "=== compile and agree, side by side (limit 120s each)" | tee -a "$LOG"
+start=$SECONDS
+side_by_side 120 2>&1 | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+echo "=== compile and agree: exit $rc after $((SECONDS - start))s" | tee -a "$LOG"
+[ "$rc" -eq 0 ] || status=1
+stage "bench_torch $DEVICE" 110 $PY benchmarks/bench_torch.py --device "$DEVICE" --repeat "${REPEAT:-20}"
+if [ "$DEVICE" = cuda ]; then
+  stage "cuda tests" 70 $PY -m pytest -q -p no:cacheprovider -m cuda -x \
+    tests/test_torch_backend.py tests/test_torch_compiled.py
+fi
+stage "bench_train $DEVICE" 60 $PY benchmarks/bench_train.py --device "$DEVICE" --skip-numpy
 
-import seqkit
-from seqkit.testing import check_backends_agree, make_batch
-from seqkit_torch import TorchBackend
-
-try:
-    import seqkit_peephole
-    if "lstm_peephole" not in seqkit.list_cells():
-        seqkit.register_plugin(seqkit_peephole, name="peephole-gpu-check")
-except ImportError:
-    print("seqkit_peephole not installed: its cell is not checked")
-for dtype, tol in (("float64", 1e-9), ("float32", 1e-4)):
-    be = TorchBackend(dtype=dtype, device="cuda", path="compiled")
-    for cell in seqkit.list_cells():
-        start = time.perf_counter()
-        check_backends_agree(cell, backends=[be], dtype=dtype, num_layers=(1, 2), rtol=tol, atol=tol)
-        layer = seqkit.Recurrent(cell, 3, 4)
-        stats = be.compile_stats(layer)
-        assert be.layer_path(layer) == "compiled", (cell, dtype, stats.error)
-        print(f"{dtype} {cell}: agrees (rtol=atol={tol}); {stats.graphs} graphs, "
-              f"{stats.seconds:.1f} s compiling; {time.perf_counter() - start:.1f} s in all")
-# a new batch size or length must not compile again
-be = TorchBackend(dtype="float32", device="cuda", path="compiled")
-layer = seqkit.Recurrent("gru_simple", 3, 4, bidirectional=True)
-graphs = None
-for T, B in [(5, 3), (2, 4), (7, 2), (3, 9), (11, 5), (1, 6)]:
-    data = make_batch(layer, T, B, T + B, with_lengths=True)
-    out, _, cache = be.recurrent_forward(layer, layer.init_params(0), data.x, data.initial_state,
-                                         data.lengths)
-    be.recurrent_backward(layer, cache, data.d_out, data.d_final)
-    graphs = graphs or be.compile_stats(layer).graphs
-print(f"recompiles over 5 new (T, B): {be.compile_stats(layer).graphs - graphs}")
-# one-hot ids (seqkit.OneHot's output) on cuda equal the dense one-hot product, gradients too:
-# the fused kernel's gathered route (V > D*G*H) and the generic path's gather and scatter-add
-import numpy as np
-import torch
-from seqkit.layers import OneHot
-for path in ("fused", "generic"):
-    be = TorchBackend(dtype="float64", device="cuda", path=path)
-    layer = seqkit.Recurrent("lstm", 40, 4, num_layers=2, bidirectional=True)
-    params = be.init_params(layer, 0)
-    x, _ = OneHot(40).forward(be.ops, None, np.random.default_rng(0).integers(0, 40, (6, 3)))
-    d_out = torch.randn(6, 3, 8, dtype=torch.float64, device="cuda")
-    got = []
-    for inp in (x, x.dense()):
-        out, _, cache = be.recurrent_forward(layer, params, inp, lengths=np.array([6, 2, 4]))
-        got.append((out, be.recurrent_backward(layer, cache, d_out)["weight_ih_l0"]))
-    for a, b in zip(*got):
-        assert torch.allclose(a, b, rtol=1e-12, atol=1e-13), path
-    print(f"one-hot ids on cuda, path {path}: equal to the dense product, d weight_ih too")
-PY
-
-stage "bench_torch cuda" 180 $PY benchmarks/bench_torch.py --device cuda --repeat 10
-stage "bench_train cuda" 120 $PY benchmarks/bench_train.py --device cuda --skip-numpy
-
-if [ -n "${OUT:-}" ]; then cp "$LOG" "$OUT/gpu_check.log"; fi
+if [ -n "${OUT:-}" ]; then (cd "$WORK" && tar czf "$OUT/side_by_side_logs.tgz" job*.log); fi
 echo "gpu_check: $([ $status -eq 0 ] && echo 'every stage passed' || echo 'SOME STAGE FAILED')"
 exit $status

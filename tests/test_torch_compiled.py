@@ -379,10 +379,8 @@ def test_bad_path_names_the_choices():
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("cell", ["lstm"])  # the masks' code is every cell's; two state parts
-def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
-    """Recurrent dropout, input dropout and zoneout act in the loop around the compiled step."""
+def _check_loop_masks(be, cell):
+    """Recurrent dropout, input dropout and zoneout act in the loop around the cell's step."""
     from seqkit.context import Context
     from seqkit.dropout import stack_backward, stack_forward
 
@@ -396,27 +394,29 @@ def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
         input_dropout=0.2,
         zoneout=0.25,
     )
-    assert compiled64.layer_path(layer) == "compiled"
+    assert be.layer_path(layer) == "compiled"
     params = layer.init_params(5)
     data = make_batch(layer, 6, 4, seed=2, with_lengths=True)
     results = []
-    for be in (seqkit.get_backend("numpy", dtype="float64"), compiled64):
+    for each in (seqkit.get_backend("numpy", dtype="float64"), be):
         ctx = Context(training=True, rng=np.random.default_rng(11))
         out, final, cache = stack_forward(
-            be, layer, params, data.x, data.initial_state, data.lengths, ctx=ctx
+            each, layer, params, data.x, data.initial_state, data.lengths, ctx=ctx
         )
-        d_x, _, grads = stack_backward(be, cache, data.d_out, data.d_final)
+        d_x, _, grads = stack_backward(each, cache, data.d_out, data.d_final)
         results.append({"out": out, "d_x": d_x, **grads})
     want, got = results
     for name in want:
         np.testing.assert_allclose(
-            np.asarray(compiled64.to_numpy(got[name])),
-            want[name],
-            rtol=1e-9,
-            atol=1e-9,
-            err_msg=name,
+            np.asarray(be.to_numpy(got[name])), want[name], rtol=1e-9, atol=1e-9, err_msg=name
         )
-    assert compiled64.compile_stats(layer).error is None
+    assert be.compile_stats(layer).error is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm"])  # the masks' code is every cell's; two state parts
+def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
+    _check_loop_masks(compiled64, cell)
 
 
 @pytest.mark.slow
@@ -532,3 +532,72 @@ def test_a_process_leaves_no_unpacked_package_behind():
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) >= len(before) + 2  # two packages were unpacked ...
     assert set(glob.glob("/tmp/aotinductor_*")) - before == set()  # ... and are gone
+
+
+# --- on a GPU the loops are captured as CUDA graphs; here a stand-in capture plays the graph ---
+
+
+def _stand_in_capture(fn, args, pool):
+    """A CUDA graph's contract on the CPU: the outputs stay where every replay writes them anew,
+    and a replay reads the captured inputs (whatever the caller passed is not seen)."""
+    import torch.utils._pytree as pytree
+
+    outputs = fn(*args)
+
+    def replay():
+        for kept, new in zip(pytree.tree_leaves(outputs), pytree.tree_leaves(fn(*args))):
+            if isinstance(kept, torch.Tensor):
+                kept.copy_(new)
+
+    return outputs, replay
+
+
+@pytest.fixture
+def graphs(monkeypatch):
+    """The compiled path as on a GPU: each loop captured per shape, replayed."""
+    monkeypatch.setattr(_scan, "_captures", lambda ops: True)
+    monkeypatch.setattr(_scan, "_capture", _stand_in_capture)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    monkeypatch.setattr(_scan, "_LOOPS", {})
+    return TorchBackend(dtype="float64", path="compiled")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "lstm_ln", "lstm_peephole"])
+def test_captured_loops_agree_with_numpy(graphs, cell, request):
+    """Two layers, both directions, padding: the directions and layers of one shape replay one
+    graph, so each call must hand back its own copy of the outputs (fails without the copies)."""
+    if cell == "lstm_peephole":
+        request.getfixturevalue("peephole")
+    check_backends_agree(cell, backends=[graphs], num_layers=(1, 2), rtol=1e-9, atol=1e-9)
+    layer = seqkit.Recurrent(cell, 3, 4)
+    assert graphs.layer_path(layer) == "compiled"
+    assert graphs.compile_stats(layer).graphs > 0
+    assert graphs.compile_stats(layer).error is None
+
+
+def test_captured_loops_with_masks_and_projection_agree_with_numpy(graphs):
+    from seqkit.testing import check_layer_agrees
+
+    _check_loop_masks(graphs, "lstm")
+    layer = seqkit.Recurrent("lstm", 3, 4, num_layers=2, bidirectional=True, proj_size=2)
+    check_layer_agrees(layer, make_batch(layer, 6, 3, seed=4, with_lengths=True), backends=[graphs])
+
+
+def test_a_graph_per_shape_replayed_for_that_shape(graphs, monkeypatch):
+    layer = seqkit.Recurrent("gru_simple", 3, 4)
+    loop = _scan.scan_loop(layer.cell, graphs.ops)
+    _run(graphs, layer, 5, 3, 0)
+    assert loop.stats.graphs == 2  # forward and backward
+    got = _run(graphs, layer, 5, 3, 1)  # same shapes, new values: replayed on them
+    assert loop.stats.graphs == 2
+    want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, 5, 3, 1)
+    for name, value in want.items():
+        np.testing.assert_allclose(graphs.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)
+    _run(graphs, layer, 6, 3, 0)  # a new length: captured
+    assert loop.stats.graphs == 4
+    monkeypatch.setattr(_scan, "_KEPT", 3)
+    want = _run(seqkit.get_backend("numpy", dtype="float64"), layer, 7, 2, 0)
+    got = _run(graphs, layer, 7, 2, 0)
+    assert len(loop.functions) == 3  # the oldest went
+    for name, value in want.items():
+        np.testing.assert_allclose(graphs.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)

@@ -1,8 +1,8 @@
 """Compiled functions as AOTInductor packages: exported, compiled once, kept on disk, loaded fast.
 
-The compiled path's two scans (:mod:`seqkit_torch._scan`) are compiled ahead of time:
+The compiled path's two scans (:mod:`seqkit_torch._scan`) are compiled ahead of time on a CPU:
 ``torch.export`` traces a scan into a graph whose T and B are symbols (every other size is
-fixed), AOTInductor compiles the graph into a shared library (C++ on a CPU, Triton on a GPU) and
+fixed), AOTInductor compiles the graph into a shared library of C++ kernels and
 packs it into a ``.pt2`` file, and the process runs it through the package loader of torch's
 C++ runtime. A package is kept in a store on disk (:func:`store`), so a new process loads it in
 hundredths of a second with neither dynamo nor Inductor imported; ``torch.compile`` instead
@@ -46,7 +46,7 @@ import torch.utils._pytree as pytree
 
 from seqkit import __version__
 
-__all__ = ["Package", "compile_package", "load_or_compile", "signature", "store"]
+__all__ = ["Flat", "Package", "compile_package", "load_or_compile", "signature", "store"]
 
 #: The store's folder: ``$SEQKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqkit``, else
 #: ``~/.cache/seqkit``; packages live in its ``compiled/`` folder.
@@ -66,26 +66,70 @@ def store() -> Path:
     return Path(root) / "compiled"
 
 
-def _strided_inputs(args):
+def _strided(leaf):
     # a compiled graph indexes its inputs with the strides it was exported with; oneDNN's
     # packed weights have no strides
-    return pytree.tree_map_only(torch.Tensor, lambda t: t if t.is_mkldnn else t.contiguous(), args)
+    if isinstance(leaf, torch.Tensor):
+        leaf = leaf.detach()
+        return leaf if leaf.is_mkldnn else leaf.contiguous()
+    return leaf
+
+
+#: How many leading sizes of an argument of each role are symbols (T and B, B, none).
+_SYMBOLIC = {"tb": 2, "b": 1}
 
 
 def signature(args: tuple, roles: Roles) -> str:
     """What a compiled function depends on in ``args``: every structure (which inputs are None,
-    a dict's keys), constant, dtype, device and size but T and B."""
+    a dict's keys), constant, dtype, device and size but T and B. For the store's key."""
     parts = []
     for arg, role in zip(args, roles, strict=True):
         leaves, spec = pytree.tree_flatten(arg)
         parts.append(str(spec))
         for leaf in leaves:
             if isinstance(leaf, torch.Tensor):
-                fixed = tuple(leaf.shape[{"tb": 2, "b": 1}.get(role, 0) :])
+                fixed = tuple(leaf.shape[_SYMBOLIC.get(role, 0) :])
                 parts.append(f"{leaf.dtype}/{leaf.device}/{leaf.layout}/{fixed}")
             else:
                 parts.append(repr(leaf))
     return "\n".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _cuts(spec: pytree.TreeSpec, roles: tuple) -> tuple[int, ...]:
+    """Per leaf of arguments of structure ``spec``: how many of its leading sizes are symbols."""
+    children = spec.children() if hasattr(spec, "children") else spec.children_specs
+    cuts: list[int] = []
+    for child, role in zip(children, roles, strict=True):
+        cuts += [_SYMBOLIC.get(role, 0)] * child.num_leaves
+    return tuple(cuts)
+
+
+class Flat:
+    """A call's arguments flattened once: the leaves (tensors detached, strided as a package
+    reads them), their structure, and ``key``, which is equal for two calls exactly when their
+    :func:`signature` is: what a process keeps its loaded packages by, made in microseconds."""
+
+    __slots__ = ("key", "leaves", "spec")
+
+    def __init__(self, args: tuple, roles: Roles) -> None:
+        leaves, self.spec = pytree.tree_flatten(args)
+        self.leaves = [_strided(leaf) for leaf in leaves]
+        self.key = (self.spec,) + tuple(
+            (leaf.dtype, leaf.device, leaf.layout, leaf.shape[cut:])
+            if isinstance(leaf, torch.Tensor)
+            else leaf
+            for leaf, cut in zip(self.leaves, _cuts(self.spec, tuple(roles)), strict=True)
+        )
+
+    @property
+    def args(self) -> tuple:
+        return pytree.tree_unflatten(self.leaves, self.spec)
+
+    @property
+    def shapes(self) -> tuple:
+        """Every tensor's whole shape, T and B included."""
+        return tuple(leaf.shape for leaf in self.leaves if isinstance(leaf, torch.Tensor))
 
 
 def _dynamic_shapes(args: tuple, roles: Roles):
@@ -110,7 +154,8 @@ class _Function(torch.nn.Module):
 
 
 class Package:
-    """A compiled package loaded by torch's C++ runtime: called as the function it was made of."""
+    """A compiled package loaded by torch's C++ runtime, called with the :class:`Flat` arguments
+    of the function it was made of; returns that function's result."""
 
     def __init__(self, path: Path, device: torch.device) -> None:
         index = -1 if device.index is None else device.index
@@ -122,9 +167,9 @@ class Package:
     def __repr__(self) -> str:
         return f"Package({str(self.path)!r})"
 
-    def __call__(self, *args):
-        flat = [leaf for leaf in pytree.tree_leaves(_strided_inputs(args)) if torch.is_tensor(leaf)]
-        return pytree.tree_unflatten(self._loader.boxed_run(flat), self._outputs)
+    def __call__(self, flat: Flat):
+        tensors = [leaf for leaf in flat.leaves if isinstance(leaf, torch.Tensor)]
+        return pytree.tree_unflatten(self._loader.boxed_run(tensors), self._outputs)
 
 
 #: Every package loaded in this process. A loader unpacks its package into a temporary folder
@@ -253,7 +298,7 @@ def load_or_compile(
     """The package of ``fn`` for ``key`` and the signature of ``args``: from the store when the
     files its code came from are unchanged (True), else compiled now and stored (False).
     ``files``: sources to watch besides those the export is seen to run."""
-    args = _strided_inputs(args)
+    args = pytree.tree_map(_strided, args)
     key = {**key, "signature": signature(args, roles), "torch": torch.__version__}
     key |= {"seqkit": __version__, "machine": _machine(device)}
     text = json.dumps(key, sort_keys=True)

@@ -1,38 +1,44 @@
-"""The compiled path: each direction's loop over time as two scans compiled ahead of time.
+"""The compiled path: each direction's loop over time as two scans, compiled or captured.
 
 :mod:`seqkit.bptt` drives the stack (F1 and B1 as big products, the layers, the directions, the
 padding); this module is its loop over time (the ``loop`` of
 :func:`seqkit.bptt.recurrent_forward`) on the compiled path. The forward loop, F2-F4 of every
-step, is one ``torch._higher_order_ops.scan`` over the cell's own ``step``; the backward loop,
-B4-B2 from the last step down, is a second scan over its hand-written ``step_backward``. Each is
-exported and compiled by AOTInductor into a package (C++ on a CPU, Triton on a GPU;
-:mod:`seqkit_torch._packages`), so that the loop runs in generated code: a step costs its
-recurrent product and a fused kernel or two, with no Python and no guard check per step.
+step, is one scan over the cell's own ``step``; the backward loop, B4-B2 from the last step
+down, is a second scan over its hand-written ``step_backward``.
 
-Three things make it fast, each measured (docs/reference/performance.rst):
+On a CPU each scan is ``torch._higher_order_ops.scan``, exported and compiled by AOTInductor
+into a C++ package (:mod:`seqkit_torch._packages`), so that the loop runs in generated code: a
+step costs its recurrent product and a fused kernel or two, with no Python and no guard check
+per step. Three things make it fast, each measured (docs/reference/performance.rst):
 
 - The cell runs on :class:`PureOps`, which ignores ``inplace`` as an immutable-array backend
   does: the traced step is pure and Inductor fuses it. In-place writes into slices of a gate
   array became chains of ``slice_scatter`` that Inductor compiled into masked, partly scalar
   loops (the LSTM step backward: a 4,576-line kernel, 208 us per step at B = 32, H = 256,
   against 26 us once pure).
-- On a CPU in float32 the per-step products, ``h<t-1> @ W_hh^T`` (F2) and ``d hg<t> @ W_hh``
-  (B2), run on oneDNN with W_hh packed once per call (:func:`packed_linear`) from H = 192 on,
-  1.1-1.6x faster there than the BLAS product ``torch.mm`` calls, and what ``torch.nn.LSTM``
-  runs on (below that, packing costs more than it saves).
+- In float32 the per-step products, ``h<t-1> @ W_hh^T`` (F2) and ``d hg<t> @ W_hh`` (B2), run
+  on oneDNN with W_hh packed once per call (:func:`packed_linear`) from H = 192 on, 1.1-1.6x
+  faster there than the BLAS product ``torch.mm`` calls, and what ``torch.nn.LSTM`` runs on
+  (below that, packing costs more than it saves).
 - Every per-step array is row-major (B, F), the layout a cell's new arrays get, so no kernel
   transposes.
-
-The loop itself is C++ too (AOTInductor's wrapper), not generated Python.
 
 T and B are symbols of the exported graphs (every other size fixed), so a new batch or length
 reuses a package; one step or one row runs the step loop, where a compiled loop saves nothing.
 Packages are kept per (cell, direction, signature of the inputs) for the life of the process,
 and in the store on disk across processes: a new process loads a cell's two in hundredths of a
-second instead of compiling them (20-30 s). :attr:`ScanLoop.stats` counts the packages, those
-found in the store and the seconds spent. When compiling fails (no C++ compiler, an operation
-export or Inductor cannot handle), the loop warns once, naming the reason, and runs
-:data:`seqkit.bptt.STEP_LOOP` from then on: the results are the generic path's either way.
+second instead of compiling them (20-30 s).
+
+On a GPU the time a step takes is the launches of its few dozen small kernels, so each scan is
+the same function run as a Python loop (:func:`_eager_scan`) and captured once per shape as a
+CUDA graph (:class:`Graphed`): a call is one replay, the whole loop without a launch from the
+host. (AOTInductor's CUDA packages failed to compile the scans under torch 2.11; and captured,
+the generic loop already ran an LSTM layer at 1.13x and 1.74x cuDNN on an H200.)
+
+:attr:`ScanLoop.stats` counts the packages or graphs, those found in the store and the seconds
+spent. When compiling or capturing fails (no C++ compiler, an operation export or Inductor
+cannot handle, a cell that syncs with the host), the loop warns once, naming the reason, and
+runs :data:`seqkit.bptt.STEP_LOOP` from then on: the results are the generic path's either way.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
+from collections.abc import Callable
 
 import attrs
 import torch
@@ -57,7 +64,8 @@ __all__ = ["CompileStats", "PureOps", "ScanLoop", "packed_linear", "scan_loop"]
 class CompileStats:
     """What compiling a cell's loops cost: packages in use, seconds spent, why it fell back."""
 
-    #: compiled packages in use (a forward and a backward scan per signature of their inputs)
+    #: compiled packages in use (a forward and a backward scan per signature of their inputs),
+    #: or on a GPU the CUDA graphs captured (a forward and a backward per shape)
     graphs: int = 0
     #: how many of them came from the store on disk (compiled by an earlier process)
     cached: int = 0
@@ -160,7 +168,29 @@ def _with_rows(tree: tuple, batch) -> tuple:
     return (tree[0].reshape(batch, -1), *tree[1:])
 
 
-def _forward_function(cell: Cell, ops: PureOps, packed: bool):
+def _hop_scan(step, init, xs, reverse=False):
+    """torch's scan operator: traced by export as one loop, which AOTInductor compiles."""
+
+    def compiled_step(carry, inputs):
+        carry, outputs = step(carry, inputs)
+        return _contiguous(carry), _contiguous(outputs)
+
+    return torch._higher_order_ops.scan(compiled_step, init, xs, reverse=reverse)
+
+
+def _eager_scan(step, init, xs, reverse=False):
+    """The scan operator's meaning as a Python loop (what a CUDA graph captures): ``step`` on
+    ``init`` and each slice ``xs[t]``, first to last (last to first if ``reverse``); returns
+    the last carry and every step's outputs stacked over T, in the order of ``xs``."""
+    leaves, spec = pytree.tree_flatten(xs)
+    steps = leaves[0].shape[0]
+    carry, outputs = init, [None] * steps
+    for t in reversed(range(steps)) if reverse else range(steps):
+        carry, outputs[t] = step(carry, pytree.tree_unflatten([a[t] for a in leaves], spec))
+    return carry, pytree.tree_map(lambda *ys: None if ys[0] is None else torch.stack(ys), *outputs)
+
+
+def _forward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
     """F2-F4 of every step as one scan.
 
     ``forward(xg, state, p, w, b_hh, mask, hidden, zone, w_hr) -> (out, final, caches, full)``:
@@ -197,15 +227,15 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool):
             kept = {"out": new[0], "cache": cache}
             if w_hr is not None:
                 kept["full"] = full
-            return _with_rows(_contiguous(tuple(new)), batch), _contiguous(kept)
+            return _with_rows(tuple(new), batch), kept
 
-        final, kept = torch._higher_order_ops.scan(step, state, xs)
+        final, kept = scan(step, state, xs)
         return kept["out"], final, kept["cache"], kept.get("full")
 
     return forward
 
 
-def _backward_function(cell: Cell, ops: PureOps, packed: bool):
+def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
     """B4-B2 of every step, last first, as one scan.
 
     ``backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads)`` ->
@@ -258,11 +288,9 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool):
             kept["d_xg"] = d_xg
             if not summed:
                 kept["d_hg"] = d_hg
-            return (_with_rows(_contiguous(d_prev), batch), _contiguous(g)), _contiguous(kept)
+            return (_with_rows(d_prev, batch), g), kept
 
-        (d_state0, grads), kept = torch._higher_order_ops.scan(
-            step, (d_state, grads), xs, reverse=True
-        )
+        (d_state0, grads), kept = scan(step, (d_state, grads), xs, reverse=True)
         return d_state0, grads, kept
 
     return backward
@@ -292,10 +320,13 @@ class ScanLoop:
         self.pure = PureOps(ops.dtype, str(ops.device))
         self.can_pack = _can_pack(ops)
         self.stats = CompileStats()
-        #: the compiled scans by (direction, packed, signature of their inputs), loaded or
-        #: compiled on first use (a process that never runs more than one step at a time never
-        #: compiles)
-        self.functions: dict[tuple[str, bool, str], object] = {}
+        #: on a GPU the loops are captured as CUDA graphs (one per shape) instead of compiled
+        self.captures = _captures(ops)
+        self._pool = None
+        #: the compiled scans by (direction, packed, *key of their inputs' signature), loaded
+        #: or compiled on first use (a process that never runs more than one step at a time
+        #: never compiles)
+        self.functions: dict[tuple, object] = {}
 
     def __repr__(self) -> str:
         return f"ScanLoop({self.cell!r}, {self.ops!r}, stats={self.stats!r})"
@@ -403,30 +434,39 @@ class ScanLoop:
             grads["weight_hr"] = kept["d_proj"].reshape(rows, P).mT @ saved.full.reshape(rows, H)
         return weights.d_x, tuple(d_state0), grads
 
-    def _function(self, key: tuple[str, bool], args: tuple):
-        """The compiled scan of ``key`` (direction, packed) for inputs like ``args``: from
-        memory, from the store of packages, or compiled now (:mod:`seqkit_torch._packages`)."""
-        direction, packed = key
-        roles = _ROLES[direction]
-        full = (direction, packed, _packages.signature(args, roles))
+    def _function(self, key: tuple[str, bool], flat: _packages.Flat):
+        """The compiled scan of ``key`` (direction, packed) for inputs like ``flat``'s: from
+        memory, from the store of packages, or compiled now (:mod:`seqkit_torch._packages`); on
+        a GPU, the same function captured as a CUDA graph for inputs of ``flat``'s shapes."""
+        full = (*key, *flat.key, flat.shapes) if self.captures else (*key, *flat.key)
         function = self.functions.get(full)
         if function is None:
+            direction, packed = key
             start = time.perf_counter()
             build = _forward_function if direction == "forward" else _backward_function
-            identity = {
-                "function": f"{__name__}.{build.__name__}",
-                "cell": f"{type(self.cell).__module__}.{type(self.cell).__qualname__}",
-                "fields": repr(self.cell),
-                "packed": packed,
-            }
-            function, stored = _packages.load_or_compile(
-                build(self.cell, self.pure, packed),
-                args,
-                roles,
-                identity,
-                self.ops.device,
-                _class_files(self.cell),
-            )
+            if self.captures:
+                if self._pool is None:
+                    self._pool = torch.cuda.graph_pool_handle()
+                eager = build(self.cell, self.pure, packed, _eager_scan)
+                function = Graphed(eager, flat, self._pool)
+                stored = False
+            else:
+                identity = {
+                    "function": f"{__name__}.{build.__name__}",
+                    "cell": f"{type(self.cell).__module__}.{type(self.cell).__qualname__}",
+                    "fields": repr(self.cell),
+                    "packed": packed,
+                }
+                function, stored = _packages.load_or_compile(
+                    build(self.cell, self.pure, packed),
+                    flat.args,
+                    _ROLES[direction],
+                    identity,
+                    self.ops.device,
+                    _class_files(self.cell),
+                )
+            while len(self.functions) >= _KEPT:  # the oldest go (a graph per (T, B) adds up)
+                del self.functions[next(iter(self.functions))]
             self.functions[full] = function
             self.stats.graphs += 1
             self.stats.cached += stored
@@ -434,8 +474,9 @@ class ScanLoop:
         return function
 
     def _call(self, key: tuple[str, bool], *args):
-        args = pytree.tree_map_only(torch.Tensor, torch.Tensor.detach, args)
-        return self._function(key, args)(*args)
+        # flattened once per call: detached, strided, keyed (a few microseconds a leaf)
+        flat = _packages.Flat(args, _ROLES[key[0]])
+        return self._function(key, flat)(flat)
 
     def _fall_back(self, exc: Exception) -> None:
         lines = str(exc).strip().splitlines()
@@ -446,6 +487,57 @@ class ScanLoop:
             RuntimeWarning,
             stacklevel=5,
         )
+
+
+#: The most compiled functions or captured graphs a loop keeps (it drops the oldest).
+_KEPT = 64
+
+
+# --- on a GPU: the loops captured as CUDA graphs ----------------------------------------------
+
+
+def _captures(ops: TorchOps) -> bool:
+    """Whether the loops on ``ops``' device are captured as CUDA graphs rather than compiled."""
+    return ops.device.type == "cuda"
+
+
+def _capture(fn, args: tuple, pool) -> tuple[object, Callable[[], None]]:
+    """``fn(*args)`` run once as it is captured into a CUDA graph: its outputs, which every
+    replay of the graph writes anew, and the replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn(*args)  # warm-up outside the capture: cuBLAS's handles and workspaces, the allocator
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        outputs = fn(*args)
+    return outputs, graph.replay
+
+
+class Graphed:
+    """A loop's function captured as a CUDA graph for inputs of one signature and shape.
+
+    A call copies its inputs into the captured ones, replays the graph (the whole loop, one
+    launch from the host) and returns copies of the outputs, so that a second call of the same
+    graph (the next layer of a stack, the other direction) leaves the first's results intact.
+    The graphs of a loop share one memory pool: between replays nothing lives in it.
+    """
+
+    def __init__(self, fn, flat: _packages.Flat, pool) -> None:
+        self._inputs = [torch.clone(v) if isinstance(v, torch.Tensor) else v for v in flat.leaves]
+        args = pytree.tree_unflatten(self._inputs, flat.spec)
+        with torch.no_grad():
+            outputs, self._replay = _capture(fn, args, pool)
+        self._outputs, self._spec = pytree.tree_flatten(outputs)
+
+    def __call__(self, flat: _packages.Flat):
+        for captured, leaf in zip(self._inputs, flat.leaves, strict=True):
+            if isinstance(captured, torch.Tensor):
+                captured.copy_(leaf)
+        self._replay()
+        outputs = [torch.clone(v) if isinstance(v, torch.Tensor) else v for v in self._outputs]
+        return pytree.tree_unflatten(outputs, self._spec)
 
 
 def _class_files(cell: Cell) -> list[str]:

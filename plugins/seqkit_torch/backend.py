@@ -93,9 +93,10 @@ class TorchBackend(Backend):
         path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``; for every other cell the
             compiled path on CUDA and on a CPU from H = 128 on, where it measured faster, else
             the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
-            (any cell, its step and step backward compiled by AOTInductor; a cell that
-            cannot be compiled warns once and runs on the generic path) or ``"generic"`` (any
-            cell, uncompiled). :meth:`layer_path` says which one a layer takes.
+            (any cell, its loops over time compiled by AOTInductor on a CPU and captured as
+            CUDA graphs on a GPU; a cell that cannot be compiled warns once and runs on the
+            generic path) or ``"generic"`` (any cell, uncompiled). :meth:`layer_path` says
+            which one a layer takes.
         tf32: on CUDA, let cuDNN and cuBLAS compute float32 in TF32 (faster, ~1e-3 relative
             error). Off by default so that float32 agrees with the reference; either way it sets
             ``torch.backends.cudnn.allow_tf32`` and ``torch.backends.cuda.matmul.allow_tf32``
@@ -168,8 +169,9 @@ class TorchBackend(Backend):
         then loads them from the store in hundredths of a second). From
         H = 128 on a training step saves enough (about 5 ms of 13 for an LSTM at H = 128, batch
         64; 10 ms at H = 256) for a default run of 1,500 steps to win that back; below, the
-        steps are too cheap to matter (docs/reference/performance.rst). On a GPU every saved
-        kernel launch counts.
+        steps are too cheap to matter (docs/reference/performance.rst). On a GPU, where the
+        loops are captured as CUDA graphs (milliseconds per shape), every saved kernel launch
+        counts.
         """
         return self.ops.device.type == "cuda" or layer.hidden_size >= _CPU_COMPILE_MIN_HIDDEN
 
