@@ -525,18 +525,23 @@ class Graphed:
     """
 
     def __init__(self, fn, flat: _packages.Flat, pool) -> None:
-        self._inputs = [torch.clone(v) if isinstance(v, torch.Tensor) else v for v in flat.leaves]
-        args = pytree.tree_unflatten(self._inputs, flat.spec)
+        inputs = [torch.clone(v) if isinstance(v, torch.Tensor) else v for v in flat.leaves]
+        self._inputs = [v for v in inputs if isinstance(v, torch.Tensor)]
         with torch.no_grad():
-            outputs, self._replay = _capture(fn, args, pool)
+            outputs, self._replay = _capture(fn, pytree.tree_unflatten(inputs, flat.spec), pool)
         self._outputs, self._spec = pytree.tree_flatten(outputs)
+        self._tensors = [k for k, v in enumerate(self._outputs) if isinstance(v, torch.Tensor)]
 
     def __call__(self, flat: _packages.Flat):
-        for captured, leaf in zip(self._inputs, flat.leaves, strict=True):
-            if isinstance(captured, torch.Tensor):
-                captured.copy_(leaf)
+        # one multi-tensor copy each way instead of a launch per array
+        given = [leaf for leaf in flat.leaves if isinstance(leaf, torch.Tensor)]
+        torch._foreach_copy_(self._inputs, given)
         self._replay()
-        outputs = [torch.clone(v) if isinstance(v, torch.Tensor) else v for v in self._outputs]
+        outputs = list(self._outputs)
+        copies = [torch.empty_like(outputs[k]) for k in self._tensors]
+        torch._foreach_copy_(copies, [outputs[k] for k in self._tensors])
+        for k, copy in zip(self._tensors, copies, strict=True):
+            outputs[k] = copy
         return pytree.tree_unflatten(outputs, self._spec)
 
 
