@@ -601,3 +601,16 @@ def test_a_graph_per_shape_replayed_for_that_shape(graphs, monkeypatch):
     assert len(loop.functions) == 3  # the oldest went
     for name, value in want.items():
         np.testing.assert_allclose(graphs.to_numpy(got[name]), value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cuda_graphs_agree_with_numpy(dtype, peephole):
+    """The real capture: every cell with two layers, both directions and padding, replayed."""
+    tol = {"float64": 1e-9, "float32": 1e-4}[dtype]
+    be = TorchBackend(dtype=dtype, device="cuda", path="compiled")
+    for cell in seqkit.list_cells():
+        check_backends_agree(cell, backends=[be], num_layers=(1, 2), rtol=tol, atol=tol)
+        stats = be.compile_stats(seqkit.Recurrent(cell, 3, 4))
+        assert stats.error is None and stats.graphs > 0, (cell, stats)

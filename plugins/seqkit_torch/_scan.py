@@ -57,7 +57,7 @@ from seqkit.cells import Cell
 from seqkit_torch import _packages
 from seqkit_torch.ops import TorchOps
 
-__all__ = ["CompileStats", "PureOps", "ScanLoop", "packed_linear", "scan_loop"]
+__all__ = ["CompileStats", "Graphed", "PureOps", "ScanLoop", "packed_linear", "scan_loop"]
 
 
 @attrs.define
