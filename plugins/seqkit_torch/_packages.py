@@ -269,6 +269,16 @@ def _recording_files(files: set[str]):
             files.update(code.co_filename for code in getattr(context, "traced_code", ()))
 
 
+#: The C function of each custom op that compiled code may call directly (op: its declarations),
+#: registered by the op's module; any other custom op is called through AOTInductor's proxy
+#: executor, which boxes its arguments and dispatches to its (maybe Python) kernel on every call.
+C_SHIMS: dict[torch._ops.OpOverload, list[str]] = {}
+
+
+def _inductor_configs() -> dict:
+    return {"aot_inductor.custom_ops_to_c_shims": dict(C_SHIMS)}
+
+
 def compile_package(
     fn: Callable, args: tuple, roles: Roles, path: Path, files: Iterable[str] = ()
 ) -> dict[str, str] | None:
@@ -283,7 +293,9 @@ def compile_package(
                 _Function(fn), args, dynamic_shapes=_dynamic_shapes(args, roles), strict=False
             )
         _wait_for_probe()
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(path))
+        torch._inductor.aoti_compile_and_package(
+            exported, package_path=str(path), inductor_configs=_inductor_configs()
+        )
     return _recorded(files)
 
 

@@ -111,9 +111,9 @@ def _packed_linear(x: torch.Tensor, packed: torch.Tensor, features: int) -> torc
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
 
-# An operator of its own, so that Inductor calls it as it is inside the scan instead of rewriting
-# it (its oneDNN fusion passes expect packed weights to be constants). Registered with the
-# dispatcher directly: torch.library.custom_op's wrappers cost 8-16 us a call, a tenth of a step.
+# The per-step product as an operator of seqkit's own (what benchmarks call; the scans call
+# _linear below). Registered with the dispatcher directly: torch.library.custom_op's wrappers cost
+# 8-16 us a call, a tenth of a step.
 _LIBRARY = torch.library.Library("seqkit", "DEF")
 _LIBRARY.define("packed_linear(Tensor x, Tensor packed, SymInt features) -> Tensor")
 for _key in ("CPU", "MkldnnCPU"):  # x is a plain tensor, the packed weight an oneDNN one
@@ -124,6 +124,42 @@ packed_linear = torch.ops.seqkit.packed_linear.default
 @torch.library.register_fake("seqkit::packed_linear")
 def _(x, packed, features):
     return x.new_empty((x.shape[0], features))
+
+
+# What the scans call: mkldnn::_linear_pointwise under seqkit's namespace, with its schema, so that
+# Inductor neither rewrites it (its oneDNN lowering wants the packed weight to be a constant) nor
+# calls it through AOTInductor's proxy executor (arguments boxed, then a Python kernel, every
+# step: 1 ms of the 33 of bench_torch --small). AOTInductor calls a custom op's C function when it
+# is given one (_packages.C_SHIMS), and an op named _linear_pointwise on a CPU names oneDNN's own,
+# aoti_torch_cpu__linear_pointwise in libtorch.
+_LIBRARY.define(
+    "_linear_pointwise(Tensor X, Tensor W, Tensor? B, str attr, Scalar?[] scalars, str? algorithm)"
+    " -> Tensor"
+)
+for _key in ("CPU", "MkldnnCPU"):
+    _LIBRARY.impl("_linear_pointwise", torch.ops.mkldnn._linear_pointwise.default, _key)
+
+
+@torch.library.register_fake("seqkit::_linear_pointwise")
+def _(X, W, B, attr, scalars, algorithm):
+    return X.new_empty((*X.shape[:-1], W.shape[0]))
+
+
+def _linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """``x @ W^T`` on oneDNN inside a scan, ``packed`` being ``W`` reordered by :func:`pack`."""
+    return torch.ops.seqkit._linear_pointwise.default(x, packed, None, "none", [], "")
+
+
+# declared as in torch's shim_cpu.h
+_packages.C_SHIMS.update(
+    {
+        torch.ops.seqkit._linear_pointwise.default: [
+            "AOTITorchError aoti_torch_cpu__linear_pointwise(AtenTensorHandle X, "
+            "AtenTensorHandle W, AtenTensorHandle* B, const char* attr, const double** scalars, "
+            "int64_t scalars_len_, const char** algorithm, AtenTensorHandle* ret0)"
+        ]
+    }
+)
 
 
 def _can_pack(ops) -> bool:
@@ -203,7 +239,6 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
 
     def forward(xg, state, p, w, b_hh, mask, hidden, zone, w_hr):
         summed = cell.sums_projections
-        features = p["weight_hh"].shape[0]  # G*H
         batch = xg.shape[1]  # B, for _with_rows
         xs = {"xg": xg, "mask": mask}
         steps_of_zone = zone is not None and isinstance(zone[0][0], torch.Tensor)
@@ -212,7 +247,7 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
 
         def step(s, inputs):
             h = s[0] if hidden is None else s[0] * hidden  # F2r
-            hg = packed_linear(h, w, features) if packed else h @ w.mT  # F2
+            hg = _linear(h, w) if packed else h @ w.mT  # F2
             if not summed:
                 hg = hg + b_hh
             new, cache = cell.step(ops, inputs["xg"], hg, s, p)  # F3
@@ -247,7 +282,6 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
 
     def backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads):
         summed = cell.sums_projections
-        features = p["weight_hh"].shape[1]  # P
         batch = d_out.shape[1]  # B, for _with_rows
         xs = {"d_out": d_out, "cache": steps, "mask": mask}
         steps_of_zone = zone is not None and isinstance(zone[0][0], torch.Tensor)
@@ -270,7 +304,7 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
                 d_new = (d_new[0] @ w_hr, *d_new[1:])
             g = dict(g)  # the cell puts the accumulated values of its extra parameters here
             d_xg, d_hg, d_prev = cell.step_backward(ops, d_new, inputs["cache"], p, g)  # B3
-            d_h = packed_linear(d_hg, w, features) if packed else d_hg @ w  # B2
+            d_h = _linear(d_hg, w) if packed else d_hg @ w  # B2
             if hidden is not None:
                 d_h = d_h * hidden  # B2r
             if d_prev[0] is not None:
