@@ -10,12 +10,12 @@ traced the scans again in every process (3-5 s, plus 2.7 s to import them).
 
 A package's name is a hash of everything the compiled code depends on that its inputs do not
 carry: the function, the cell's class and fields, the sizes that are not T or B, which optional
-inputs are None, the constants (zoneout's probabilities), the dtypes and device, Inductor's
-options (:data:`C_SHIMS`), torch's and seqkit's versions and the machine. Python code can
-change under an unchanged version (an edited cell, an editable install), so the Python files
-whose code the export ran (the exported function's, its cell's classes' and whatever dynamo
-traced) are recorded with their hashes beside the package; a package whose files changed is
-compiled again.
+inputs are None, the constants (zoneout's probabilities), the dtypes and device, torch's and
+seqkit's versions and the machine. Python code can change under an unchanged version (an edited
+cell, an editable install), so the Python files whose code the export ran (the exported
+function's, its cell's classes', whatever dynamo traced, and this module's own, which sets
+Inductor's options such as :data:`C_SHIMS`) are recorded with their hashes beside the package;
+a package whose files changed is compiled again.
 Code without a file (a cell defined in a notebook or at the prompt) cannot be watched: its
 packages are kept for the process that compiled them, never stored.
 
@@ -285,7 +285,7 @@ def compile_package(
 ) -> dict[str, str] | None:
     """Export ``fn`` at ``args``, compile it into the package ``path``; the hashes of ``files``
     and of every other file whose code ran in the export (None: some code has no file)."""
-    files = {*files, fn.__code__.co_filename}
+    files = {*files, fn.__code__.co_filename, __file__}  # __file__: how it exports and compiles
     with warnings.catch_warnings():
         # export and Inductor warn about their own internals (TorchScript's deprecation, ...)
         warnings.simplefilter("ignore")
@@ -314,7 +314,6 @@ def load_or_compile(
     args = pytree.tree_map(_strided, args)
     key = {**key, "signature": signature(args, roles), "torch": torch.__version__}
     key |= {"seqkit": __version__, "machine": _machine(device)}
-    key["inductor"] = repr(sorted(_inductor_configs().items(), key=str))  # the compile options
     text = json.dumps(key, sort_keys=True)
     name = hashlib.sha256(text.encode()).hexdigest()[:40]
     folder = store()
