@@ -108,18 +108,21 @@ class EditedRNN(RNN):
 
 
 @pytest.mark.slow
-def test_a_cell_whose_source_changed_is_compiled_again(fresh_store, tmp_path, monkeypatch):
-    """The store keys a package by the cell's class and fields, and checks the files whose code
-    the export ran: an edited step (same name, same fields) compiles again and runs the new
-    code."""
+@pytest.mark.parametrize("where", ["same file", "another folder"])
+def test_a_cell_whose_source_changed_is_compiled_again(fresh_store, tmp_path, monkeypatch, where):
+    """The store keys a package by the cell's class and fields and the files of this process's
+    code, and checks the files whose code the export ran: an edited step (same name, same
+    fields), in the same file or in another checkout's, compiles again and runs the new code."""
     import importlib
 
-    monkeypatch.syspath_prepend(str(tmp_path))
-    source = tmp_path / "edited_cell.py"
     ref = seqkit.get_backend("numpy", dtype="float64")
     results = []
     for activation in ("tanh", "relu"):  # the second file steps differently
+        folder = tmp_path / (activation if where == "another folder" else "cells")
+        folder.mkdir(exist_ok=True)
+        source = folder / "edited_cell.py"
         source.write_text(f"ACTIVATION = {activation!r}\n" + _EDITABLE_CELL)
+        monkeypatch.syspath_prepend(str(folder))
         sys.modules.pop("edited_cell", None)
         importlib.invalidate_caches()
         cell = importlib.import_module("edited_cell").EditedRNN()
@@ -131,9 +134,9 @@ def test_a_cell_whose_source_changed_is_compiled_again(fresh_store, tmp_path, mo
         np.testing.assert_allclose(be.to_numpy(got), want, rtol=1e-9, atol=1e-9)
         results.append(be.compile_stats(layer))
     sys.modules.pop("edited_cell", None)
-    # compiled both times: the second file's packages replaced the first's under the same names
+    # compiled both times, each under a name of its own (the first file still exists or is gone)
     assert [(s.graphs, s.cached, s.error) for s in results] == [(1, 0, None), (1, 0, None)]
-    assert len(list(fresh_store.glob("*.pt2"))) == 1
+    assert len(list(fresh_store.glob("*.pt2"))) == 2
 
 
 @pytest.mark.slow

@@ -11,11 +11,12 @@ traced the scans again in every process (3-5 s, plus 2.7 s to import them).
 A package's name is a hash of everything the compiled code depends on that its inputs do not
 carry: the function, the cell's class and fields, the sizes that are not T or B, which optional
 inputs are None, the constants (zoneout's probabilities), the dtypes and device, torch's and
-seqkit's versions and the machine. Python code can change under an unchanged version (an edited
-cell, an editable install), so the Python files whose code the export ran (the exported
-function's, its cell's classes', whatever dynamo traced, and this module's own, which sets
-Inductor's options such as :data:`C_SHIMS`) are recorded with their hashes beside the package;
-a package whose files changed is compiled again.
+seqkit's versions, the machine, and the path and hash of each file of this process's code of it
+(the exported function's, this module's, which sets Inductor's options such as
+:data:`C_SHIMS`, and the cell's classes'): Python code can change under an unchanged version
+(an edited cell, an editable install), and two checkouts of one version may share the store.
+Beside the package, a record holds the hashes of every Python file whose code the export ran
+(those, and whatever dynamo traced); a package whose files changed is compiled again.
 Code without a file (a cell defined in a notebook or at the prompt) cannot be watched: its
 packages are kept for the process that compiled them, never stored.
 
@@ -312,13 +313,17 @@ def load_or_compile(
     files its code came from are unchanged (True), else compiled now and stored (False).
     ``files``: sources to watch besides those the export is seen to run."""
     args = pytree.tree_map(_strided, args)
+    # this process's own code of the package, by path and hash, is in its name: a package that
+    # other code compiled (another checkout or installation of the same version, an edited
+    # file) is never taken for it; the record then covers what else the export ran
+    own = _recorded({*files, fn.__code__.co_filename, __file__})
     key = {**key, "signature": signature(args, roles), "torch": torch.__version__}
-    key |= {"seqkit": __version__, "machine": _machine(device)}
+    key |= {"seqkit": __version__, "machine": _machine(device), "sources": own}
     text = json.dumps(key, sort_keys=True)
     name = hashlib.sha256(text.encode()).hexdigest()[:40]
     folder = store()
     path, record = folder / f"{name}.pt2", folder / f"{name}.json"
-    usable = _usable(folder)
+    usable = own is not None and _usable(folder)
     if usable:
         with contextlib.suppress(Exception):  # missing, damaged or stale: compiled again
             saved = json.loads(record.read_text())
@@ -328,7 +333,7 @@ def load_or_compile(
     _start_probe(device)
     built = _private() / path.name
     sources = compile_package(fn, args, roles, built, files)
-    if sources is None or not usable:  # no file to watch, or no store: this process's own
+    if sources is None or not usable:  # code without a file, or no store: this process's own
         return Package(built, device), False
     # copied under temporary names, then renamed: a process that reads the store meanwhile
     # (another data-parallel worker) sees a whole package or none
