@@ -105,7 +105,7 @@ def products_alone(x, h0, weights, loop):
     def products():
         fwd = _scan.pack(w_hh, B) if packed else w_hh.T
         bwd = _scan.pack(w_hh.T, B) if packed else w_hh
-        step = (lambda a, w: _scan.packed_linear(a, w, w.shape[0])) if packed else torch.mm
+        step = _scan.packed_linear if packed else torch.mm
         xs @ w_ih.T  # F1
         for t in range(T):
             step(h, fwd)  # F2

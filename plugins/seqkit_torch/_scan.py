@@ -106,37 +106,19 @@ class PureOps(TorchOps):
 # --- the per-step product ---------------------------------------------------------------------
 
 
-def _packed_linear(x: torch.Tensor, packed: torch.Tensor, features: int) -> torch.Tensor:
-    """``x @ W^T`` (B, features) on oneDNN, ``packed`` being ``W`` reordered by :func:`pack`."""
-    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-
-
-# The per-step product as an operator of seqkit's own (what benchmarks call; the scans call
-# _linear below). Registered with the dispatcher directly: torch.library.custom_op's wrappers cost
-# 8-16 us a call, a tenth of a step.
-_LIBRARY = torch.library.Library("seqkit", "DEF")
-_LIBRARY.define("packed_linear(Tensor x, Tensor packed, SymInt features) -> Tensor")
-for _key in ("CPU", "MkldnnCPU"):  # x is a plain tensor, the packed weight an oneDNN one
-    _LIBRARY.impl("packed_linear", _packed_linear, _key)
-packed_linear = torch.ops.seqkit.packed_linear.default
-
-
-@torch.library.register_fake("seqkit::packed_linear")
-def _(x, packed, features):
-    return x.new_empty((x.shape[0], features))
-
-
-# What the scans call: mkldnn::_linear_pointwise under seqkit's namespace, with its schema, so that
-# Inductor neither rewrites it (its oneDNN lowering wants the packed weight to be a constant) nor
-# calls it through AOTInductor's proxy executor (arguments boxed, then a Python kernel, every
+# The per-step product: mkldnn::_linear_pointwise under seqkit's namespace, with its schema, so
+# that Inductor neither rewrites it (its oneDNN lowering wants the packed weight to be a constant)
+# nor calls it through AOTInductor's proxy executor (arguments boxed, then a Python kernel, every
 # step: 1 ms of the 33 of bench_torch --small). AOTInductor calls a custom op's C function when it
 # is given one (_packages.C_SHIMS), and an op named _linear_pointwise on a CPU names oneDNN's own,
-# aoti_torch_cpu__linear_pointwise in libtorch.
+# aoti_torch_cpu__linear_pointwise in libtorch. Registered with the dispatcher directly:
+# torch.library.custom_op's wrappers cost 8-16 us a call, a tenth of a step.
+_LIBRARY = torch.library.Library("seqkit", "DEF")
 _LIBRARY.define(
     "_linear_pointwise(Tensor X, Tensor W, Tensor? B, str attr, Scalar?[] scalars, str? algorithm)"
     " -> Tensor"
 )
-for _key in ("CPU", "MkldnnCPU"):
+for _key in ("CPU", "MkldnnCPU"):  # x is a plain tensor, the packed weight an oneDNN one
     _LIBRARY.impl("_linear_pointwise", torch.ops.mkldnn._linear_pointwise.default, _key)
 
 
@@ -145,8 +127,8 @@ def _(X, W, B, attr, scalars, algorithm):
     return X.new_empty((*X.shape[:-1], W.shape[0]))
 
 
-def _linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-    """``x @ W^T`` on oneDNN inside a scan, ``packed`` being ``W`` reordered by :func:`pack`."""
+def packed_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """``x @ W^T`` on oneDNN, ``packed`` being ``W`` reordered by :func:`pack`."""
     return torch.ops.seqkit._linear_pointwise.default(x, packed, None, "none", [], "")
 
 
@@ -247,7 +229,7 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
 
         def step(s, inputs):
             h = s[0] if hidden is None else s[0] * hidden  # F2r
-            hg = _linear(h, w) if packed else h @ w.mT  # F2
+            hg = packed_linear(h, w) if packed else h @ w.mT  # F2
             if not summed:
                 hg = hg + b_hh
             new, cache = cell.step(ops, inputs["xg"], hg, s, p)  # F3
@@ -304,7 +286,7 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
                 d_new = (d_new[0] @ w_hr, *d_new[1:])
             g = dict(g)  # the cell puts the accumulated values of its extra parameters here
             d_xg, d_hg, d_prev = cell.step_backward(ops, d_new, inputs["cache"], p, g)  # B3
-            d_h = _linear(d_hg, w) if packed else d_hg @ w  # B2
+            d_h = packed_linear(d_hg, w) if packed else d_hg @ w  # B2
             if hidden is not None:
                 d_h = d_h * hidden  # B2r
             if d_prev[0] is not None:
