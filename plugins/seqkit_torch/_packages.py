@@ -187,11 +187,10 @@ def _release() -> None:
 
 
 @functools.cache
-def _machine(device: torch.device) -> str:
-    """What a package compiled here for ``device`` needs of a machine: the CPU's architecture
-    and instruction sets (its C++ kernels use the widest one found), or the GPU."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} {torch.cuda.get_device_capability(device)}"
+def _machine() -> str:
+    """What a package compiled here (for a CPU: on a GPU the loops are captured,
+    not compiled) needs of a machine: the architecture and instruction sets (its C++ kernels use
+    the widest one found)."""
     flags = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -318,7 +317,7 @@ def load_or_compile(
     # file) is never taken for it; the record then covers what else the export ran
     own = _recorded({*files, fn.__code__.co_filename, __file__})
     key = {**key, "signature": signature(args, roles), "torch": torch.__version__}
-    key |= {"seqkit": __version__, "machine": _machine(device), "sources": own}
+    key |= {"seqkit": __version__, "machine": _machine(), "sources": own}
     text = json.dumps(key, sort_keys=True)
     name = hashlib.sha256(text.encode()).hexdigest()[:40]
     folder = store()
