@@ -187,13 +187,31 @@ def _with_rows(tree: tuple, batch) -> tuple:
 
 
 def _hop_scan(step, init, xs, reverse=False):
-    """torch's scan operator: traced by export as one loop, which AOTInductor compiles."""
+    """torch's scan operator: traced by export as one loop, which AOTInductor compiles.
+
+    Reversed, the loop runs forward over the times T-1..0 and each step reads its slices of
+    ``xs`` by index: torch's own reverse scan first copies every array of ``xs`` into reversed
+    order (torch.flip: 16 MB a call of the backward loop at bench_torch --small), where an
+    index is an offset of the fused kernels' loads. Only the outputs are flipped back.
+    """
+
+    leaves = pytree.tree_leaves(xs)
+    steps = leaves[0].shape[0]
 
     def compiled_step(carry, inputs):
+        if reverse:  # inputs is the time t
+            t = inputs.item()
+            torch._check(t >= 0)
+            torch._check(t < steps)
+            inputs = pytree.tree_map_only(torch.Tensor, lambda a: a.select(0, t), xs)
         carry, outputs = step(carry, inputs)
         return _contiguous(carry), _contiguous(outputs)
 
-    return torch._higher_order_ops.scan(compiled_step, init, xs, reverse=reverse)
+    if not reverse:
+        return torch._higher_order_ops.scan(compiled_step, init, xs)
+    times = torch.arange(steps - 1, -1, -1, device=leaves[0].device)
+    carry, outputs = torch._higher_order_ops.scan(compiled_step, init, times)
+    return carry, pytree.tree_map_only(torch.Tensor, lambda a: a.flip(0), outputs)
 
 
 def _eager_scan(step, init, xs, reverse=False):
