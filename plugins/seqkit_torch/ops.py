@@ -16,8 +16,10 @@ __all__ = ["TorchOps"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-#: The fewest multiply-adds (M K N) of a product sent to oneDNN rather than torch.mm (MKL).
-_ONEDNN_MIN_WORK = 1 << 18
+#: The fewest multiply-adds (M K N) of a product sent to oneDNN rather than torch.mm (MKL): a
+#: oneDNN call costs 15-20 us more (the weight's reorder, the primitive), and the two break even
+#: at 4-8 million (32 x 256 x 1024: 124 vs 107 us; 64 x 256 x 256: 52 vs 56 us).
+_ONEDNN_MIN_WORK = 1 << 23
 
 
 class TorchOps(Ops):
