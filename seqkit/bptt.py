@@ -408,7 +408,8 @@ class WeightGradients:
 
     For a cell with ``sums_projections`` d hg is d xg, and only d xg is kept. Only one chunk of
     step gradients is alive at a time, whatever T is. Under recurrent dropout (F2r) the product
-    read ``h * hidden``, and so does d W_hh.
+    read ``h * hidden``, and so does d W_hh. The weight gradients' left operand is ``d xg^T``: a
+    feature-major chunk makes it row-major, the layout every product library runs fastest.
     """
 
     def __init__(
@@ -422,6 +423,8 @@ class WeightGradients:
         self.grads: dict = {}
         self.start = self.end = T  # the chunk being filled covers steps [start, end)
         self.d_xg = self.d_hg = None
+        # the weight gradients' operands: the same values, feature-major when a caller has them so
+        self.w_xg = self.w_hg = None
 
     def add_step(self, t: int, d_xg: Array, d_hg: Array) -> None:
         """Take step t's gradients; steps arrive from T-1 down to 0."""
@@ -436,41 +439,45 @@ class WeightGradients:
         if not self.shared:
             self.d_hg[row : row + B] = d_hg
         if t == self.start:
+            self.w_xg, self.w_hg = self.d_xg, self.d_hg  # feature-major already
             self._flush()
 
-    def add_steps(self, d_xg: Array, d_hg: Array) -> None:
-        """Take every step's gradients at once, (T, B, G*H) each (``d_hg`` ignored for a cell
-        with ``sums_projections``), a chunk of rows at a time (no copies: views of them)."""
+    def add_steps(self, d_xg: Array, d_hg: Array | None, d_xg_t=None, d_hg_t=None) -> None:
+        """Take every step's gradients at once, as one chunk: ``d_xg`` (T, B, G*H) for d x,
+        ``d_hg`` likewise (ignored for a cell with ``sums_projections``) and, where a caller has
+        them, the same values feature-major, ``d_xg_t`` and ``d_hg_t`` (G*H, T, B), for the
+        weight gradients (then ``d_hg`` may be None). Views, no copies."""
         T, B = self.x.shape[:2]
-        for start in reversed(range(0, T, self.steps)):
-            self.start, self.end = start, min(T, start + self.steps)
-            rows = (self.end - start) * B
-            self.d_xg = d_xg[start : self.end].reshape(rows, -1)
-            self.d_hg = self.d_xg if self.shared else d_hg[start : self.end].reshape(rows, -1)
-            self._flush()
+        self.start, self.end, rows = 0, T, T * B
+        self.d_xg = d_xg.reshape(rows, -1)
+        self.w_xg = self.d_xg if d_xg_t is None else d_xg_t.reshape(-1, rows).T
+        if self.shared:
+            self.d_hg, self.w_hg = self.d_xg, self.w_xg
+        else:
+            self.d_hg = None if d_hg is None else d_hg.reshape(rows, -1)
+            self.w_hg = self.d_hg if d_hg_t is None else d_hg_t.reshape(-1, rows).T
+        self._flush()
 
     def _flush(self) -> None:
         ops, p, B = self.ops, self.p, self.B
-        start, end, d_xg, d_hg = self.start, self.end, self.d_xg, self.d_hg
+        start, end, d_xg, w_xg, w_hg = self.start, self.end, self.d_xg, self.w_xg, self.w_hg
         rows = (end - start) * B
         if self.d_x is not None:
             ops.matmul(d_xg, p["weight_ih"], out=self.d_x[start:end].reshape(rows, -1))
+        x = self.x[start:end]  # one-hot ids scatter rows of d xg: theirs stay row-major
         self.grads["weight_ih"] = ops.project_grad(
-            self.x[start:end], d_xg, self.grads.get("weight_ih")
+            x, d_xg if isinstance(x, OneHotIds) else w_xg, self.grads.get("weight_ih")
         )
-        # h<t-1> is out<t-1>, and the initial state at t = 0
+        # h<t-1> is out<t-1>, and the initial state at t = 0: one product over the chunk's rows
         if start > 0:
-            h_prev = self._read(self.out[start - 1 : end - 1]).reshape(rows, -1)
-            self._add("weight_hh", ops.matmul(d_hg.T, h_prev))
+            h_prev = self.out[start - 1 : end - 1]
         else:
-            self._add("weight_hh", ops.matmul(d_hg[:B].T, self._read(self.h0)))
-            if end > 1:
-                h_prev = self._read(self.out[: end - 1]).reshape(rows - B, -1)
-                self._add("weight_hh", ops.matmul(d_hg[B:].T, h_prev))
-        d_b_ih = ops.sum_leading(d_xg)
+            h_prev = ops.xp.concatenate((self.h0[None], self.out[: end - 1]), axis=0)
+        self._add("weight_hh", ops.matmul(w_hg.T, self._read(h_prev).reshape(rows, -1)))
+        d_b_ih = ops.sum_leading(w_xg)
         self._add("bias_ih", d_b_ih)
-        self._add("bias_hh", ops.copy(d_b_ih) if self.shared else ops.sum_leading(d_hg))
-        self.d_xg = self.d_hg = None
+        self._add("bias_hh", ops.copy(d_b_ih) if self.shared else ops.sum_leading(w_hg))
+        self.d_xg = self.d_hg = self.w_xg = self.w_hg = None
         self.end = start
 
     def _read(self, h: Array) -> Array:

@@ -277,7 +277,8 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
     ``(d_state0, grads, kept)``: d_out (T, B, P); d_state the final state's gradient; steps the
     forward scan's caches; w W_hh or its transpose packed; grads zeros of the cell's own
     parameters, which its step_backward accumulates; the rest as in the forward scan. kept
-    holds every step's d xg (and d hg unless the cell ``sums_projections``, and B3p's d h<t>).
+    holds every step's d xg, (T, B, G*H), and again feature-major as d_xg_t, (G*H, T, B); d_hg_t
+    likewise unless the cell ``sums_projections``; and B3p's d h<t>.
     """
 
     def backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads):
@@ -325,6 +326,11 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
             return (_with_rows(d_prev, batch), g), kept
 
         (d_state0, grads), kept = scan(step, (d_state, grads), xs, reverse=True)
+        # B1's weight gradients read d xg^T and d hg^T: they get them feature-major, (G*H, T, B),
+        # where their products run fastest (a copy that the flip back fuses into); d x reads d xg
+        kept["d_xg_t"] = kept["d_xg"].permute(2, 0, 1).contiguous()
+        if not summed:
+            kept["d_hg_t"] = kept.pop("d_hg").permute(2, 0, 1).contiguous()
         return d_state0, grads, kept
 
     return backward
@@ -460,7 +466,7 @@ class ScanLoop:
         weights = bptt.WeightGradients(
             ops, p, saved.x, saved.out, saved.state0[0], cell.sums_projections, saved.hidden
         )
-        weights.add_steps(kept["d_xg"], kept.get("d_hg"))
+        weights.add_steps(kept["d_xg"], None, kept["d_xg_t"], kept.get("d_hg_t"))
         grads = {**extra, **weights.result()}
         if "d_proj" in kept:  # B3p. d W_hr = sum_t d h<t>^T h~<t>
             P, H = p["weight_hr"].shape
