@@ -92,25 +92,27 @@ def plain_autograd_loop(x, h, c, w_ih, w_hh, b_ih, b_hh, step=lstm_step):
 def products_alone(x, h0, weights, loop):
     """The matrix products of one LSTM layer forward and backward, as the compiled path runs
     them and nothing else: F1 (x W_ih^T), every step's h W_hh^T and d hg W_hh (on packed oneDNN
-    weights where ``loop.packs``, packing included), and B1 (d W_ih, d W_hh, d x). No path that
-    calls a library product per step can be faster than this."""
+    weights where ``loop.packs``, packing included), and B1 (d W_ih, d W_hh from d xg^T stored
+    feature-major, d x), through the backend's own matmul. No path that calls a library product
+    per step can be faster than this."""
     T, B, _ = x.shape
     w_ih, w_hh = weights["weight_ih_l0"].detach(), weights["weight_hh_l0"].detach()
     G, H = w_hh.shape
     xs, h = x.detach().reshape(T * B, -1), h0[0].detach()
     hs = torch.randn(T * B, H, device=x.device)
     dgs = torch.randn(T * B, G, device=x.device)
-    packed = loop.packs(H)
+    dgs_t = dgs.T.contiguous()  # as the backward package leaves d xg for the weight gradients
+    packed, ops = loop.packs(H), loop.ops
 
     def products():
         fwd = _scan.pack(w_hh, B) if packed else w_hh.T
         bwd = _scan.pack(w_hh.T, B) if packed else w_hh
         step = _scan.packed_linear if packed else torch.mm
-        xs @ w_ih.T  # F1
+        ops.project(xs, w_ih)  # F1
         for t in range(T):
             step(h, fwd)  # F2
             step(dgs[t * B : (t + 1) * B], bwd)  # B2
-        return dgs.T @ xs, dgs.T @ hs, dgs @ w_ih  # B1
+        return ops.matmul(dgs_t, xs), ops.matmul(dgs_t, hs), ops.matmul(dgs, w_ih)  # B1
 
     return products
 
