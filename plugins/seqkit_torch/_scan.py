@@ -160,8 +160,14 @@ _PACK_MIN_HIDDEN = 192
 
 
 def pack(w: torch.Tensor, batch: int) -> torch.Tensor:
-    """``w`` (N, K) reordered for oneDNN products ``x @ w^T`` with x of ``batch`` rows."""
-    return torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), batch)
+    """``w`` (N, K) reordered for oneDNN products ``x @ w^T`` with x of ``batch`` rows.
+
+    A transposed ``w`` (``W_hh^T`` for B2) is reordered as it is: oneDNN reads either layout, and
+    a row-major copy first cost 0.3 ms of 0.8 at H = 256."""
+    w = w.detach()
+    if not (w.is_contiguous() or w.mT.is_contiguous()):
+        w = w.contiguous()
+    return torch.ops.mkldnn._reorder_linear_weight(w, batch)
 
 
 # --- the two scans, traced and compiled -----------------------------------------------------
