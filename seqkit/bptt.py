@@ -29,7 +29,8 @@ Backward, from t = T-1 down to 0, given d out<t> and d s<T-1> (the final state's
 
 The sums over t in B1 and B2 are not taken step by step: every ``_CHUNK_ROWS`` rows of steps x
 batch become one product each (:class:`WeightGradients`), so the weight gradients cost a few big
-products whatever T is, and only one chunk of step gradients is alive at a time.
+products whatever T is, and only one chunk of step gradients is alive at a time (a loop that
+hands over every step at once, as the torch backend's compiled one does, makes one chunk).
 
 Every per-step array is feature-major (:func:`_feature_major`): a ``(B, G*H)`` step is stored as
 ``G*H`` runs of ``B`` numbers, so each gate block is contiguous and the per-step products read and
@@ -425,6 +426,7 @@ class WeightGradients:
         self.d_xg = self.d_hg = None
         # the weight gradients' operands: the same values, feature-major when a caller has them so
         self.w_xg = self.w_hg = None
+        self.every_step = False  # whether one chunk holds every step (add_steps)
 
     def add_step(self, t: int, d_xg: Array, d_hg: Array) -> None:
         """Take step t's gradients; steps arrive from T-1 down to 0."""
@@ -449,6 +451,7 @@ class WeightGradients:
         weight gradients (then ``d_hg`` may be None). Views, no copies."""
         T, B = self.x.shape[:2]
         self.start, self.end, rows = 0, T, T * B
+        self.every_step = True
         self.d_xg = d_xg.reshape(rows, -1)
         self.w_xg = self.d_xg if d_xg_t is None else d_xg_t.reshape(-1, rows).T
         if self.shared:
@@ -468,12 +471,21 @@ class WeightGradients:
         self.grads["weight_ih"] = ops.project_grad(
             x, d_xg if isinstance(x, OneHotIds) else w_xg, self.grads.get("weight_ih")
         )
-        # h<t-1> is out<t-1>, and the initial state at t = 0: one product over the chunk's rows
+        # h<t-1> is out<t-1>, and the initial state at t = 0
         if start > 0:
-            h_prev = self.out[start - 1 : end - 1]
-        else:
+            h_prev = self._read(self.out[start - 1 : end - 1]).reshape(rows, -1)
+            self._add("weight_hh", ops.matmul(w_hg.T, h_prev))
+        elif self.every_step:
+            # one product over h0 joined to out beats two (0.4 ms at T = 64, B = 32, H = 256 on
+            # the torch backend, whose oneDNN products want w_hg^T whole); a copy of the rows,
+            # which a streaming chunk does without to keep its peak memory down
             h_prev = ops.xp.concatenate((self.h0[None], self.out[: end - 1]), axis=0)
-        self._add("weight_hh", ops.matmul(w_hg.T, self._read(h_prev).reshape(rows, -1)))
+            self._add("weight_hh", ops.matmul(w_hg.T, self._read(h_prev).reshape(rows, -1)))
+        else:
+            self._add("weight_hh", ops.matmul(w_hg[:B].T, self._read(self.h0)))
+            if end > 1:
+                h_prev = self._read(self.out[: end - 1]).reshape(rows - B, -1)
+                self._add("weight_hh", ops.matmul(w_hg[B:].T, h_prev))
         d_b_ih = ops.sum_leading(w_xg)
         self._add("bias_ih", d_b_ih)
         self._add("bias_hh", ops.copy(d_b_ih) if self.shared else ops.sum_leading(w_hg))
