@@ -10,7 +10,8 @@ Memory is NumPy's own bookkeeping (``tracemalloc`` sees every array NumPy alloca
 one forward+backward above what was allocated before it (inputs, parameters), against the
 activations BPTT must keep, ``T*B*(G+2)*H`` numbers for the LSTM (G = 4 gates, c and h).
 
-Benchmark-only dependencies: torch (CPU) and threadpoolctl (to read and set the BLAS threads).
+Benchmark-only dependencies, the ``bench`` extra (``pip install -e '.[bench]'``): torch (CPU)
+and threadpoolctl (to read and set the BLAS threads).
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ PAUSE = 0.3  # seconds between timed runs (see best_of)
 
 def blas_threads(requested: int | None) -> int:
     """Set (when requested) and return the number of threads NumPy's BLAS uses."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        raise SystemExit(
+            "bench_numpy.py needs threadpoolctl (it reads and sets the BLAS threads); "
+            "install the bench extra: pip install -e '.[bench]'"
+        ) from None
 
     if requested is not None:
         threadpool_limits(limits=requested, user_api="blas")
