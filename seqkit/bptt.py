@@ -410,7 +410,8 @@ class WeightGradients:
     For a cell with ``sums_projections`` d hg is d xg, and only d xg is kept. Only one chunk of
     step gradients is alive at a time, whatever T is. Under recurrent dropout (F2r) the product
     read ``h * hidden``, and so does d W_hh. The weight gradients' left operand is ``d xg^T``: a
-    feature-major chunk makes it row-major, the layout every product library runs fastest.
+    feature-major chunk makes it row-major, which the torch backend's oneDNN products need (MKL
+    and NumPy's BLAS take either layout).
     """
 
     def __init__(
