@@ -181,6 +181,10 @@ def main() -> None:
         help="also time the matrix products alone, each in a loop of its own",
     )
     args = parser.parse_args()
+    for name in ("repeat", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1 (got {value})")
 
     threads = blas_threads(args.threads)
     torch = None

@@ -270,6 +270,10 @@ def main():
     )
     parser.add_argument("--skip-generic", action="store_true", help="only the fused path")
     args = parser.parse_args()
+    for name in ("repeat", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1 (got {value})")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
