@@ -231,6 +231,37 @@ def test_generic_path_equals_fused_path(cell):
         torch.testing.assert_close(g1[k], g2[k], rtol=1e-10, atol=1e-12, msg=k)
 
 
+@pytest.mark.parametrize("backward", [True, False])
+@pytest.mark.parametrize(
+    "options, with_lengths",
+    [({}, False), ({}, True), ({"num_layers": 2}, False), ({"bidirectional": True}, False)],
+)
+def test_a_generic_stack_is_freed_without_the_cycle_collector(options, with_lengths, backward):
+    """The stack's tensors go when their last reference goes. The autograd node's context keeps
+    the cache; the cache must not keep the output that points back at the node, or every call's
+    activations wait for Python's cycle collector (tens of MB a call at benchmark sizes)."""
+    import gc
+    import weakref
+
+    layer = seqkit.Recurrent("lstm", 3, 4, **options)
+    be = torch64(path="generic")
+    params = be.init_params(layer, seed=0)
+    data = make_batch(layer, 5, 2, seed=1, with_lengths=with_lengths)
+    gc.collect()
+    gc.disable()
+    try:
+        out, final, cache = be.recurrent_forward(
+            layer, params, data.x, data.initial_state, data.lengths
+        )
+        if backward:
+            be.recurrent_backward(layer, cache, data.d_out, data.d_final)
+        gone = [weakref.ref(out), *(weakref.ref(part) for part in parts(final))]
+        del out, final, cache
+        assert [ref() is None for ref in gone] == [True] * len(gone)
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru_simple"])
 def test_inside_a_model_graph_params_get_their_grads(cell):
     """A model passes leaf parameters and calls loss.backward(): nothing is detached."""

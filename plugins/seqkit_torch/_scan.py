@@ -54,7 +54,7 @@ import torch.utils._pytree as pytree
 
 from seqkit import bptt
 from seqkit.cells import Cell
-from seqkit_torch import _packages
+from seqkit_torch import _malloc, _packages
 from seqkit_torch.ops import TorchOps
 
 __all__ = ["CompileStats", "Graphed", "PureOps", "ScanLoop", "packed_linear", "scan_loop"]
@@ -368,6 +368,8 @@ class ScanLoop:
         self.stats = CompileStats()
         #: on a GPU the loops are captured as CUDA graphs (one per shape) instead of compiled
         self.captures = _captures(ops)
+        if ops.device.type == "cpu":
+            _malloc.keep_freed_memory()  # its packages' outputs, allocated on every call
         self._pool = None
         #: the compiled scans by (direction, packed, *key of their inputs' signature), loaded
         #: or compiled on first use (a process that never runs more than one step at a time
