@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 
 import attrs
@@ -57,19 +58,21 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def race(fns: dict, repeat: int, device) -> dict:
-    """Best time of each function, run round-robin so that load from elsewhere hits all alike."""
+def race(fns: dict, repeat: int, device) -> tuple[dict, dict]:
+    """Best and median time of each function, run round-robin so that load from elsewhere hits
+    all alike."""
     for fn in fns.values():
         fn()  # warm-up: allocator, cuDNN plans, first-call dispatch
     sync(device)
-    best = dict.fromkeys(fns, float("inf"))
+    times = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             sync(device)
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+            times[name].append(time.perf_counter() - t0)
+    best = {name: min(t) for name, t in times.items()}
+    return best, {name: statistics.median(t) for name, t in times.items()}
 
 
 def lstm_step(z, c):
@@ -197,9 +200,12 @@ def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
             naive=naive,
             products=products_alone(x, h0, weights, loop),
         )
-    t = race(cases, repeat, device)
+    t, median = race(cases, repeat, device)
     shape = f"(T, B, I, H) = ({T}, {B}, {I}, {H})"
-    print(f"{shape}  torch.nn.LSTM                  {t['direct'] * 1e3:9.2f} ms")
+    print(
+        f"{shape}  torch.nn.LSTM                  {t['direct'] * 1e3:9.2f} ms"
+        f"   (median {median['direct'] * 1e3:.2f} ms)"
+    )
     ratio = t["fused"] / t["direct"]
     ok = "ok" if ratio <= FLOOR else f"ABOVE the {FLOOR}x floor"
     path = be.layer_path(fused_layer)
@@ -216,7 +222,9 @@ def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
         f"{shape}  seqkit 'lstm_custom', path {compiled.layer_path(custom_layer)!r}"
         f" {t['compiled'] * 1e3:9.2f} ms   ratio {ratio:5.2f}x ({ok}); first call "
         f"{first['compiled']:.1f} s, {stats.graphs} packages ({stats.cached} from the store) "
-        f"in {stats.seconds:.1f} s so far" + ("" if stats.error is None else f"; {stats.error}")
+        f"in {stats.seconds:.1f} s so far; median {median['compiled'] * 1e3:.2f} ms, ratio "
+        f"{median['compiled'] / median['direct']:.2f}x"
+        + ("" if stats.error is None else f"; {stats.error}")
     )
     if "compiled_graph" in t:
         print(
@@ -282,7 +290,7 @@ def main():
     print(
         f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''}, "
         f"{os.cpu_count()} CPUs; torch {torch.__version__}, {threads} threads "
-        f"(same for every case); float32; best of {args.repeat}"
+        f"(same for every case); float32; best of {args.repeat} (and the median where shown)"
     )
     if device.type == "cuda":
         print(

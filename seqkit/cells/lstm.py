@@ -37,13 +37,13 @@ class LSTM(Cell):
         H = c_prev.shape[1]  # h<t-1> is (B, P) under a projection; c<t-1> is always (B, H)
         # 1. pre-activations, in xg's memory where the backend allows
         z = ops.add(xg, hg, inplace=True)
-        # 2. gates. tanh(g) = 2 sigmoid(2g) - 1, so one sigmoid pass (one exp) serves all four
-        #    blocks: a pass over 4H costs less than two passes over 3H and H. s keeps sigmoid(2g)
-        #    in its g block, on every backend; g itself is a new array.
-        g2 = ops.mul(z[:, 2 * H : 3 * H], 2.0, inplace=True)
-        s = ops.sigmoid(ops.concat((z[:, : 2 * H], g2, z[:, 3 * H :]), inplace=True), inplace=True)
-        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
-        g = ops.sub(ops.mul(s[:, 2 * H : 3 * H], 2.0), 1.0, inplace=True)
+        # 2. gates, each in its own block of z where the backend allows (i and f in one pass).
+        #    No concatenation: a compiled step fuses every array below into one loop, where a
+        #    joined gate array is a buffer of its own (docs/reference/performance.rst)
+        i_f = ops.sigmoid(z[:, : 2 * H], inplace=True)
+        i, f = i_f[:, :H], i_f[:, H:]
+        g = ops.tanh(z[:, 2 * H : 3 * H], inplace=True)
+        o = ops.sigmoid(z[:, 3 * H :], inplace=True)
         # 3. c<t> = f * c<t-1> + i * g
         c = ops.add(f * c_prev, i * g, inplace=True)
         # 4. h<t> = o * tanh(c<t>)
@@ -51,34 +51,21 @@ class LSTM(Cell):
         h = o * tanh_c
         # the cache holds c<t-1> (the previous step's c<t>: no extra memory) and tanh(c<t>),
         # which the backward needs twice and would otherwise recompute
-        return (h, c), (s, g, c_prev, tanh_c)
+        return (h, c), (i, f, g, o, c_prev, tanh_c)
 
     def step_backward(self, ops, d_state, cache, params, grads):
         d_h, d_c = d_state
-        s, g, c_prev, tanh_c = cache
-        H = d_h.shape[1]
-        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
-        # undo 2 first: sigmoid' = s (1 - s), and for the candidate g = 2 sigmoid(2a) - 1, so
-        # tanh'(a) = 1 - g^2 = 4 s_g (1 - s_g) with s_g = sigmoid(2a) (the 4 joins below). The
-        # output gate keeps its factor 1 - o: the o of s (1 - s) comes in with w below.
-        one_minus_s = 1.0 - s
-        d_ifg = ops.mul(one_minus_s[:, : 3 * H], s[:, : 3 * H], inplace=True)
-        d_i, d_f, d_g = d_ifg[:, :H], d_ifg[:, H : 2 * H], d_ifg[:, 2 * H :]
-        d_o = one_minus_s[:, 3 * H :]
-        # undo 4: h = o * tanh(c), with u = d_h * o and w = u * tanh(c):
-        #   d o_pre = d_h tanh(c) o (1 - o) = w (1 - o)
-        #   d c = d_c + d_h o (1 - tanh(c)^2) = d_c + u - w tanh(c)
-        u = d_h * o
-        w = u * tanh_c
-        d_o = ops.mul(d_o, w, inplace=True)
-        w = ops.mul(w, tanh_c, inplace=True)
-        d_c = ops.add(ops.sub(u, w, inplace=True), d_c, inplace=True)
-        # undo 3: c = f * c_prev + i * g
-        d_i = ops.mul(ops.mul(d_i, g, inplace=True), d_c, inplace=True)
-        d_f = ops.mul(ops.mul(d_f, c_prev, inplace=True), d_c, inplace=True)
-        d_g = ops.mul(ops.mul(ops.mul(d_g, i, inplace=True), d_c, inplace=True), 4.0, inplace=True)
+        i, f, g, o, c_prev, tanh_c = cache
+        # undo 4: h = o * tanh(c):  d o = d_h tanh(c),  d c += d_h o (1 - tanh(c)^2)
+        d_o = d_h * tanh_c
+        d_c = ops.add(ops.mul(d_h * o, 1.0 - tanh_c * tanh_c, inplace=True), d_c, inplace=True)
+        # undo 3: c = f * c<t-1> + i * g
         d_c_prev = d_c * f
-        # undo 1: h<t-1> reaches the step only through hg; on NumPy the four blocks are still
-        # d_s's memory, so the concatenation copies nothing
-        d_z = ops.concat((d_i, d_f, d_g, d_o), inplace=True)
+        # undo 2: sigmoid' = s (1 - s), tanh' = 1 - t^2
+        d_i = ops.mul(d_c * g, i * (1.0 - i), inplace=True)
+        d_f = ops.mul(d_c * c_prev, f * (1.0 - f), inplace=True)
+        d_g = ops.mul(d_c * i, 1.0 - g * g, inplace=True)
+        d_o = ops.mul(d_o, o * (1.0 - o), inplace=True)
+        # undo 1: z = xg + hg sends d_z to both; h<t-1> reaches the step only through hg
+        d_z = ops.concat((d_i, d_f, d_g, d_o))
         return d_z, d_z, (None, d_c_prev)
