@@ -61,8 +61,8 @@ def _without(cache: bptt.RecurrentCache, out) -> bptt.RecurrentCache:
     ctx keeps the cache, and the tensor that the function returns gets ctx's node as its
     ``grad_fn``: the tensor itself in the cache would make a reference cycle (node -> ctx ->
     cache -> out -> node), which only Python's cycle collector frees. Every call's caches then
-    lived until a collection, tens of MB each, and the allocator handed their memory back to
-    the system and faulted it in again (900-5,000 page faults a call at bench_torch --small).
+    lived until a collection, tens of MB each (a loop of calls at bench_torch --small swung
+    between 540 and 750 MB resident; 318 MB flat without the cycle).
     """
     for directions in cache.dirs:
         for k, saved in enumerate(directions):
