@@ -58,21 +58,41 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def race(fns: dict, repeat: int, device) -> tuple[dict, dict]:
+def race(fns: dict, repeat: int, device) -> tuple[dict, dict, dict]:
     """Best and median time of each function, run round-robin so that load from elsewhere hits
-    all alike."""
+    all alike, and its median count of minor page faults a call (memory the process gave back
+    and touched again; empty where ``resource`` is missing)."""
     for fn in fns.values():
         fn()  # warm-up: allocator, cuDNN plans, first-call dispatch
     sync(device)
     times = {name: [] for name in fns}
+    faults = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
+            before = minor_faults()
             t0 = time.perf_counter()
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t0)
+            if before is not None:
+                faults[name].append(minor_faults() - before)
     best = {name: min(t) for name, t in times.items()}
-    return best, {name: statistics.median(t) for name, t in times.items()}
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return best, median, {name: statistics.median(f) for name, f in faults.items() if f}
+
+
+def per_call(faults: dict, name: str) -> str:
+    """``faults``' median for ``name`` as text for a result line (empty where not counted)."""
+    return f", {faults[name]:.0f} page faults a call" if name in faults else ""
+
+
+def minor_faults() -> int | None:
+    """This process's minor page faults so far (None without the ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def lstm_step(z, c):
@@ -200,11 +220,11 @@ def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
             naive=naive,
             products=products_alone(x, h0, weights, loop),
         )
-    t, median = race(cases, repeat, device)
+    t, median, faults = race(cases, repeat, device)
     shape = f"(T, B, I, H) = ({T}, {B}, {I}, {H})"
     print(
         f"{shape}  torch.nn.LSTM                  {t['direct'] * 1e3:9.2f} ms"
-        f"   (median {median['direct'] * 1e3:.2f} ms)"
+        f"   (median {median['direct'] * 1e3:.2f} ms{per_call(faults, 'direct')})"
     )
     ratio = t["fused"] / t["direct"]
     ok = "ok" if ratio <= FLOOR else f"ABOVE the {FLOOR}x floor"
@@ -223,7 +243,7 @@ def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
         f" {t['compiled'] * 1e3:9.2f} ms   ratio {ratio:5.2f}x ({ok}); first call "
         f"{first['compiled']:.1f} s, {stats.graphs} packages ({stats.cached} from the store) "
         f"in {stats.seconds:.1f} s so far; median {median['compiled'] * 1e3:.2f} ms, ratio "
-        f"{median['compiled'] / median['direct']:.2f}x"
+        f"{median['compiled'] / median['direct']:.2f}x{per_call(faults, 'compiled')}"
         + ("" if stats.error is None else f"; {stats.error}")
     )
     if "compiled_graph" in t:
