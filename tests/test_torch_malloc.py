@@ -115,7 +115,7 @@ _PATTERN = textwrap.dedent(
     start = libc.mallinfo2()
     blocks = [libc.malloc(16 << 20) for _ in range(8)]  # a compiled call's outputs, 128 MB
     peak = libc.mallinfo2()
-    for block in reversed(blocks):  # freed at the call's end, the top of the heap last
+    for block in reversed(blocks):  # freed at the call's end, the last allocated first
         libc.free(block)
     end = libc.mallinfo2()
     print(_malloc._tuned, peak.hblkhd - start.hblkhd, peak.arena - start.arena, peak.arena - end.arena)
