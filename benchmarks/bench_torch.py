@@ -30,7 +30,7 @@ import time
 
 import attrs
 import torch
-from seqkit_torch import TorchBackend, _scan
+from seqkit_torch import TorchBackend, _malloc, _scan
 
 import seqkit
 from seqkit.cells import LSTM
@@ -58,10 +58,12 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def race(fns: dict, repeat: int, device) -> tuple[dict, dict, dict]:
+def race(fns: dict, repeat: int, device) -> tuple[dict, dict, dict, dict]:
     """Best and median time of each function, run round-robin so that load from elsewhere hits
-    all alike, and its median count of minor page faults a call (memory the process gave back
-    and touched again; empty where ``resource`` is missing)."""
+    all alike; its median count of minor page faults a call (memory the process gave back and
+    touched again; empty where ``resource`` is missing); and the median, over the rounds, of its
+    time over the first function's in the same round (a ratio of neighbours in time, which a
+    machine's load drifting from round to round moves less than a ratio of bests)."""
     for fn in fns.values():
         fn()  # warm-up: allocator, cuDNN plans, first-call dispatch
     sync(device)
@@ -78,7 +80,13 @@ def race(fns: dict, repeat: int, device) -> tuple[dict, dict, dict]:
                 faults[name].append(minor_faults() - before)
     best = {name: min(t) for name, t in times.items()}
     median = {name: statistics.median(t) for name, t in times.items()}
-    return best, median, {name: statistics.median(f) for name, f in faults.items() if f}
+    first = times[next(iter(fns))]
+    paired = {
+        name: statistics.median(mine / theirs for mine, theirs in zip(t, first))
+        for name, t in times.items()
+    }
+    faults = {name: statistics.median(f) for name, f in faults.items() if f}
+    return best, median, faults, paired
 
 
 def per_call(faults: dict, name: str) -> str:
@@ -220,7 +228,7 @@ def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
             naive=naive,
             products=products_alone(x, h0, weights, loop),
         )
-    t, median, faults = race(cases, repeat, device)
+    t, median, faults, paired = race(cases, repeat, device)
     shape = f"(T, B, I, H) = ({T}, {B}, {I}, {H})"
     print(
         f"{shape}  torch.nn.LSTM                  {t['direct'] * 1e3:9.2f} ms"
@@ -231,7 +239,7 @@ def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
     path = be.layer_path(fused_layer)
     print(
         f"{shape}  seqkit 'lstm', path {path!r}     {t['fused'] * 1e3:9.2f} ms"
-        f"   ratio {ratio:5.2f}x ({ok})"
+        f"   ratio {ratio:5.2f}x ({ok}); round by round {paired['fused']:.2f}x"
     )
     if skip_generic:
         return
@@ -243,8 +251,8 @@ def run(T, B, I, H, device, repeat, skip_generic, warm_up=False):
         f" {t['compiled'] * 1e3:9.2f} ms   ratio {ratio:5.2f}x ({ok}); first call "
         f"{first['compiled']:.1f} s, {stats.graphs} packages ({stats.cached} from the store) "
         f"in {stats.seconds:.1f} s so far; median {median['compiled'] * 1e3:.2f} ms, ratio "
-        f"{median['compiled'] / median['direct']:.2f}x{per_call(faults, 'compiled')}"
-        + ("" if stats.error is None else f"; {stats.error}")
+        f"{median['compiled'] / median['direct']:.2f}x; round by round {paired['compiled']:.2f}x"
+        f"{per_call(faults, 'compiled')}" + ("" if stats.error is None else f"; {stats.error}")
     )
     if "compiled_graph" in t:
         print(
@@ -312,6 +320,8 @@ def main():
         f"{os.cpu_count()} CPUs; torch {torch.__version__}, {threads} threads "
         f"(same for every case); float32; best of {args.repeat} (and the median where shown)"
     )
+    if device.type == "cpu":
+        print(f"malloc: {_malloc.describe()}")
     if device.type == "cuda":
         print(
             f"device: {torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()}"

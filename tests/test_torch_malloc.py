@@ -84,6 +84,32 @@ def test_a_bad_switch_names_the_variable_and_the_choices(fresh, value):
     assert "0" in message and "1" in message
 
 
+@pytest.mark.parametrize(
+    "environ, words",
+    [
+        ({}, "seqkit's thresholds"),
+        ({"SEQKIT_TUNE_MALLOC": "1"}, "seqkit's thresholds"),
+        ({"SEQKIT_TUNE_MALLOC": "0"}, "left alone (SEQKIT_TUNE_MALLOC=0)"),
+        ({"SEQKIT_TUNE_MALLOC": "yes"}, "SEQKIT_TUNE_MALLOC='yes' is neither 0 nor 1"),
+        ({"MALLOC_ARENA_MAX": "2"}, "as the environment sets it"),
+        ({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=1000"}, "as the environment sets it"),
+        ({"LD_PRELOAD": "/usr/lib/libtcmalloc_minimal.so.4"}, "tcmalloc (preloaded)"),
+        ({"LD_PRELOAD": "libjemalloc.so.2", "SEQKIT_TUNE_MALLOC": "1"}, "jemalloc (preloaded)"),
+    ],
+)
+def test_describe_names_the_allocator_and_who_set_it(monkeypatch, environ, words):
+    monkeypatch.setattr(_malloc.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(_malloc.platform, "system", lambda: "Linux")
+    text = _malloc.describe(environ)
+    assert words in text
+    assert ("glibc 2.36" in text) == ("preloaded" not in text)
+
+
+def test_describe_another_c_library(monkeypatch):
+    monkeypatch.setattr(_malloc.platform, "libc_ver", lambda: ("musl", "1.2"))
+    assert "not glibc" in _malloc.describe({})
+
+
 def test_a_refused_value_reports_false(fresh):
     assert _malloc.keep_freed_memory({}, FakeLibc(result=0)) is False
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 from seqkit.errors import ConfigError
 
-__all__ = ["ENV", "keep_freed_memory"]
+__all__ = ["ENV", "describe", "keep_freed_memory"]
 
 #: The environment variable that turns the tuning off (``0``) or on (``1``, the default).
 ENV = "SEQKIT_TUNE_MALLOC"
@@ -79,6 +79,30 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None, libc=None) -> bo
             and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
         )
     return _tuned
+
+
+def describe(environ: Mapping[str, str] | None = None) -> str:
+    """Which malloc serves this process and who set it, in words (for benchmark reports: the
+    compiled path's fixed cost per step is largely malloc's, docs/reference/performance.rst)."""
+    environ = os.environ if environ is None else environ
+    preload = environ.get("LD_PRELOAD", "")
+    for name in _OTHER_ALLOCATORS:
+        if name in preload:
+            return f"{name} (preloaded)"
+    if not _is_glibc():
+        return "the C library's own (not glibc; seqkit leaves it alone)"
+    glibc = f"glibc {platform.libc_ver()[1]}"
+    value = environ.get(ENV, "").strip()
+    if value not in ("", "0", "1"):
+        return f"{glibc} ({ENV}={value!r} is neither 0 nor 1)"
+    if value == "0":
+        return f"{glibc}, left alone ({ENV}=0)"
+    if _wanted(environ):
+        return (
+            f"{glibc}, seqkit's thresholds once a compiled loop is built "
+            f"(mmap {MMAP_THRESHOLD >> 20} MB, trim {TRIM_THRESHOLD >> 20} MB)"
+        )
+    return f"{glibc}, as the environment sets it"
 
 
 def _wanted(environ: Mapping[str, str]) -> bool:
