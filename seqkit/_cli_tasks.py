@@ -72,6 +72,12 @@ def check_out_path(path: str | os.PathLike | None, option: str = "--out") -> Non
     parent = target.parent
     if target.is_dir():
         raise click.BadParameter(f"{str(path)!r} is a directory", param_hint=f"'{option}'")
+    if target.exists() and not target.is_file():
+        raise click.BadParameter(
+            f"{str(path)!r} exists and is not a regular file (a device, pipe or socket); "
+            "give a file's path",
+            param_hint=f"'{option}'",
+        )
     if not parent.is_dir():
         raise click.BadParameter(
             f"the directory of {str(path)!r} ({str(parent)!r}) does not exist",
@@ -82,6 +88,22 @@ def check_out_path(path: str | os.PathLike | None, option: str = "--out") -> Non
             f"cannot write {str(path)!r}: the directory {str(parent)!r} is not writable",
             param_hint=f"'{option}'",
         )
+
+
+def check_distinct(paths: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse, before any work, two options that name one file (``--out`` the training FILE,
+    ``--plot`` the model): the second write would destroy the first file."""
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise click.BadParameter(
+                f"{str(path)!r} is also {seen[key]}; writing it would destroy that file",
+                param_hint=f"'{option}'",
+            )
+        seen[key] = f"{option} {str(path)!r}" if option != "FILE" else "the training FILE"
 
 
 def read_lines(path: str) -> list[str]:

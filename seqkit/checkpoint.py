@@ -38,12 +38,13 @@ import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 import numpy as np
 from numpy.lib import format as npy_format
 
-from seqkit._schema import Int, List, Nullable, Object, SchemaError, Type
+from seqkit._schema import Int, List, Nullable, Object, SchemaError, Text, Type
 from seqkit.errors import SeqkitError
 
 __all__ = [
@@ -164,21 +165,48 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
                 f"(got dtype {value.dtype})"
             )
     text = json.dumps(meta)
+    return write_atomically(
+        path, lambda fh: np.savez(fh, **{_META: np.array(text)}, **arrays), "checkpoint"
+    )
+
+
+def write_atomically(
+    path: str | os.PathLike, write: Callable[[BinaryIO], object], what: str, error=CheckpointError
+) -> Path:
+    """Write ``path`` whole or not at all: ``write(fh)`` fills a new file beside it, which then
+    replaces it (``os.replace``), so a failure (a full disk, Ctrl-C, a crash) leaves the old
+    file as it was and no partial one. A path that exists and is not a regular file (a device
+    such as ``/dev/null``, a pipe, a socket, a folder) is refused, never replaced.
+
+    Raises:
+        ``error`` (default :class:`CheckpointError`): the file cannot be written; the message
+            names ``what`` and ``path`` and says why.
+    """
+    path = Path(path)
+
+    def fail(reason: str) -> Exception:
+        return error(f"cannot write {what} {path}: {reason}")
+
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        kind = None  # missing (to be created), or reported below when the write fails
+    if kind is not None and not stat.S_ISREG(kind):
+        what_it_is = "a folder" if stat.S_ISDIR(kind) else "a device, pipe or socket"
+        raise fail(f"it exists and is not a regular file ({what_it_is})")
     folder = path.parent
     _remove_stale_partials(path)
-    fd, tmp = _create_temporary(path)
+    fd, tmp = _create_temporary(path, fail)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{_META: np.array(text)}, **arrays)  # type: ignore[arg-type]
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise CheckpointError(
-                f"cannot write checkpoint {path}: {exc.strerror or exc}"
-            ) from None
+            raise fail(exc.strerror or str(exc)) from None
         raise
     _fsync_folder(folder)
     return path
@@ -190,7 +218,7 @@ def _temporary_pattern(path: Path) -> re.Pattern:
     return re.compile(rf"\.{re.escape(path.name)}\.(?:(\d{{1,10}})-)?[a-z0-9_]{{8}}\.tmp")
 
 
-def _create_temporary(path: Path) -> tuple[int, str]:
+def _create_temporary(path: Path, fail) -> tuple[int, str]:
     """A new temporary file beside ``path``: created with mode 0o666 so that the kernel applies
     the umask, or given the mode of the file it will replace."""
     try:
@@ -198,7 +226,7 @@ def _create_temporary(path: Path) -> tuple[int, str]:
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        raise fail(exc.strerror or str(exc)) from None
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
@@ -207,18 +235,15 @@ def _create_temporary(path: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
         except FileNotFoundError:
-            raise CheckpointError(
-                f"cannot write checkpoint {path}: folder {path.parent} does not exist"
-            ) from None
+            raise fail(f"folder {path.parent} does not exist") from None
         except OSError as exc:
-            raise CheckpointError(
-                f"cannot write checkpoint {path}: cannot create a file in folder {path.parent} "
-                f"({exc.strerror or exc})"
+            raise fail(
+                f"cannot create a file in folder {path.parent} ({exc.strerror or exc})"
             ) from None
         if mode is not None:
             os.chmod(tmp, mode)
         return fd, str(tmp)
-    raise CheckpointError(f"cannot write checkpoint {path}: no free temporary name")
+    raise fail("no free temporary name")
 
 
 def _remove_stale_partials(path: Path) -> None:
@@ -363,6 +388,9 @@ def read_checkpoint(
             f"not a readable seqkit checkpoint (truncated or corrupted: {type(exc).__name__}: "
             f"{_one_line(exc)})"
         ) from None
+    for name, array in arrays.items():  # what a diverged run or a crafted file would hold
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise fail(f"array {name!r} holds NaN or infinite values (a diverged or damaged model)")
     params = {n: a for n, a in arrays.items() if not n.startswith(_STATE)}
     state = {n[len(_STATE) :]: a for n, a in arrays.items() if n.startswith(_STATE)}
     return Checkpoint(kind, config, params, extra, meta["version"], state)
@@ -534,7 +562,9 @@ def _call_expected(expected_shapes, kind: str, config: dict, extra: dict, fail):
         return None
     try:
         shapes = expected_shapes(kind, config, extra)
-    except (CheckpointError, ValueError, TypeError, KeyError) as exc:
+    except KeyError as exc:  # a missing entry: say which, not just its bare name
+        raise fail(f"the checkpoint does not describe a {kind}: it has no {exc} entry") from None
+    except (CheckpointError, ValueError, TypeError) as exc:
         raise fail(f"the config does not describe a {kind}: {_one_line(exc)}") from None
     return {name: tuple(int(n) for n in shape) for name, shape in shapes.items()}
 
@@ -615,12 +645,25 @@ _TRAINING = Object(
         "cursor": _COUNT,
         "tokens": _COUNT,
         "options": Object(),
-        "rng": Object(),
+        # numpy's default generator, as ``bit_generator.state`` gives it
+        "rng": Object(
+            {
+                "bit_generator": Text("'PCG64'", choices=("PCG64",)),
+                "state": Object(
+                    {"state": Int(0, (1 << 128) - 1), "inc": Int(0, (1 << 128) - 1)},
+                    required=("state", "inc"),
+                ),
+                "has_uint32": Int(0, 1),
+                "uinteger": Int(0, (1 << 32) - 1),
+            },
+            required=("bit_generator", "state", "has_uint32", "uinteger"),
+        ),
         "losses": List(Nullable(Type("number"))),
         "grad_norms": List(Nullable(Type("number"))),
         "evals": List(List(Type("any"), 2)),  # [step, {metric: value}]
         "dropout_seed": Int(0, 1 << 128),
-        "best": Object(),
+        # early stopping's best evaluation so far
+        "best": Object({"value": Nullable(Type("number")), "step": _COUNT, "wait": _COUNT}),
     }
 )
 EXTRA_SCHEMA = Object(

@@ -18,6 +18,7 @@ import click
 
 from seqkit._cli_tasks import (
     COMMANDS,
+    check_distinct,
     check_out_path,
     check_plot_path,
     data_digest,
@@ -360,9 +361,9 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
 
     check_out_path(out or resume)  # before any work: a run is never lost to a bad path
     check_plot_path(options["plot_path"])
+    check_distinct({"FILE": file, "--out": out or resume, "--plot": options["plot_path"]})
     nproc = options.pop("nproc")
-    if nproc > 1 and from_environment() is None:
-        sys.exit(_launch(nproc, options))
+    launching = nproc > 1 and from_environment() is None
     model = saved = None
     if resume is not None:
         model, saved = _resumed(resume, options)
@@ -380,7 +381,22 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
     run = _run_record(file, corpus, examples)
     if saved is not None:
         _check_same_data(resume, saved["run"], run)
-    _train_and_report(task, examples, out, options, run=run, model=model, every=checkpoint_every)
+    if launching:  # what the checks above and these find, said once, before any process starts
+        _options(options)
+        if options["cell"] is not None:
+            from seqkit._plugins import lookup
+
+            lookup("cell", options["cell"])
+        sys.exit(_launch(nproc, options))
+    # the step --out holds already: the resumed checkpoint's, where the run writes back to it
+    held = model.training_state.step if model is not None and _same_file(out, resume) else None
+    _train_and_report(
+        task, examples, out, options, run=run, model=model, every=checkpoint_every, held=held
+    )
+
+
+def _same_file(a: str, b: str | None) -> bool:
+    return b is not None and os.path.realpath(a) == os.path.realpath(b)
 
 
 def _run_record(file: str | None, corpus: str | None, examples) -> dict:
@@ -482,9 +498,12 @@ def _resumed(path: str, options: dict):
     return model, saved
 
 
-def _train_and_report(task, examples, out, options: dict, *, run=None, model=None, every=None):
+def _train_and_report(
+    task, examples, out, options: dict, *, run=None, model=None, every=None, held=None
+):
     """Limit the lengths, split off dev data, build (or check) the model, fit it with a
-    reporting callback, and write it; returns ``(model, history)``."""
+    reporting callback, and write it; returns ``(model, history)``. ``held`` is the step of
+    the model ``out`` holds before the run (a resumed checkpoint written back to), if any."""
     from seqkit.training import TrainingDiverged
 
     examples, note = limit_length(
@@ -517,7 +536,7 @@ def _train_and_report(task, examples, out, options: dict, *, run=None, model=Non
             )
         _say(main, f"resuming {model!r} at step {model.training_state.step} of {opts.steps}")
     model.metadata = {**model.metadata, **_record(model, options, run, every)}
-    report = _Report(task, out, every, model.training_state.step if model.training_state else None)
+    report = _Report(task, out, every, held)
     tokens_before = model.training_state.history.tokens if model.training_state else 0
     dev = task.fit_data(model, dev_data) if len(dev_data) else None
     try:
@@ -823,6 +842,7 @@ def demo(out, steps, backend, progress):
     """Train a character-level GRU on US surnames, then print ten invented names."""
     from seqkit.tasks import get_task
 
+    check_out_path(out)  # before any work: a run is never lost to a bad path
     task = get_task("lm")
     examples = training_examples(task, None, "surnames", "char")
     ctx = click.get_current_context()

@@ -103,6 +103,13 @@ def find_config_file(start: str | os.PathLike | None = None) -> tuple[Path, dict
                     data = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at byte offset "
+                    f"{exc.start}); TOML files are UTF-8"
+                ) from None
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
             if filename == "seqkit.toml":
                 return path, data
             table = data.get("tool", {}).get("seqkit")

@@ -5,6 +5,7 @@ __all__ = [
     "ShapeError",
     "ConfigError",
     "DataError",
+    "OutputError",
     "PluginError",
     "UnknownNameError",
 ]
@@ -24,6 +25,10 @@ class ConfigError(SeqkitError, ValueError):
 
 class DataError(SeqkitError, ValueError):
     """An input file cannot be read as text; the message names the file and where."""
+
+
+class OutputError(SeqkitError, OSError):
+    """A file seqkit was asked to write (a figure) cannot be written; the message names it."""
 
 
 class PluginError(SeqkitError):

@@ -202,7 +202,14 @@ class Optimizer(abc.ABC):
         """Undo :meth:`state_to_numpy`, onto ``ops``'s backend."""
         if "step" not in arrays:
             raise ShapeError(f"{self.name}: optimizer state has no 'step' entry")
-        state: dict[str, Any] = {"step": int(arrays["step"])}
+        step = np.asarray(arrays["step"])
+        if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
+            raise ShapeError(
+                f"{self.name}: optimizer state 'step' must be one integer >= 0 "
+                f"(got {step.dtype} of shape {step.shape}"
+                + (f", value {step.item()!r})" if step.size == 1 else ")")
+            )
+        state: dict[str, Any] = {"step": int(step)}
         for buffer in self.buffers():
             state[buffer] = {}
         for key, a in arrays.items():

@@ -22,6 +22,28 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str, **options) -> None:
+    """``fig`` written to ``path`` whole or not at all, in the format of its extension, then
+    closed (an old figure there stays as it was when the write fails).
+
+    Raises:
+        OutputError: the file cannot be written (a full disk, a folder that is missing or
+            read-only, a device in its place); the message names ``path``.
+    """
+    from pathlib import Path
+
+    from seqkit.checkpoint import write_atomically
+    from seqkit.errors import OutputError
+
+    fmt = Path(path).suffix.lstrip(".").lower() or None
+    try:
+        write_atomically(
+            path, lambda fh: fig.savefig(fh, format=fmt, **options), "figure", OutputError
+        )
+    finally:
+        plt.close(fig)
+
+
 def gradient_decay(
     cell: str,
     *,
@@ -77,8 +99,7 @@ def plot_gradient_decay(curves: dict[str, np.ndarray], path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_training(history, path: str) -> None:
@@ -101,8 +122,7 @@ def plot_training(history, path: str) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_confusion_matrix(matrix: dict, path: str) -> None:
@@ -131,5 +151,4 @@ def plot_confusion_matrix(matrix: dict, path: str) -> None:
             ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=color)
     ax.set_title(f"confusion matrix ({counts.sum():,} examples)")
     fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    _save(plt, fig, path, bbox_inches="tight")

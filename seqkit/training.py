@@ -324,9 +324,12 @@ def _step(run: Run, examples: Examples, rng: np.random.Generator, shard: slice, 
     if opts.clip_norm is not None:
         grads, _ = clip_grad_norm(grads, opts.clip_norm)
     lr = run.optimizer.lr * run.schedule(step - 1)
-    model.params, state.optimizer_state = run.optimizer.update(
-        model.backend.ops, model.params, grads, state.optimizer_state, lr=lr
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below as one clear error
+        params, optimizer_state = run.optimizer.update(
+            model.backend.ops, model.params, grads, state.optimizer_state, lr=lr
+        )
+    _check_update(run, step, params)
+    model.params, state.optimizer_state = params, optimizer_state
     state.cursor += opts.batch_size
     state.step = step
     state.rng = dict(rng.bit_generator.state)
@@ -370,6 +373,37 @@ def _check_divergence(run: Run, step: int, loss: float, norm: float) -> None:
         good_step=good,
         history=run.history,
     )
+
+
+def _check_update(run: Run, step: int, params: dict) -> None:
+    """Raise :class:`TrainingDiverged` when step ``step``'s update made a parameter NaN or
+    infinite (a finite loss and gradient, an overflowing update: a huge learning rate, or an
+    optimizer state a resumed checkpoint crafted). The model keeps the parameters before the
+    update, so nothing after it (an evaluation, a checkpoint) ever sees or saves the others;
+    like a divergence of the loss, it leaves no training state to resume from."""
+    xp = run.model.backend.ops.xp
+    bad = [name for name, value in params.items() if not bool(xp.isfinite(value).all())]
+    if not bad:
+        return
+    # an optimizer may update its arrays in place: back to the copy taken before the update,
+    # and no training state (its buffers moved too) to resume from
+    run.model._set_params({k: run.model.backend.to_numpy(v) for k, v in run.previous.items()})
+    run.model.training_state = None
+    clip = run.options.clip_norm
+    advice = f"lower 'lr' ('clip_norm' is {clip:g})" if clip else "lower 'lr' or set 'clip_norm'"
+    kept = "its initial parameters" if step == 1 else f"its parameters from step {step - 1}"
+    raise TrainingDiverged(
+        f"step {step}: the update made {_names_of(bad)} NaN or infinite: training diverged and "
+        f"stopped; the model keeps {kept}; {advice}",
+        step=step,
+        good_step=step - 1,
+        history=run.history,
+    )
+
+
+def _names_of(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _context(state: TrainingState, step: int, shard: slice, world: int, global_batch: int):

@@ -39,6 +39,7 @@ import itertools
 import operator
 import os
 import re
+import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -395,6 +396,9 @@ def read_text_lines(path: str | os.PathLike) -> list[str]:
     """
     path = Path(path)
     try:
+        if stat.S_ISCHR(kind := path.stat().st_mode) or stat.S_ISBLK(kind):
+            # /dev/zero, /dev/urandom: an endless read, never a text file (a pipe is let through)
+            raise DataError(f"{path}: a device, not a text file; give a file or a pipe")
         data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None

@@ -415,3 +415,66 @@ def test_overwriting_keeps_the_existing_mode(tmp_path, existing):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == existing
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("member", ["w", "state/optim/exp_avg/w"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_values_are_refused_naming_the_array(tmp_path, bad, member, dtype):
+    """What a diverged run or a crafted file would hold: never a model that scores NaN."""
+    path = save_checkpoint(tmp_path / "c.npz", make())
+    array = np.arange(6.0).reshape(2, 3).astype(dtype)
+    array[1, 2] = bad
+    rewrite(path, members={member + ".npy": npy(array)})
+    one_line_error(path, rf"array '{member}' holds NaN or infinite values")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("rng", "x", "rng must be an object"),
+        ("rng", {}, "rng.bit_generator is missing"),
+        ("rng.bit_generator", "MT19937", "rng.bit_generator must be 'PCG64'"),
+        ("rng.state", "x", "rng.state must be an object"),
+        ("rng.state.state", -1, "rng.state.state must be an integer"),
+        ("rng.has_uint32", 2, "rng.has_uint32 must be an integer in 0..1"),
+        ("best.value", "x", "best.value must be a number"),
+        ("best.step", "y", "best.step must be an integer"),
+        ("best.wait", -1, "best.wait must be an integer"),
+    ],
+)
+def test_a_crafted_training_state_names_its_field(tmp_path, field, value, match):
+    """Was: '<' not supported between 'float' and 'str', 'string indices must be integers'."""
+    from seqkit.models import LanguageModel
+    from seqkit.vocab import Vocabulary
+
+    model = LanguageModel(Vocabulary.build(["ab", "ba"], level="char"), hidden_size=3, seed=0)
+    model.fit(["ab", "ba"], steps=2, batch_size=2, seed=0)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    meta = metadata(path)
+    node, *rest = field.split(".")
+    target = meta["extra"]["training"]
+    for key in [node, *rest][:-1]:
+        target = target[key]
+    target[[node, *rest][-1]] = value
+    rewrite(path, meta=meta)
+    one_line_error(path, f"extra.training.{match}")
+
+
+@pytest.mark.parametrize(("where", "key"), [("extra", "vocab")])
+def test_a_missing_entry_is_named_as_one(tmp_path, where, key):
+    """Was: "... does not describe a LanguageModel: 'vocab'", the bare name of a KeyError."""
+    import seqkit
+    from seqkit.models import LanguageModel
+    from seqkit.vocab import Vocabulary
+
+    path = tmp_path / "m.npz"
+    LanguageModel(Vocabulary.build(["ab"], level="char"), hidden_size=3, seed=0).save(path)
+    meta = metadata(path)
+    del meta[where][key]
+    rewrite(path, meta=meta)
+    with pytest.raises(CheckpointError) as info:
+        seqkit.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and f"no '{key}' entry" in message, message

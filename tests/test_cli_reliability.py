@@ -218,3 +218,179 @@ def test_memory_is_read_from_the_system():
     assert seqkit.memory.format_bytes(1536) == "1.5 KiB"
     assert seqkit.memory.format_bytes(3 * 2**50) == "3.0 PiB"
     assert math.isclose(float(seqkit.memory.format_bytes(2**30 * 223.6).split()[0]), 223.6)
+
+
+# --- files the command line writes and reads ---------------------------------------------------
+
+
+@pytest.fixture
+def lm_model(tmp_path, corpus):
+    path = tmp_path / "lm.npz"
+    result = invoke("train", corpus, "--out", path, "--steps", "3", *SMALL)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def _special_files(tmp_path):
+    """Paths that exist and are not regular files: a pipe and a socket (named as figures, so
+    that only their kind is wrong). No device: a regression would replace it, as root."""
+    import os
+    import socket
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    sock = tmp_path / "sock.png"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    return {"fifo": fifo, "socket": sock}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="POSIX special files")
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "{corpus}", "--steps", "2", *SMALL, "--out", "{target}"],
+        ["train", "{corpus}", "--steps", "2", *SMALL, "--out", "{tmp}/m.npz", "--plot", "{target}"],
+        ["demo", "--steps", "2", "--no-progress", "--out", "{target}"],
+        ["gradients", "--steps", "5", "--out", "{target}"],
+    ],
+)
+def test_an_output_that_is_not_a_regular_file_is_refused_untouched(tmp_path, corpus, kind, command):
+    """Was: --out /dev/null, as root, replaced the device with a model file (the class: any
+    path that exists and is not a regular file)."""
+    import os
+
+    target = _special_files(tmp_path)[kind]
+    before = os.stat(target)
+    args = [a.format(corpus=corpus, target=target, tmp=tmp_path) for a in command]
+    line = one_line_error(invoke(*args), exit_code=2)
+    assert "is not a regular file" in line and str(target) in line
+    after = os.stat(target)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (
+        before.st_mode,
+        before.st_ino,
+        before.st_rdev,
+    )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "folder"])
+def test_the_atomic_writer_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    from seqkit.checkpoint import CheckpointError, write_atomically
+
+    target = tmp_path / "folder" if kind == "folder" else _special_files(tmp_path)[kind]
+    if kind == "folder":
+        target.mkdir()
+    with pytest.raises(CheckpointError, match="exists and is not a regular file"):
+        write_atomically(target, lambda fh: fh.write(b"x"), "checkpoint")
+    assert not target.is_file()
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failed_figure_write_keeps_the_old_figure(tmp_path, monkeypatch, error):
+    """Was: a full disk left a truncated figure in place of the old one, and the message named
+    no file."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from seqkit.errors import OutputError
+    from seqkit.plots import plot_gradient_decay
+
+    path = tmp_path / "g.svg"
+    path.write_text("<svg>old</svg>")
+
+    def savefig(self, fh, **kwargs):
+        fh.write(b"<svg>half")
+        raise error
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    expected = OutputError if isinstance(error, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as info:
+        plot_gradient_decay({"rnn": np.ones(3)}, str(path))
+    if expected is OutputError:
+        assert str(path) in str(info.value) and "No space left" in str(info.value)
+    assert path.read_text() == "<svg>old</svg>"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.svg"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--out", "{corpus}"],  # the model over its own training data
+        ["--out", "{tmp}/m.png", "--plot", "{tmp}/m.png"],  # the figure over the model
+        ["--out", "{tmp}/m.npz", "--plot", "{tmp}/alias.png"],  # the figure over the data
+        ["--out", "{tmp}/alias.txt"],  # a symlink to the data is the data
+    ],
+)
+def test_two_options_naming_one_file_are_refused_before_any_work(tmp_path, corpus, options):
+    (tmp_path / "alias.txt").symlink_to(corpus)
+    (tmp_path / "alias.png").symlink_to(corpus)
+    data = corpus.read_bytes()
+    args = [a.format(corpus=corpus, tmp=tmp_path) for a in options]
+    line = one_line_error(invoke("train", corpus, "--steps", "2", *SMALL, *args), exit_code=2)
+    assert "writing it would destroy that file" in line
+    assert corpus.read_bytes() == data
+    assert not (tmp_path / "m.png").exists() and not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+@pytest.mark.parametrize("command", ["score", "train"])
+def test_a_device_as_the_data_file_is_refused_not_read_forever(tmp_path, lm_model, device, command):
+    """Was: reading /dev/zero until memory ran out."""
+    import os
+
+    if not os.path.exists(device):
+        pytest.skip(f"no {device}")
+    if command == "score":
+        args = ["score", lm_model, device]
+    else:
+        args = ["train", device, "--out", tmp_path / "z.npz", "--steps", "2", *SMALL]
+    line = one_line_error(invoke(*args))
+    assert f"{device}: a device, not a text file" in line
+
+
+def test_resuming_into_a_new_file_does_not_claim_it_holds_a_model(
+    tmp_path, corpus, lm_model, monkeypatch
+):
+    """Was: 'new.npz holds the model from step 3' about a file never written."""
+    _SpikeAt(monkeypatch, 1)  # the resumed run's first step, before anything is written
+    out = tmp_path / "new.npz"
+    line = one_line_error(
+        invoke("train", corpus, "--resume", lm_model, "--out", out, "--steps", 10, "--no-progress")
+    )
+    assert "training diverged" in line and f"{out} was not written" in line
+    assert not out.exists()
+
+
+def test_a_failed_run_never_overwrites_a_good_model(tmp_path, corpus, lm_model):
+    """Was: --lr 1e300 --eval-every 1 wrote a model of NaN over the existing --out."""
+    good = lm_model.read_bytes()
+    args = ["--out", lm_model, "--steps", "5", "--lr", "1e300", "--eval-every", "1", *SMALL]
+    line = one_line_error(invoke("train", corpus, *args))
+    assert "step 1: the update made" in line and "NaN or infinite" in line
+    assert lm_model.read_bytes() == good
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--lr", "nan"], "--lr must be a positive finite number"),
+        (["--cell", "evil"], "unknown cell 'evil'"),
+        (["--task", "evil"], "unknown task 'evil'"),
+        (["--steps", "0"], "--steps"),
+    ],
+)
+def test_a_data_parallel_run_checks_its_options_before_any_process_starts(
+    tmp_path, corpus, monkeypatch, args, says
+):
+    """Was: every rank printed the error, then torch's launcher its own lines of failure."""
+    import seqkit.cli
+
+    def launch(nproc, options):
+        raise AssertionError("launched processes for a command line that cannot run")
+
+    monkeypatch.setattr(seqkit.cli, "_launch", launch)
+    out = tmp_path / "m.npz"
+    result = invoke("train", corpus, "--out", out, "--nproc", 2, "--backend", "torch", *args)
+    line = one_line_error(result, exit_code=result.exit_code or 1)
+    assert says in line and not out.exists()

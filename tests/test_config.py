@@ -69,6 +69,20 @@ def test_bad_file_values_name_key_file_and_choices(tmp_path, text, match):
 
 
 @pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"seed = \xff\n", r"seqkit.toml: not UTF-8 text \(byte 0xff at byte offset 7\)"),
+        (b"\xfe\xffs\x00", r"seqkit.toml: not UTF-8 text \(byte 0xfe at byte offset 0\)"),
+    ],
+)
+def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path, data, match):
+    """Was: the codec's message alone, naming no file."""
+    (tmp_path / "seqkit.toml").write_bytes(data)
+    with pytest.raises(seqkit.ConfigError, match=match):
+        load_config(cwd=tmp_path, environ={})
+
+
+@pytest.mark.parametrize(
     "backend, device, match",
     [
         ("numpy", "tpu", r"backend 'numpy' runs on device 'cpu' only \(got device 'tpu'\)"),

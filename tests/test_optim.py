@@ -260,3 +260,13 @@ def test_update_rejects_a_bad_lr():
         ValueError, match="sgd: 'lr' must be a positive finite number \\(got -1.0\\)"
     ):
         opt.update(ops, params, grads[0], state, lr=-1.0)
+
+
+@pytest.mark.parametrize(
+    "step", [np.int64(-3), np.float64(2.0), np.array([1, 2]), np.array(np.iinfo(np.int64).min)]
+)
+@pytest.mark.parametrize("opt", [SGD(lr=0.1), Adam(lr=0.1), Adagrad(lr=0.1)])
+def test_a_crafted_step_count_is_refused(opt, step):
+    """Was: a negative step made Adam's bias correction complex (a cast error deep inside)."""
+    with pytest.raises(ShapeError, match=r"optimizer state 'step' must be one integer >= 0"):
+        opt.state_from_numpy(ops, {"step": np.asarray(step)})

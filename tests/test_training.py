@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import seqkit
+from seqkit import optim
 from seqkit.callbacks import Callback
 from seqkit.cli import cli
 from seqkit.distributed import DistributedInfo
@@ -395,3 +396,41 @@ def test_divergence_restores_the_last_good_parameters_on_torch():
     assert (info.value.step, info.value.good_step) == (6, 4)
     ref.fit(TEXTS, steps=4, batch_size=4, seed=0)
     assert_params_equal(model.numpy_params(), ref.numpy_params())
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_an_update_that_makes_a_parameter_non_finite_is_never_kept(
+    tmp_path, monkeypatch, backend, bad
+):
+    """A finite loss and gradient whose update overflows (a huge lr, a crafted optimizer state)
+    stops the run at that step; the model, every evaluation and every checkpoint keep the
+    parameters from before it."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    real = optim.Adam.update
+
+    def update(self, ops, params, grads, state, **kwargs):
+        params, state = real(self, ops, params, grads, state, **kwargs)
+        if state["step"] == 3:
+            poisoned = ops.to_numpy(params["head.0.bias"]).copy()
+            poisoned[1] = bad
+            params = {**params, "head.0.bias": ops.asarray(poisoned)}
+        return params, state
+
+    monkeypatch.setattr(optim.Adam, "update", update)
+    model, seen = lm(backend), Recorder()
+    path = tmp_path / "m.npz"
+    with pytest.raises(seqkit.TrainingDiverged) as info:
+        model.fit(
+            TEXTS, dev=DEV, steps=6, batch_size=4, seed=0, eval_every=1, callbacks=[seen],
+            checkpoint=path, checkpoint_every=1,
+        )  # fmt: skip
+    exc = info.value
+    assert (exc.step, exc.good_step) == (3, 2)
+    assert "step 3: the update made 'head.0.bias' NaN or infinite" in str(exc)
+    assert sorted(seen.params) == [1, 2]  # evaluated after steps 1 and 2, never after 3
+    assert all(np.isfinite(p).all() for params in seen.params.values() for p in params.values())
+    assert_params_equal(model.numpy_params(), seen.params[2])
+    saved = seqkit.load(path, seqkit.get_backend("numpy", dtype="float64"))
+    assert_params_equal(saved.numpy_params(), seen.params[2])  # step 2's checkpoint

@@ -543,7 +543,9 @@ def load(
                 checkpoint.extra["training"], checkpoint.state, be.ops
             )
         return model
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: checkpoint contents are invalid: no {exc} entry") from None
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: checkpoint contents are invalid: {type(exc).__name__}: {exc}"
         ) from None
