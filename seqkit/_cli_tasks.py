@@ -70,6 +70,10 @@ def check_out_path(path: str | os.PathLike | None, option: str = "--out") -> Non
         return
     target = Path(path)
     parent = target.parent
+    if str(path).endswith(("/", os.sep)):  # Path drops the slash: "new/" would write a file "new"
+        raise click.BadParameter(
+            f"{str(path)!r} names a folder; give a file's path", param_hint=f"'{option}'"
+        )
     if target.is_dir():
         raise click.BadParameter(f"{str(path)!r} is a directory", param_hint=f"'{option}'")
     if target.exists() and not target.is_file():
@@ -91,8 +95,9 @@ def check_out_path(path: str | os.PathLike | None, option: str = "--out") -> Non
 
 
 def check_distinct(paths: dict[str, str | os.PathLike | None]) -> None:
-    """Refuse, before any work, two options that name one file (``--out`` the training FILE,
-    ``--plot`` the model): the second write would destroy the first file."""
+    """Refuse, before any work, two arguments that name one file (``--out`` the training FILE,
+    ``--plot`` the model): the second write would destroy the first file. ``paths`` maps each
+    argument's name (an option's flag, or ``FILE``, ``MODEL``) to its path or None."""
     seen: dict[str, str] = {}
     for option, path in paths.items():
         if path is None:
@@ -103,7 +108,7 @@ def check_distinct(paths: dict[str, str | os.PathLike | None]) -> None:
                 f"{str(path)!r} is also {seen[key]}; writing it would destroy that file",
                 param_hint=f"'{option}'",
             )
-        seen[key] = f"{option} {str(path)!r}" if option != "FILE" else "the training FILE"
+        seen[key] = f"{option} {str(path)!r}" if option.startswith("-") else f"the {option}"
 
 
 def read_lines(path: str) -> list[str]:
@@ -302,6 +307,7 @@ def evaluate(model_path, file, as_json, plot_path, beam_size, backend, device):
     from seqkit.vocab import read_text_lines
 
     check_plot_path(plot_path)
+    check_distinct({"MODEL": model_path, "FILE": file, "--plot": plot_path})
     model, task = load_for("evaluate", model_path, backend, device)
     examples = task.read(read_text_lines(file), file, level=_input_level(model))
     metrics = task.evaluate(model, examples, beam_size=beam_size)

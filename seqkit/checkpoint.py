@@ -46,6 +46,7 @@ from numpy.lib import format as npy_format
 
 from seqkit._schema import Int, List, Nullable, Object, SchemaError, Text, Type
 from seqkit.errors import SeqkitError
+from seqkit.options import MAX_COUNT
 
 __all__ = [
     "Checkpoint",
@@ -638,7 +639,7 @@ CONFIG_SCHEMA = Object(
     }
 )
 _VOCAB = Object({"tokens": List(Type("str", 1000), 1 << 22)}, required=("tokens",))
-_COUNT = Int(0, 1 << 62)
+_COUNT = Int(0, MAX_COUNT)
 _TRAINING = Object(
     {
         "step": _COUNT,

@@ -32,6 +32,7 @@ from seqkit._cli_tasks import (
 from seqkit.callbacks import Callback
 from seqkit.distributed import from_environment
 from seqkit.errors import SeqkitError
+from seqkit.options import MAX_COUNT
 from seqkit.recurrent import RECURRENT_OPTIONS
 
 __all__ = ["main", "cli"]
@@ -335,7 +336,7 @@ def _with(options: list):
 )
 @click.option(
     "--checkpoint-every",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_COUNT),
     default=None,
     help="Also write MODEL (with the training state) every N steps.",
 )
@@ -383,6 +384,7 @@ def train(file, corpus, out, checkpoint_every, resume, **options):
         _check_same_data(resume, saved["run"], run)
     if launching:  # what the checks above and these find, said once, before any process starts
         _options(options)
+        _backend(options["backend"], _device(options["device"]), options["dtype"])
         if options["cell"] is not None:
             from seqkit._plugins import lookup
 

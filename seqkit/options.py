@@ -35,9 +35,20 @@ def _fail(attribute, expected: str, value: Any) -> None:
     raise ValueError(f"{attribute.name!r} must be {expected} (got {value!r})")
 
 
+#: The largest count (steps, sizes, seeds) an option takes: what a checkpoint can record
+#: (:mod:`seqkit.checkpoint`'s schema), so that a run never writes a file it cannot read back.
+MAX_COUNT = 1 << 62
+
+
+def _at_most_max(attribute, value) -> None:
+    if value > MAX_COUNT:
+        _fail(attribute, f"at most {MAX_COUNT} (2**62)", value)
+
+
 def _positive_int(instance, attribute, value) -> None:
     if not _is_int(value) or value <= 0:
         _fail(attribute, "a positive integer", value)
+    _at_most_max(attribute, value)
 
 
 def _optional_positive_int(instance, attribute, value) -> None:
@@ -48,6 +59,7 @@ def _optional_positive_int(instance, attribute, value) -> None:
 def _non_negative_int(instance, attribute, value) -> None:
     if not _is_int(value) or value < 0:
         _fail(attribute, "an integer >= 0", value)
+    _at_most_max(attribute, value)
 
 
 def _optional_positive(instance, attribute, value) -> None:
@@ -63,6 +75,8 @@ def _optional_non_negative(instance, attribute, value) -> None:
 def _seed(instance, attribute, value) -> None:
     if value is not None and (not _is_int(value) or value < 0):
         _fail(attribute, "None or an integer >= 0", value)
+    if value is not None:
+        _at_most_max(attribute, value)
 
 
 def _optimizer(instance, attribute, value) -> None:

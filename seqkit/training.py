@@ -158,6 +158,8 @@ class TrainingState:
         optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
         best = {k[len("best/") :]: v for k, v in arrays.items() if k.startswith("best/")}
         last = {k[len("last/") :]: v for k, v in arrays.items() if k.startswith("last/")}
+        order = np.asarray(arrays["order"], dtype=np.int64)
+        _check_resumable(meta, options, order)
         history = TrainingHistory(
             list(meta["losses"]),
             list(meta["grad_norms"]),
@@ -169,13 +171,33 @@ class TrainingState:
             options=dict(options),
             optimizer_state=optimizer.state_from_numpy(ops, optim),
             rng=meta["rng"],
-            order=np.asarray(arrays["order"], dtype=np.int64),
+            order=order,
             cursor=int(meta["cursor"]),
             history=history,
             dropout_seed=int(meta.get("dropout_seed", 0)),
             best=dict(meta.get("best", {})),
             best_params=best or None,
             last_params=last or None,
+        )
+
+
+def _check_resumable(meta: dict, options: dict, order: np.ndarray) -> None:
+    """What the checkpoint schema cannot say about a saved training state: its epoch's order is
+    a permutation of the examples, its losses finite, its best evaluation from a step it has
+    run. Raises ValueError naming the field (a crafted or damaged file)."""
+    n = options.get("n_items", len(order))
+    if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+        raise ValueError(
+            f"state/order must be a permutation of the run's {n} training examples "
+            f"(got an array of shape {order.shape})"
+        )
+    if not all(loss is not None and math.isfinite(loss) for loss in meta["losses"]):
+        raise ValueError("extra.training.losses must be finite numbers (a diverged run's?)")
+    best_step = meta.get("best", {}).get("step")
+    if best_step is not None and best_step > meta["step"]:
+        raise ValueError(
+            f"extra.training.best.step must be at most the run's step {meta['step']} "
+            f"(got {best_step})"
         )
 
 

@@ -478,3 +478,33 @@ def test_a_missing_entry_is_named_as_one(tmp_path, where, key):
         seqkit.load(path)
     message = str(info.value)
     assert message.startswith(str(path)) and f"no '{key}' entry" in message, message
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"members": {"state/order.npy": npy(np.full(8, 99, dtype=np.int64))}}, "state/order"),
+        ({"members": {"state/order.npy": npy(np.arange(3, dtype=np.int64))}}, "state/order"),
+        ({"members": {"state/order.npy": npy(-np.ones(8, dtype=np.int64))}}, "state/order"),
+        ({"training": {"losses": [float("nan"), 1.0]}}, "losses must be finite"),
+        ({"training": {"best": {"value": 1.0, "step": 99, "wait": 0}}}, "best.step"),
+    ],
+)
+def test_a_crafted_epoch_order_or_history_is_refused(tmp_path, change, match):
+    """Was: 'list index out of range', or accepted (negative indices wrap), or a false
+    divergence from a NaN first loss."""
+    import seqkit
+    from seqkit.models import LanguageModel
+    from seqkit.vocab import Vocabulary
+
+    texts = ["ab", "ba", "abba", "baab", "a", "b", "aab", "bba"]
+    model = LanguageModel(Vocabulary.build(texts, level="char"), hidden_size=3, seed=0)
+    model.fit(texts, steps=2, batch_size=2, seed=0)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    meta = metadata(path)
+    meta["extra"]["training"].update(change.get("training", {}))
+    rewrite(path, meta=meta, members=change.get("members"))
+    with pytest.raises(CheckpointError, match=match) as info:
+        seqkit.load(path)
+    assert str(info.value).startswith(str(path))

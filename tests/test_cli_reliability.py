@@ -261,6 +261,8 @@ def test_an_output_that_is_not_a_regular_file_is_refused_untouched(tmp_path, cor
     path that exists and is not a regular file)."""
     import os
 
+    if command[0] == "gradients" or "--plot" in command:
+        pytest.importorskip("matplotlib")  # figures are refused first without it
     target = _special_files(tmp_path)[kind]
     before = os.stat(target)
     args = [a.format(corpus=corpus, target=target, tmp=tmp_path) for a in command]
@@ -323,6 +325,8 @@ def test_a_failed_figure_write_keeps_the_old_figure(tmp_path, monkeypatch, error
     ],
 )
 def test_two_options_naming_one_file_are_refused_before_any_work(tmp_path, corpus, options):
+    if "--plot" in options:
+        pytest.importorskip("matplotlib")  # figures are refused first without it
     (tmp_path / "alias.txt").symlink_to(corpus)
     (tmp_path / "alias.png").symlink_to(corpus)
     data = corpus.read_bytes()
@@ -378,6 +382,7 @@ def test_a_failed_run_never_overwrites_a_good_model(tmp_path, corpus, lm_model):
         (["--cell", "evil"], "unknown cell 'evil'"),
         (["--task", "evil"], "unknown task 'evil'"),
         (["--steps", "0"], "--steps"),
+        (["--device", "cuda:7"], "cuda:7"),
     ],
 )
 def test_a_data_parallel_run_checks_its_options_before_any_process_starts(
@@ -385,6 +390,8 @@ def test_a_data_parallel_run_checks_its_options_before_any_process_starts(
 ):
     """Was: every rank printed the error, then torch's launcher its own lines of failure."""
     import seqkit.cli
+
+    pytest.importorskip("torch")
 
     def launch(nproc, options):
         raise AssertionError("launched processes for a command line that cannot run")
@@ -394,3 +401,36 @@ def test_a_data_parallel_run_checks_its_options_before_any_process_starts(
     result = invoke("train", corpus, "--out", out, "--nproc", 2, "--backend", "torch", *args)
     line = one_line_error(result, exit_code=result.exit_code or 1)
     assert says in line and not out.exists()
+
+
+@pytest.mark.parametrize("plot", ["{model}", "{data}"])
+def test_evaluate_never_draws_over_its_model_or_data(tmp_path, plot):
+    """Was: evaluate --plot over MODEL (or FILE) replaced it with the figure, exit 0."""
+    pytest.importorskip("matplotlib")
+    data = tmp_path / "cls.png"  # a figure's name, so only the collision is wrong
+    data.write_text("".join(f"word{i % 3} w{i}\t{'ab'[i % 2]}\n" for i in range(20)))
+    model = tmp_path / "m.png"
+    args = ["--task", "classify", "--steps", "2", *SMALL]
+    assert invoke("train", data, "--out", model, *args).exit_code == 0
+    before = {p: p.read_bytes() for p in (model, data)}
+    target = plot.format(model=model, data=data)
+    line = one_line_error(invoke("evaluate", model, data, "--plot", target), exit_code=2)
+    assert "writing it would destroy that file" in line
+    assert {p: p.read_bytes() for p in (model, data)} == before
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--batch-size", "--steps", "--checkpoint-every"])
+def test_a_count_beyond_what_a_checkpoint_records_is_refused(tmp_path, corpus, flag):
+    """Was: --seed 10**44 trained and wrote a model that evaluate and --resume then refused."""
+    out = tmp_path / "m.npz"
+    result = invoke("train", corpus, "--out", out, *SMALL, flag, 2**62 + 1)
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output
+    assert str(2**62) in result.output and not out.exists()
+
+
+def test_an_output_path_ending_in_a_slash_is_a_folder_not_a_file(tmp_path, corpus):
+    """Was: --out newdir/ wrote a file called newdir."""
+    line = one_line_error(
+        invoke("train", corpus, "--out", f"{tmp_path}/new/", "--steps", 2, *SMALL), exit_code=2
+    )
+    assert "names a folder" in line and not (tmp_path / "new").exists()
