@@ -404,9 +404,10 @@ def _check_update(run: Run, step: int, params: dict) -> None:
     update, so nothing after it (an evaluation, a checkpoint) ever sees or saves the others;
     like a divergence of the loss, it leaves no training state to resume from."""
     xp = run.model.backend.ops.xp
-    bad = [name for name, value in params.items() if not bool(xp.isfinite(value).all())]
-    if not bad:
+    finite = [xp.isfinite(value).all() for value in params.values()]
+    if bool(xp.stack(finite).all()):  # one read of a flag (one device sync on a GPU)
         return
+    bad = [name for name, ok in zip(params, finite, strict=True) if not bool(ok)]
     # an optimizer may update its arrays in place: back to the copy taken before the update,
     # and no training state (its buffers moved too) to resume from
     run.model._set_params({k: run.model.backend.to_numpy(v) for k, v in run.previous.items()})
