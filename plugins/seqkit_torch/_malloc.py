@@ -92,16 +92,17 @@ def describe(environ: Mapping[str, str] | None = None) -> str:
     if not _is_glibc():
         return "the C library's own (not glibc; seqkit leaves it alone)"
     glibc = f"glibc {platform.libc_ver()[1]}"
-    value = environ.get(ENV, "").strip()
-    if value not in ("", "0", "1"):
-        return f"{glibc} ({ENV}={value!r} is neither 0 nor 1)"
-    if value == "0":
-        return f"{glibc}, left alone ({ENV}=0)"
-    if _wanted(environ):
+    try:
+        wanted = _wanted(environ)
+    except ConfigError as exc:
+        return f"{glibc} (untouched: {exc})"
+    if wanted:
         return (
             f"{glibc}, seqkit's thresholds once a compiled loop is built "
             f"(mmap {MMAP_THRESHOLD >> 20} MB, trim {TRIM_THRESHOLD >> 20} MB)"
         )
+    if environ.get(ENV, "").strip() == "0":
+        return f"{glibc}, left alone ({ENV}=0)"
     return f"{glibc}, as the environment sets it"
 
 
