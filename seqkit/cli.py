@@ -30,8 +30,8 @@ from seqkit._cli_tasks import (
     training_examples,
 )
 from seqkit.callbacks import Callback
-from seqkit.distributed import from_environment
-from seqkit.errors import SeqkitError
+from seqkit.distributed import LOST_RANK_EXIT, from_environment
+from seqkit.errors import LostRankError, SeqkitError
 from seqkit.options import MAX_COUNT
 from seqkit.recurrent import RECURRENT_OPTIONS
 
@@ -64,6 +64,11 @@ class _Group(click.Group):
             if debug:
                 raise
             raise click.ClickException(f"out of memory: {_one_line(exc)}") from None
+        except LostRankError as exc:  # not the cause: the launcher names the rank that is
+            if debug:
+                raise
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+            ctx.exit(LOST_RANK_EXIT)
         except (SeqkitError, ValueError, TypeError, LookupError, OSError) as exc:
             if debug:
                 raise
@@ -559,6 +564,8 @@ def _train_and_report(
     except TrainingDiverged as exc:
         message = f"{_cli_spelling(str(exc))}; {report.where(exc.good_step)}"
         raise click.ClickException(message) from None
+    except LostRankError:
+        raise  # the group reports it with its own exit status (LOST_RANK_EXIT)
     except (ValueError, SeqkitError) as exc:  # fit's checks name options as Python does
         raise click.ClickException(_cli_spelling(str(exc))) from None
     if not main:

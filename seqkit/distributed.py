@@ -21,7 +21,12 @@ from collections.abc import Mapping
 
 import attrs
 
-__all__ = ["DataParallel", "DistributedInfo", "from_environment"]
+__all__ = ["DataParallel", "DistributedInfo", "LOST_RANK_EXIT", "from_environment"]
+
+LOST_RANK_EXIT = 75
+"""Exit status of a rank that stopped because another rank was gone (a
+:class:`~seqkit.errors.LostRankError`): the launcher takes it, like the SIGTERM it sends to the
+survivors, as a consequence, and names the rank that failed otherwise."""
 
 
 class DataParallel(abc.ABC):
@@ -29,8 +34,8 @@ class DataParallel(abc.ABC):
 
     A backend that trains across processes returns one of these; the others need no methods
     that raise. ``fit`` calls :meth:`join` before the first step and :meth:`leave` after the
-    last, the loop :meth:`all_reduce_mean` at every step; ``seqkit train --nproc N`` calls
-    :meth:`launch`.
+    last (:meth:`abandon` instead when training fails), the loop :meth:`all_reduce_mean` at
+    every step; ``seqkit train --nproc N`` calls :meth:`launch`.
     """
 
     @abc.abstractmethod
@@ -42,8 +47,14 @@ class DataParallel(abc.ABC):
         """Leave the process group joined by :meth:`join`, with every other rank."""
 
     @abc.abstractmethod
+    def abandon(self) -> None:
+        """Leave the process group without waiting for the other ranks (this rank failed, or
+        another is gone), so that the process exits with its own status."""
+
+    @abc.abstractmethod
     def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
-        """The ``weight``-weighted mean of every rank's loss and gradients, on every rank."""
+        """The ``weight``-weighted mean of every rank's loss and gradients, on every rank;
+        :class:`~seqkit.errors.LostRankError` when another rank is gone."""
 
     @abc.abstractmethod
     def launch(self, nproc: int, argv: list[str]) -> int:

@@ -6,6 +6,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "OutputError",
+    "LostRankError",
     "PluginError",
     "UnknownNameError",
 ]
@@ -29,6 +30,14 @@ class DataError(SeqkitError, ValueError):
 
 class OutputError(SeqkitError, OSError):
     """A file seqkit was asked to write (a figure) cannot be written; the message names it."""
+
+
+class LostRankError(SeqkitError):
+    """A collective of a data-parallel job failed: another process of the job is gone.
+
+    A process that raises it is not the cause of the failure; ``seqkit train`` exits with
+    :data:`seqkit.distributed.LOST_RANK_EXIT` so that the launcher reports the rank that is.
+    """
 
 
 class PluginError(SeqkitError):

@@ -148,3 +148,81 @@ def test_a_dead_rank_stops_the_job_and_the_checkpoint_survives(tmp_path, data):
         pytest.fail(f"checkpoint damaged: {exc}")
     resumed = seqkit("train", data, "--resume", out, "--steps", saved + 3, "--no-progress")
     assert f"at step {saved} of {saved + 3}" in resumed.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("killed", [0, 1])
+def test_a_rank_whose_peer_died_says_so_and_exits_with_lost_rank_exit(tmp_path, data, killed):
+    """Ranks started by hand (as torchrun would): the survivor's all-reduce fails, and it exits
+    with LOST_RANK_EXIT and one line, not with SIGABRT from gloo's threads at shutdown."""
+    from seqkit.distributed import LOST_RANK_EXIT
+
+    out = tmp_path / "m.npz"
+    port = str(_free_port())
+    cmd = [sys.executable, "-m", "seqkit", "train", str(data), "--out", str(out)]
+    cmd += ["--steps", "100000", "--checkpoint-every", "3", *COMMON]
+    ranks = []
+    try:
+        for rank in (0, 1):
+            env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2")
+            env.update(RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+            ranks.append(
+                subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+            )
+        deadline = time.time() + 120
+        while not out.exists() and time.time() < deadline and ranks[0].poll() is None:
+            time.sleep(0.1)
+        assert out.exists(), "no checkpoint was written: " + ranks[0].communicate()[1]
+        ranks[killed].kill()
+        survivor = ranks[1 - killed]
+        _, err = survivor.communicate(timeout=120)
+    finally:
+        for proc in ranks:
+            proc.kill()
+            proc.communicate()
+    assert survivor.returncode == LOST_RANK_EXIT, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Error: the gradient all-reduce with the other ranks failed"), err
+    assert "terminate called" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_the_launcher_names_the_rank_that_died_not_the_one_that_noticed(monkeypatch, capsys, order):
+    """Both failures in the same second (the agent's timestamps have one-second resolution):
+    the rank that exited with LOST_RANK_EXIT, or was stopped with SIGTERM, is never the cause."""
+    import torch.distributed.launcher.api as api
+    from seqkit_torch.distributed import launch
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from seqkit.distributed import LOST_RANK_EXIT
+
+    def failure(rank, code):
+        made = ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=code, error_file="")
+        made.timestamp = 1_700_000_000
+        return made
+
+    codes = [LOST_RANK_EXIT, -signal.SIGKILL, -signal.SIGTERM]
+    cause = order[1] + 1  # the rank given SIGKILL; ranks are 0..3
+    failures = {0: failure(0, -signal.SIGTERM)}
+    for rank, code in zip((order[0] + 1, cause), codes[:2], strict=True):
+        failures[rank] = failure(rank, code)
+    failures[3] = failure(3, codes[2])
+
+    def elastic_launch(config, entrypoint):
+        def run(*args):
+            raise ChildFailedError("seqkit", failures)
+
+        return run
+
+    monkeypatch.setattr(api, "elastic_launch", elastic_launch)
+    assert launch(4, ["train"]) == 1
+    assert f"rank {cause} of 4 died (signal SIGKILL)" in capsys.readouterr().err

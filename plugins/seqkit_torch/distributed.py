@@ -2,7 +2,9 @@
 
 gloo on the CPU, NCCL on CUDA. The launcher is torchrun's own (``torch.distributed.launcher``),
 with no restarts: when one rank dies the agent stops the others, and the failure is reported as
-one line naming the rank.
+one line naming the rank. A rank whose all-reduce fails because another is gone exits with
+:data:`seqkit.distributed.LOST_RANK_EXIT`, so that the line names the rank that died, not one that
+noticed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import signal
 import sys
 import uuid
 
-from seqkit.distributed import DataParallel
+from seqkit.distributed import LOST_RANK_EXIT, DataParallel
+from seqkit.errors import LostRankError
 
 
 class TorchDataParallel(DataParallel):
@@ -26,6 +29,9 @@ class TorchDataParallel(DataParallel):
 
     def leave(self) -> None:
         leave_process_group(self.backend._torch)
+
+    def abandon(self) -> None:
+        abandon_process_group(self.backend._torch)
 
     def all_reduce_mean(self, loss: float, grads: dict, weight: float) -> tuple[float, dict]:
         ops = self.backend.ops
@@ -63,6 +69,20 @@ def leave_process_group(torch) -> None:
         dist.destroy_process_group()
 
 
+def abandon_process_group(torch) -> None:
+    """Leave the job's process group now, without the barrier of :func:`leave_process_group`.
+
+    Destroying the group stops gloo's threads, so a failing rank exits with its own status
+    instead of SIGABRT; an error while destroying a group whose peers are gone is ignored.
+    """
+    dist = torch.distributed
+    if dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - the rank is failing already; its own error is reported
+            pass
+
+
 def all_reduce_mean(torch, loss: float, grads: dict, weight: float, device, dtype):
     """Every rank's ``(loss, grads)`` averaged with weights ``weight``, in one all-reduce."""
     names = list(grads)
@@ -70,7 +90,13 @@ def all_reduce_mean(torch, loss: float, grads: dict, weight: float, device, dtyp
         [grads[n].reshape(-1) * weight for n in names]
         + [torch.tensor([loss * weight, weight], dtype=dtype, device=device)]
     )
-    torch.distributed.all_reduce(flat)  # sum over ranks
+    try:
+        torch.distributed.all_reduce(flat)  # sum over ranks
+    except RuntimeError as exc:  # gloo and NCCL raise RuntimeError (or DistError, a subclass)
+        raise LostRankError(
+            f"the gradient all-reduce with the other ranks failed; another rank has probably "
+            f"died ({_first_sentence(exc)})"
+        ) from None
     total = flat[-1]
     mean = flat / total
     out, start = {}, 0
@@ -79,6 +105,15 @@ def all_reduce_mean(torch, loss: float, grads: dict, weight: float, device, dtyp
         out[n] = mean[start : start + size].view_as(grads[n])
         start += size
     return float(mean[-2]), out
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """gloo's ``[file.cc:537] Read error [addr]: Connection reset by peer. This is ...``, cut to
+    ``Read error [addr]: Connection reset by peer``."""
+    text = " ".join(str(exc).split())
+    if text.startswith("[") and "] " in text:
+        text = text.split("] ", 1)[1]
+    return text.split(". ", 1)[0].rstrip(".") or type(exc).__name__
 
 
 def launch(nproc: int, argv: list[str]) -> int:
@@ -100,11 +135,17 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "seqkit", *argv)
     except ChildFailedError as exc:
-        # the first rank to fail is the cause; the agent then stops the others with SIGTERM
-        # (timestamps have one-second resolution, so a SIGTERM is never taken for the cause)
+        # the first rank to fail is the cause; the agent then stops the others with SIGTERM,
+        # and a rank whose all-reduce found a peer gone exits with LOST_RANK_EXIT. Both are
+        # consequences, never the cause: timestamps have one-second resolution, and a rank that
+        # noticed a death is often recorded in the same second as the rank that died.
         rank, failure = min(
             exc.failures.items(),
-            key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0]),
+            key=lambda item: (
+                item[1].exitcode in (-signal.SIGTERM, LOST_RANK_EXIT),
+                item[1].timestamp,
+                item[0],
+            ),
         )
         code = failure.exitcode
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"

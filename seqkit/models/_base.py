@@ -393,15 +393,20 @@ class Model(abc.ABC):
         joined = info is not None and info.world_size > 1
         if joined:
             self.backend.data_parallel.join(info)
-        history = train(
-            self,
-            examples,
-            opts,
-            callbacks=[*built, *callbacks, *ending],
-            resume=self.training_state if resume else None,
-            distributed=info,
-        )
-        if joined:  # only after success: a failing rank must not wait for the others here
+        try:
+            history = train(
+                self,
+                examples,
+                opts,
+                callbacks=[*built, *callbacks, *ending],
+                resume=self.training_state if resume else None,
+                distributed=info,
+            )
+        except BaseException:
+            if joined:  # a failing rank must not wait for the others (leave() would)
+                self.backend.data_parallel.abandon()
+            raise
+        if joined:
             self.backend.data_parallel.leave()
         return history
 
