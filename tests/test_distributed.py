@@ -226,3 +226,16 @@ def test_the_launcher_names_the_rank_that_died_not_the_one_that_noticed(monkeypa
     monkeypatch.setattr(api, "elastic_launch", elastic_launch)
     assert launch(4, ["train"]) == 1
     assert f"rank {cause} of 4 died (signal SIGKILL)" in capsys.readouterr().err
+
+
+def test_a_rank_that_fails_on_its_own_exits_with_its_own_status(tmp_path, data):
+    """Divergence stops every rank: each leaves the process group without waiting and exits 1
+    after its one line; none dies of SIGABRT from gloo's threads at shutdown."""
+    out = tmp_path / "m.npz"
+    args = ["--out", out, "--steps", 50, "--lr", "1e6", "--nproc", 2, *COMMON]
+    proc = seqkit("train", data, *args, check=False)
+    assert proc.returncode == 1
+    assert "training diverged" in proc.stderr
+    assert "died (exit code 1)" in proc.stderr, proc.stderr
+    assert "SIGABRT" not in proc.stderr and "terminate called" not in proc.stderr
+    assert not out.exists()
