@@ -559,9 +559,11 @@ def _train_and_report(
             distributed=info if info is not None and info.world_size > 1 else False,
         )
     except KeyboardInterrupt:
-        click.echo(f"seqkit: interrupted; {out} holds {report.holds()}", err=True)
+        _say(main, f"seqkit: interrupted; {out} holds {report.holds()}")
         sys.exit(130)
     except TrainingDiverged as exc:
+        if not main:  # every rank saw the same all-reduced loss: rank 0's line speaks for all
+            sys.exit(1)
         message = f"{_cli_spelling(str(exc))}; {report.where(exc.good_step)}"
         raise click.ClickException(message) from None
     except LostRankError:

@@ -235,7 +235,7 @@ def test_a_rank_that_fails_on_its_own_exits_with_its_own_status(tmp_path, data):
     args = ["--out", out, "--steps", 50, "--lr", "1e6", "--nproc", 2, *COMMON]
     proc = seqkit("train", data, *args, check=False)
     assert proc.returncode == 1
-    assert "training diverged" in proc.stderr
+    assert proc.stderr.count("training diverged") == 1  # rank 0 speaks for every rank
     assert "died (exit code 1)" in proc.stderr, proc.stderr
     assert "SIGABRT" not in proc.stderr and "terminate called" not in proc.stderr
     assert not out.exists()
