@@ -239,3 +239,35 @@ def test_a_rank_that_fails_on_its_own_exits_with_its_own_status(tmp_path, data):
     assert "died (exit code 1)" in proc.stderr, proc.stderr
     assert "SIGABRT" not in proc.stderr and "terminate called" not in proc.stderr
     assert not out.exists()
+
+
+def test_ctrl_c_stops_the_job_with_one_line_and_a_resumable_checkpoint(tmp_path, data):
+    """SIGINT to the whole process group, as a terminal sends it: the launcher exits 130 (no
+    'internal error' from torchrun's SignalException) and rank 0 alone says what it kept."""
+    out = tmp_path / "m.npz"
+    # Python's own SIGINT handler in every process (see test_cli's Ctrl-C test for why)
+    restore = (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('seqkit', run_name='__main__')"
+    )
+    cmd = [sys.executable, "-c", restore, "train", str(data), "--out", str(out)]
+    cmd += ["--steps", "100000", "--checkpoint-every", "3", "--nproc", "2", *COMMON]
+    launcher = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 120
+        while not out.exists() and time.time() < deadline and launcher.poll() is None:
+            time.sleep(0.1)
+        assert out.exists(), "no checkpoint was written"
+        time.sleep(0.3)
+        os.killpg(launcher.pid, signal.SIGINT)
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 130, err
+    assert err.count("seqkit: interrupted;") == 1, err
+    assert "internal error" not in err and "Traceback" not in err
+    saved = read_checkpoint(out).extra["training"]["step"]
+    resumed = seqkit("train", data, "--resume", out, "--steps", saved + 2, "--no-progress")
+    assert f"at step {saved} of {saved + 2}" in resumed.stderr

@@ -118,6 +118,7 @@ def _first_sentence(exc: BaseException) -> str:
 
 def launch(nproc: int, argv: list[str]) -> int:
     """``python -m seqkit *argv`` in ``nproc`` local processes under torchrun's agent."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -134,6 +135,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     )
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "seqkit", *argv)
+    except SignalException as exc:
+        # Ctrl-C (or SIGTERM) to the launcher: the agent has passed it on to the ranks, and rank
+        # 0 has said what its checkpoint holds; exit as a process stopped by that signal does
+        return 128 + int(exc.sigval)
     except ChildFailedError as exc:
         # the first rank to fail is the cause; the agent then stops the others with SIGTERM,
         # and a rank whose all-reduce found a peer gone exits with LOST_RANK_EXIT. Both are
