@@ -306,6 +306,52 @@ def test_a_store_others_can_write_is_never_read(seeded_store, monkeypatch):
         np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-9)
 
 
+def _tanh_and_sigmoid(x):
+    return torch.tanh(x), torch.sigmoid(x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype, bound", [(torch.float32, 2e-7), (torch.float64, 4e-16)])
+def test_a_packages_tanh_and_sigmoid_stay_within_the_documented_error(fresh_store, dtype, bound):
+    """Packages compute tanh as 2 / (1 + exp(-2x)) - 1 (_packages._inductor_configs): its error
+    is absolute, within the bound docs/reference/performance.rst gives, from 0 to saturation,
+    in both signs, in the vectorized loop and its tail."""
+    mags = torch.cat([torch.zeros(1), torch.logspace(-12, 2, 4093, dtype=torch.float64)])
+    x = torch.cat([mags, -mags, torch.tensor([float("inf"), -float("inf")])]).to(dtype)
+    x = x.reshape(2, 7, -1)  # (T, B, F): 585 columns, not a multiple of any vector width
+    package, stored = _packages.load_or_compile(
+        _tanh_and_sigmoid, (x,), ("tb",), {"test": "tanh"}, torch.device("cpu")
+    )
+    assert not stored
+    got = package(_packages.Flat((x,), ("tb",)))
+    exact = x.double()
+    for value, want in zip(got, (torch.tanh(exact), torch.sigmoid(exact)), strict=True):
+        assert value.dtype == dtype
+        error = (value.double() - want).abs().max().item()
+        assert error <= bound, error
+
+
+@pytest.mark.slow
+def test_inductor_settings_from_the_environment_get_packages_of_their_own(fresh_store, monkeypatch):
+    """A ``TORCHINDUCTOR_*`` variable can change the code Inductor writes (its options read
+    them), so a package compiled under one is never loaded without it, nor the other way round;
+    a folder of Inductor's own (``TORCHINDUCTOR_CACHE_DIR``) changes nothing."""
+    x = torch.linspace(-3, 3, 24, dtype=torch.float64).reshape(2, 3, 4)
+
+    def load():
+        return _packages.load_or_compile(
+            _tanh_and_sigmoid, (x,), ("tb",), {"test": "environment"}, torch.device("cpu")
+        )[1]
+
+    monkeypatch.delenv("TORCHINDUCTOR_SEQKIT_TEST", raising=False)
+    assert load() is False and load() is True
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(fresh_store.parent / "inductor"))
+    assert load() is True
+    monkeypatch.setenv("TORCHINDUCTOR_SEQKIT_TEST", "1")
+    assert load() is False and load() is True
+    assert len(list(fresh_store.glob("*.pt2"))) == 2
+
+
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
 def test_the_store_is_made_readable_by_its_user_only(fresh_store):
     assert _packages._usable(fresh_store)

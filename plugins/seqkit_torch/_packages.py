@@ -11,7 +11,8 @@ traced the scans again in every process (3-5 s, plus 2.7 s to import them).
 A package's name is a hash of everything the compiled code depends on that its inputs do not
 carry: the function, the cell's class and fields, the sizes that are not T or B, which optional
 inputs are None, the constants (zoneout's probabilities), the dtypes and device, torch's and
-seqkit's versions, the machine, and the path and hash of each file of this process's code of it
+seqkit's versions, the machine, Inductor's settings from the environment
+(``TORCHINDUCTOR_*``), and the path and hash of each file of this process's code of it
 (the exported function's, this module's, which sets Inductor's options such as
 :data:`C_SHIMS`, and the cell's classes'): Python code can change under an unchanged version
 (an edited cell, an editable install), and two checkouts of one version may share the store.
@@ -277,7 +278,21 @@ C_SHIMS: dict[torch._ops.OpOverload, list[str]] = {}
 
 
 def _inductor_configs() -> dict:
-    return {"aot_inductor.custom_ops_to_c_shims": dict(C_SHIMS)}
+    """Inductor's options for a package: :data:`C_SHIMS`, and tanh as ``2 / (1 + exp(-2x)) - 1``.
+
+    Inductor's vectorized tanh is Sleef's 1-ULP function, which costs about five of its exps: an
+    LSTM's forward step is two tanhs and three sigmoids per element. The decomposition, an option
+    of Inductor's C++ backend, costs one exp and one division; its error is absolute, under
+    2e-7 in float32 (4e-16 in float64), so that near 0 it is no longer relative (a tanh of
+    1e-9 is 0 in float32). At ``bench_torch.py --small`` it makes the forward package 0.5-0.9 ms
+    faster (of 8-10 ms; docs/reference/performance.rst). Options a torch lacks are left out.
+    """
+    import torch._inductor.config as inductor
+
+    configs: dict = {"aot_inductor.custom_ops_to_c_shims": dict(C_SHIMS)}
+    if hasattr(inductor.cpp, "use_decompose_tanh"):
+        configs["cpp.use_decompose_tanh"] = True
+    return configs
 
 
 def compile_package(
@@ -318,6 +333,7 @@ def load_or_compile(
     own = _recorded({*files, fn.__code__.co_filename, __file__})
     key = {**key, "signature": signature(args, roles), "torch": torch.__version__}
     key |= {"seqkit": __version__, "machine": _machine(), "sources": own}
+    key["inductor_environment"] = _inductor_environment()
     text = json.dumps(key, sort_keys=True)
     name = hashlib.sha256(text.encode()).hexdigest()[:40]
     folder = store()
@@ -344,6 +360,17 @@ def load_or_compile(
         os.replace(written, record)
     built.unlink()
     return Package(path, device), False
+
+
+def _inductor_environment() -> dict[str, str]:
+    """The ``TORCHINDUCTOR_*`` variables that can change Inductor's code: those set when torch is
+    imported become its options. Folders (``TORCHINDUCTOR_CACHE_DIR``) are left out: where
+    Inductor keeps its own files changes no code."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith("TORCHINDUCTOR_") and not name.endswith("_DIR")
+    }
 
 
 def _usable(folder: Path) -> bool:
