@@ -95,7 +95,9 @@ class TorchBackend(Backend):
             the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
             (any cell, its loops over time compiled by AOTInductor on a CPU and captured as
             CUDA graphs on a GPU; a cell that cannot be compiled warns once and runs on the
-            generic path) or ``"generic"`` (any cell, uncompiled). :meth:`layer_path` says
+            generic path; on a CPU its tanh is computed from one exp, with an absolute error
+            under 2e-7 in float32 and 4e-16 in float64) or ``"generic"`` (any cell,
+            uncompiled). :meth:`layer_path` says
             which one a layer takes.
         tf32: on CUDA, let cuDNN and cuBLAS compute float32 in TF32 (faster, ~1e-3 relative
             error). Off by default so that float32 agrees with the reference; either way it sets
