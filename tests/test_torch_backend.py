@@ -208,6 +208,83 @@ def test_fused_path_equals_torch_nn(cell, bi, with_lengths):
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-12, msg=name)
 
 
+def _fused_run(layer, params, data, dtype, unpacked, monkeypatch):
+    """Forward and backward on the fused path, variable lengths packed or frozen unpacked."""
+    from seqkit_torch import _fused
+
+    monkeypatch.setattr(_fused, "unpacked_pays", lambda layer, x: unpacked)
+    be = TorchBackend(dtype=dtype)
+    out, final, cache = be.recurrent_forward(
+        layer, params, data.x, data.initial_state, data.lengths
+    )
+    assert cache.path == "fused"
+    return out, parts(final), be.recurrent_backward(layer, cache, data.d_out, data.d_final)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 2e-6)])
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_frozen_padding_equals_packing(dtype, tol, num_layers, monkeypatch):
+    """An LSTM over variable lengths, unpacked with the padding frozen, gives the packed run's
+    outputs, final states and gradients (exactly in float64, to rounding in float32); the
+    padding's outputs and input gradients are zeros."""
+    layer = seqkit.Recurrent("lstm", 3, 4, num_layers=num_layers)
+    params = layer.init_params(5)
+    data = make_batch(layer, 7, 6, seed=6, with_lengths=True, dtype=dtype, scale=2.0)
+    packed = _fused_run(layer, params, data, dtype, False, monkeypatch)
+    frozen = _fused_run(layer, params, data, dtype, True, monkeypatch)
+    (o1, f1, g1), (o2, f2, g2) = packed, frozen
+    torch.testing.assert_close(o2, o1, rtol=tol, atol=tol)
+    for a, b in zip(f2, f1, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    assert list(g2) == list(g1)
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], rtol=tol, atol=tol, msg=k)
+    for b, n in enumerate(data.lengths):
+        assert not o2[n:, b].any() and not g2["x"][n:, b].any()
+
+
+def test_unpacked_only_where_torch_runs_onednn(monkeypatch):
+    """The frozen route is taken where torch.nn.LSTM itself would run oneDNN's kernel."""
+    from seqkit_torch._fused import unpacked_pays
+
+    x32, x64 = torch.zeros(2, 1, 3), torch.zeros(2, 1, 3, dtype=torch.float64)
+    lstm = seqkit.Recurrent("lstm", 3, 4, num_layers=2)
+    onednn = torch.backends.mkldnn.is_available()
+    assert unpacked_pays(lstm, x32) == onednn
+    assert not unpacked_pays(lstm, x64)
+    assert not unpacked_pays(seqkit.Recurrent("lstm", 3, 4, bidirectional=True), x32)
+    assert not unpacked_pays(seqkit.Recurrent("lstm", 3, 4, proj_size=2), x32)
+    assert not unpacked_pays(seqkit.Recurrent("gru", 3, 4), x32)
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # torch.nn.LSTM's switch
+    assert not unpacked_pays(lstm, x32)
+
+
+def test_a_language_model_trains_alike_packed_or_frozen(monkeypatch):
+    """The main job's path: one-hot ids in, a learned initial state, two layers, float32."""
+    from seqkit_torch import _fused
+
+    texts = ["anna", "bo", "carmen", "d", "eve", "fitzgerald"]
+    vocab = seqkit.Vocabulary.build(texts, level="char")
+    results = []
+    for unpacked in (False, True):
+        monkeypatch.setattr(_fused, "unpacked_pays", lambda layer, x, u=unpacked: u)
+        model = seqkit.LanguageModel(
+            vocab,
+            cell="lstm",
+            hidden_size=8,
+            num_layers=2,
+            backend="torch",
+            seed=3,
+            learn_initial_state=True,
+        )
+        assert model.backend.layer_path(seqkit.Recurrent("lstm", 3, 8)) == "fused"
+        results.append(model.loss_and_grads(model.batch(texts)))
+    (loss1, g1), (loss2, g2) = results
+    assert loss2 == pytest.approx(loss1, rel=1e-6)
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_generic_path_equals_fused_path(cell):
     layer = seqkit.Recurrent(cell, 3, 4, num_layers=2, bidirectional=True)

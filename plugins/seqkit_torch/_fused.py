@@ -17,7 +17,7 @@ from seqkit.cells import GRU, LSTM, RNN
 from seqkit.ops import OneHotIds
 from seqkit.recurrent import Recurrent
 
-__all__ = ["fused_kernel", "fused_forward"]
+__all__ = ["fused_kernel", "fused_forward", "frozen_forward", "unpacked_pays"]
 
 
 def fused_kernel(layer: Recurrent):
@@ -62,6 +62,8 @@ def fused_forward(layer: Recurrent, params: dict, x, state0: tuple, lengths: np.
         result = kernel(x, hx, weights, True, L, 0.0, train, bi, False)
         out, final = result[0], tuple(result[1:])
         return out, final
+    if unpacked_pays(layer, x):
+        return frozen_forward(layer, x, state0, weights, lengths, train)
     # variable lengths: pack as torch.nn.LSTM does, sorting the batch and the states alike
     packed = pack_padded_sequence(
         x, torch.as_tensor(lengths, dtype=torch.int64), enforce_sorted=False
@@ -78,6 +80,74 @@ def fused_forward(layer: Recurrent, params: dict, x, state0: tuple, lengths: np.
     unorder_dev = unorder.to(x.device)
     final = tuple(s.index_select(1, unorder_dev) for s in result[1:])
     return out, final
+
+
+#: What a padded step adds to an LSTM's input-gate pre-activation (minus) and to its forget
+#: gate's (plus): sigmoid then gives 0 and 1 exactly, in float32 and float64 alike (exp(-1e4)
+#: underflows to 0), whatever the rest of the pre-activation is (|h| <= 1 bounds W_hh's part).
+FREEZE = 1e4
+
+
+def unpacked_pays(layer: Recurrent, x) -> bool:
+    """Whether variable lengths run unpacked (:func:`frozen_forward`) rather than packed.
+
+    On a CPU torch runs an LSTM on oneDNN's RNN primitive only when its input is not packed
+    (float32, oneDNN on, no projection: ``torch.nn.LSTM``'s own rule), and packing falls back to
+    the per-step loop: twice as slow at the main job's shape (docs/reference/performance.rst).
+    Only a unidirectional stack can run so: the reverse direction starts in the padding.
+    """
+    return (
+        type(layer.cell) is LSTM
+        and not layer.bidirectional
+        and not layer.proj_size
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def frozen_forward(layer: Recurrent, x, state0: tuple, weights: list, lengths, train: bool):
+    """A unidirectional LSTM stack over variable lengths, unpacked, the padding frozen.
+
+    Each layer runs over all T steps with one more input column, 1 at a padded step (t at or
+    past the sequence's length) and 0 elsewhere, whose weights add ``-FREEZE`` to the input
+    gate's pre-activation and ``+FREEZE`` to the forget gate's. At a padded step i = 0 and f = 1
+    exactly, so ``c = f * c + i * g`` keeps the value it had at the sequence's last step, and
+    nothing in the padding reaches a gradient (sigmoid's derivative is 0 there). h moves on in
+    the padding, so each layer's final h is read from its output at the last step. Outputs past
+    each length are then set to zero. The result equals the packed run (exactly, up to the
+    kernels' rounding; ``tests/test_torch_backend.py``).
+
+    Args:
+        x: (T, B, I) tensor; ``weights`` the flat list in PyTorch's order (4 per layer).
+        state0: ``(h0, c0)``, (L, B, H) each. ``lengths``: (B,) host integers in 1..T.
+
+    Returns:
+        ``(out, (h_n, c_n))`` as :func:`fused_forward`'s.
+    """
+    T, B, H = x.shape[0], x.shape[1], layer.hidden_size
+    steps = torch.arange(T, device=x.device)[:, None]
+    ends = torch.as_tensor(lengths, dtype=torch.int64, device=x.device)
+    valid = steps < ends[None, :]  # (T, B)
+    flag = (~valid).to(x.dtype)[..., None]
+    column = torch.zeros((4 * H, 1), dtype=x.dtype, device=x.device)
+    column[:H] = -FREEZE  # PyTorch's gate order: i, f, g, o
+    column[H : 2 * H] = FREEZE
+    per_layer = len(layer.direction_shapes(0))
+    rows = torch.arange(B, device=x.device)
+    h_n, c_n, inp = [], [], x
+    for k in range(layer.num_layers):
+        w = weights[k * per_layer : (k + 1) * per_layer]
+        w = [torch.cat([w[0], column], dim=1), *w[1:]]
+        hx = (state0[0][k : k + 1], state0[1][k : k + 1])
+        inp, _, c = _VF.lstm(
+            torch.cat([inp, flag], dim=-1), hx, w, True, 1, 0.0, train, False, False
+        )
+        h_n.append(inp[ends - 1, rows])
+        c_n.append(c[0])
+    out = torch.where(valid[..., None], inp, 0.0)
+    return out, (torch.stack(h_n), torch.stack(c_n))
 
 
 def one_hot_input(layer: Recurrent, x: OneHotIds, weights: list) -> tuple:
