@@ -493,7 +493,9 @@ def check_cell_gradients(
 
     Runs :func:`check_layer_gradients` for every combination of ``num_layers``,
     ``bidirectional`` and ``with_lengths``, with random non-zero initial states (a swapped
-    ``h0``/``c0`` passes with zeros).
+    ``h0``/``c0`` passes with zeros). First, a cell that declares ``sums_projections`` must
+    step alike on ``(xg, hg)`` and on ``(xg + hg, 0)``: the drivers move ``bias_hh`` into
+    ``xg`` and differentiate ``W_hh`` through ``d xg`` on that word alone.
 
     Args:
         cell: a registered cell name or a :class:`~seqkit.Cell` instance.
@@ -504,12 +506,37 @@ def check_cell_gradients(
         AgreementError: from the first failing setting.
     """
     cell = get_cell(cell)
+    _check_sums_projections(cell, input_size, hidden_size, batch, seed)
     for k, (n, bi, lens) in enumerate(_configs(num_layers, bidirectional, with_lengths)):
         layer = Recurrent(cell, input_size, hidden_size, num_layers=n, bidirectional=bi)
         data = make_batch(layer, steps, batch, seed + k, with_lengths=lens)
         check_layer_gradients(
             layer, data, backend=backend, seed=seed + k, eps=eps, rtol=rtol, atol=atol
         )
+
+
+def _check_sums_projections(cell: Cell, input_size: int, hidden_size: int, batch: int, seed: int):
+    """A cell declaring ``sums_projections`` steps alike on ``(xg, hg)`` and ``(xg + hg, 0)``."""
+    if not cell.sums_projections:
+        return
+    layer = Recurrent(cell, input_size, hidden_size)
+    ops = _backend("numpy", "float64").ops
+    rng = np.random.default_rng(seed)
+    p = layer.direction_params(layer.init_params(rng), 0, 0)
+    p = {name: rng.uniform(-1.0, 1.0, size=np.shape(v)) for name, v in p.items()}
+    xg, hg = (rng.uniform(-1.0, 1.0, size=(batch, p["weight_ih"].shape[0])) for _ in range(2))
+    state = tuple(rng.uniform(-1.0, 1.0, size=(batch, n)) for n in layer.state_sizes)
+    split, summed = (
+        _parts(cell.step(ops, a.copy(), b.copy(), tuple(s.copy() for s in state), p)[0])
+        for a, b in ((xg, hg), (xg + hg, np.zeros_like(hg)))
+    )
+    for name, a, b in zip(cell.state_names, split, summed, strict=True):
+        if not np.allclose(a, b, rtol=1e-12, atol=1e-12):
+            raise AgreementError(
+                f"cell {cell.name!r} declares sums_projections = True, but its step reads xg and "
+                f"hg apart: state {name!r} differs by up to {np.max(np.abs(a - b)):.3g} between "
+                "(xg, hg) and (xg + hg, 0); set sums_projections = False"
+            )
 
 
 # --- agreement between backends ---------------------------------------------------------------
@@ -617,6 +644,7 @@ def check_backends_agree(
         dtype: ``"float64"`` or ``"float32"``; the reference always runs in float64.
     """
     cell = get_cell(cell)
+    _check_sums_projections(cell, input_size, hidden_size, batch, seed)
     for k, (n, bi, lens) in enumerate(_configs(num_layers, bidirectional, with_lengths)):
         layer = Recurrent(cell, input_size, hidden_size, num_layers=n, bidirectional=bi)
         data = make_batch(layer, steps, batch, seed + k, with_lengths=lens)

@@ -70,6 +70,32 @@ def test_wrong_backward_is_caught_with_parameter_step_and_index(wrong_cell, back
         assert any(True for _ in __import__("re").finditer(pattern, message)), (pattern, message)
 
 
+@pytest.fixture
+def falsely_summed_cell():
+    """A GRU that declares sums_projections: its reset gate multiplies hg's last block."""
+
+    @attrs.frozen
+    class SummedGRU(seqkit.cells.GRU):
+        name = "gru_falsely_summed"
+        sums_projections = True
+
+    class Plugin:
+        @seqkit.hookimpl
+        def seqkit_register_cells(self):
+            return [SummedGRU]
+
+    name = seqkit.register_plugin(Plugin(), name="test-falsely-summed")
+    try:
+        yield SummedGRU.name
+    finally:
+        seqkit.unregister_plugin(name)
+
+
+def test_a_false_sums_projections_is_caught_naming_the_declaration(falsely_summed_cell):
+    with pytest.raises(AgreementError, match=r"gru_falsely_summed.*sums_projections = True"):
+        check_cell_gradients(falsely_summed_cell, num_layers=1, bidirectional=False)
+
+
 def test_error_is_an_assertion_error():
     assert issubclass(AgreementError, AssertionError)
 

@@ -40,6 +40,9 @@ class PeepholeLSTM(seqkit.Cell):
     state_names = ("h", "c")
     #: block 1 is the forget gate, so Recurrent(..., forget_bias=1.0) works for this cell too
     forget_gate = 1
+    #: step 1 reads xg and hg only through their sum: the backend adds bias_hh once to the
+    #: hoisted input projection and keeps one d xg for both weight gradients
+    sums_projections = True
 
     def extra_param_shapes(self, hidden_size):
         H = hidden_size
