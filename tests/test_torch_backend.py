@@ -5,10 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import seqkit
 from seqkit.errors import ConfigError, PluginError, ShapeError
-from seqkit.testing import make_batch
+from seqkit.testing import make_batch, recurrent_layers, sequence_batches
 
 torch = pytest.importorskip("torch")
 from seqkit_torch import TorchBackend  # noqa: E402
@@ -221,15 +223,7 @@ def _fused_run(layer, params, data, dtype, unpacked, monkeypatch):
     return out, parts(final), be.recurrent_backward(layer, cache, data.d_out, data.d_final)
 
 
-@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 2e-6)])
-@pytest.mark.parametrize("num_layers", [1, 3])
-def test_frozen_padding_equals_packing(dtype, tol, num_layers, monkeypatch):
-    """An LSTM over variable lengths, unpacked with the padding frozen, gives the packed run's
-    outputs, final states and gradients (exactly in float64, to rounding in float32); the
-    padding's outputs and input gradients are zeros."""
-    layer = seqkit.Recurrent("lstm", 3, 4, num_layers=num_layers)
-    params = layer.init_params(5)
-    data = make_batch(layer, 7, 6, seed=6, with_lengths=True, dtype=dtype, scale=2.0)
+def _assert_frozen_equals_packed(layer, params, data, dtype, tol, monkeypatch):
     packed = _fused_run(layer, params, data, dtype, False, monkeypatch)
     frozen = _fused_run(layer, params, data, dtype, True, monkeypatch)
     (o1, f1, g1), (o2, f2, g2) = packed, frozen
@@ -241,6 +235,34 @@ def test_frozen_padding_equals_packing(dtype, tol, num_layers, monkeypatch):
         torch.testing.assert_close(g2[k], g1[k], rtol=tol, atol=tol, msg=k)
     for b, n in enumerate(data.lengths):
         assert not o2[n:, b].any() and not g2["x"][n:, b].any()
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 2e-6)])
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_frozen_padding_equals_packing(dtype, tol, num_layers, monkeypatch):
+    """An LSTM over variable lengths, unpacked with the padding frozen, gives the packed run's
+    outputs, final states and gradients (exactly in float64, to rounding in float32); the
+    padding's outputs and input gradients are zeros."""
+    layer = seqkit.Recurrent("lstm", 3, 4, num_layers=num_layers)
+    data = make_batch(layer, 7, 6, seed=6, with_lengths=True, dtype=dtype, scale=2.0)
+    _assert_frozen_equals_packed(layer, layer.init_params(5), data, dtype, tol, monkeypatch)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    layer=recurrent_layers(["lstm"], max_layers=3, bidirectional=False, max_hidden_size=5),
+    data=st.data(),
+)
+def test_frozen_padding_equals_packing_for_any_lengths(layer, data, monkeypatch):
+    """The same, for drawn sizes, lengths (any of 1..T, some shorter than T) and states."""
+    batch = data.draw(
+        sequence_batches(layer, max_steps=6, max_batch=4, with_lengths=True, scale=3.0)
+    )
+    assume(batch.lengths is not None and int(batch.lengths.min()) < batch.x.shape[0])
+    params = layer.init_params(data.draw(st.integers(0, 2**16)))
+    _assert_frozen_equals_packed(layer, params, batch, "float64", 1e-12, monkeypatch)
 
 
 def test_unpacked_only_where_torch_runs_onednn(monkeypatch):
