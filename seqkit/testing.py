@@ -635,7 +635,9 @@ def check_backends_agree(
     hand-written BPTT. What it cannot catch: a wrong ``step_backward`` of a plugin cell, since
     every backend runs that same backward (the torch backend wraps it in one
     ``autograd.Function``) and the results agree however wrong they are. Check a cell's
-    gradients with :func:`check_cell_gradients` (central finite differences, float64).
+    gradients with :func:`check_cell_gradients` (central finite differences, float64). A false
+    ``sums_projections`` would pass the same way on every backend, so it is checked first, as
+    there.
 
     Args:
         cell: a registered cell name or a :class:`~seqkit.Cell` instance.
