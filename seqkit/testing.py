@@ -522,8 +522,7 @@ def _check_sums_projections(cell: Cell, input_size: int, hidden_size: int, batch
     layer = Recurrent(cell, input_size, hidden_size)
     ops = _backend("numpy", "float64").ops
     rng = np.random.default_rng(seed)
-    p = layer.direction_params(layer.init_params(rng), 0, 0)
-    p = {name: rng.uniform(-1.0, 1.0, size=np.shape(v)) for name, v in p.items()}
+    p = {name: rng.uniform(-1.0, 1.0, size=s) for name, s in layer.direction_shapes(0).items()}
     xg, hg = (rng.uniform(-1.0, 1.0, size=(batch, p["weight_ih"].shape[0])) for _ in range(2))
     state = tuple(rng.uniform(-1.0, 1.0, size=(batch, n)) for n in layer.state_sizes)
     split, summed = (
