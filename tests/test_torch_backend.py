@@ -3,6 +3,7 @@
 import sys
 import warnings
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -214,7 +215,7 @@ def _fused_run(layer, params, data, dtype, unpacked, monkeypatch):
     """Forward and backward on the fused path, variable lengths packed or frozen unpacked."""
     from seqkit_torch import _fused
 
-    monkeypatch.setattr(_fused, "unpacked_pays", lambda layer, x: unpacked)
+    monkeypatch.setattr(_fused, "unpacked_pays", lambda layer, x, lengths: unpacked)
     be = TorchBackend(dtype=dtype)
     out, final, cache = be.recurrent_forward(
         layer, params, data.x, data.initial_state, data.lengths
@@ -248,6 +249,16 @@ def test_frozen_padding_equals_packing(dtype, tol, num_layers, monkeypatch):
     _assert_frozen_equals_packed(layer, layer.init_params(5), data, dtype, tol, monkeypatch)
 
 
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 2e-6)])
+def test_frozen_padding_equals_packing_past_the_longest_length(dtype, tol, monkeypatch):
+    """Steps past the batch's longest length are not run, and come out as zeros, as packed."""
+    layer = seqkit.Recurrent("lstm", 3, 4, num_layers=2)
+    data = make_batch(layer, 9, 5, seed=7, with_lengths=True, dtype=dtype, scale=2.0)
+    data = attrs.evolve(data, lengths=np.minimum(data.lengths, 6))
+    assert data.lengths.max() == 6
+    _assert_frozen_equals_packed(layer, layer.init_params(2), data, dtype, tol, monkeypatch)
+
+
 @settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -270,15 +281,49 @@ def test_unpacked_only_where_torch_runs_onednn(monkeypatch):
     from seqkit_torch._fused import unpacked_pays
 
     x32, x64 = torch.zeros(2, 1, 3), torch.zeros(2, 1, 3, dtype=torch.float64)
+    full = np.array([2])
     lstm = seqkit.Recurrent("lstm", 3, 4, num_layers=2)
     onednn = torch.backends.mkldnn.is_available()
-    assert unpacked_pays(lstm, x32) == onednn
-    assert not unpacked_pays(lstm, x64)
-    assert not unpacked_pays(seqkit.Recurrent("lstm", 3, 4, bidirectional=True), x32)
-    assert not unpacked_pays(seqkit.Recurrent("lstm", 3, 4, proj_size=2), x32)
-    assert not unpacked_pays(seqkit.Recurrent("gru", 3, 4), x32)
+    assert unpacked_pays(lstm, x32, full) == onednn
+    assert not unpacked_pays(lstm, x64, full)
+    assert not unpacked_pays(seqkit.Recurrent("lstm", 3, 4, bidirectional=True), x32, full)
+    assert not unpacked_pays(seqkit.Recurrent("lstm", 3, 4, proj_size=2), x32, full)
+    assert not unpacked_pays(seqkit.Recurrent("gru", 3, 4), x32, full)
     monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # torch.nn.LSTM's switch
-    assert not unpacked_pays(lstm, x32)
+    assert not unpacked_pays(lstm, x32, full)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+@pytest.mark.parametrize("hidden_size", [4, 128, 256, 512, 1024, 4096])
+def test_a_batch_mostly_padding_stays_packed(hidden_size):
+    """Unpacked, the padding is computed too: a batch whose lengths fill less of its T x B steps
+    (T the longest length, whatever the input's padded length) than the layer's size pays for
+    stays packed, one that fills more runs unpacked."""
+    from seqkit_torch._fused import min_fill, unpacked_pays
+
+    T = B = 100
+    lstm = seqkit.Recurrent("lstm", 3, hidden_size)
+    x = torch.zeros(T, B, 3)
+    need = min_fill(hidden_size)
+    for share in (0.02, need - 0.01, need + 0.01, 1.0):
+        total = round(min(share, 1.0) * T * B) - T  # one sequence of T, the others share the rest
+        lengths = np.concatenate([[T], np.full(B - 1, total // (B - 1))])
+        lengths[1 : 1 + total % (B - 1)] += 1  # the lengths fill exactly share of T * B steps
+        assert lengths.sum() == round(min(share, 1.0) * T * B)
+        assert unpacked_pays(lstm, x, lengths) == (share > need), share
+        assert unpacked_pays(lstm, torch.zeros(T + 7, B, 3), lengths) == (share > need)
+
+
+def test_the_share_of_real_steps_that_pays_grows_with_the_layer():
+    """Where the two routes cross, as measured (docs/reference/performance.rst): about 0.3 at
+    H = 128, under 0.4 at H = 256, about 0.5 at H = 512, about 0.6 at H = 1024."""
+    from seqkit_torch._fused import min_fill
+
+    sizes = [16, 64, 128, 256, 384, 512, 1024, 2048]
+    needs = [min_fill(h) for h in sizes]
+    assert needs == sorted(needs) and needs[0] == 0.3
+    assert 0.3 <= min_fill(128) < 0.35 and 0.35 <= min_fill(256) <= 0.4
+    assert 0.45 <= min_fill(512) <= 0.55 and 0.55 <= min_fill(1024) <= 0.65
 
 
 def test_a_language_model_trains_alike_packed_or_frozen(monkeypatch):
@@ -296,7 +341,7 @@ def test_a_language_model_trains_alike_packed_or_frozen(monkeypatch):
     monkeypatch.setattr(_fused, "frozen_forward", spy)
     results = []
     for unpacked in (False, True):
-        monkeypatch.setattr(_fused, "unpacked_pays", lambda layer, x, u=unpacked: u)
+        monkeypatch.setattr(_fused, "unpacked_pays", lambda layer, x, lengths, u=unpacked: u)
         model = seqkit.LanguageModel(
             vocab,
             cell="lstm",

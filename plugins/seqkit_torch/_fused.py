@@ -8,6 +8,8 @@ no detach, and gradients reach them through autograd.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import _VF
@@ -17,7 +19,7 @@ from seqkit.cells import GRU, LSTM, RNN
 from seqkit.ops import OneHotIds
 from seqkit.recurrent import Recurrent
 
-__all__ = ["fused_kernel", "fused_forward", "frozen_forward", "unpacked_pays"]
+__all__ = ["fused_kernel", "fused_forward", "frozen_forward", "min_fill", "unpacked_pays"]
 
 
 def fused_kernel(layer: Recurrent):
@@ -62,7 +64,7 @@ def fused_forward(layer: Recurrent, params: dict, x, state0: tuple, lengths: np.
         result = kernel(x, hx, weights, True, L, 0.0, train, bi, False)
         out, final = result[0], tuple(result[1:])
         return out, final
-    if unpacked_pays(layer, x):
+    if unpacked_pays(layer, x, lengths):
         return frozen_forward(layer, x, state0, weights, lengths, train)
     # variable lengths: pack as torch.nn.LSTM does, sorting the batch and the states alike
     packed = pack_padded_sequence(
@@ -88,15 +90,30 @@ def fused_forward(layer: Recurrent, params: dict, x, state0: tuple, lengths: np.
 FREEZE = 1e4
 
 
-def unpacked_pays(layer: Recurrent, x) -> bool:
+def min_fill(hidden_size: int) -> float:
+    """The least share of real steps for :func:`frozen_forward` to pay: of T x B, T the longest.
+
+    Unpacked, the padding is computed too; packed, torch's per-step loop computes only the rows
+    still running at each step, but costs about twice as much per row. The share where the two
+    cross grows with the layer (measured on 2 cores, one LSTM layer forward and backward, float32:
+    about 0.28 at H = 128 and 0.36 at H = 256 with B = 64, 0.48 at H = 512 and B = 64, 0.55 at
+    B = 128, 0.62 at H = 1024 and B = 128; docs/reference/performance.rst). 0.4 at H = 256,
+    0.125 more per doubling, at least 0.3.
+    """
+    return max(0.3, 0.4 + 0.125 * math.log2(hidden_size / 256))
+
+
+def unpacked_pays(layer: Recurrent, x, lengths: np.ndarray) -> bool:
     """Whether variable lengths run unpacked (:func:`frozen_forward`) rather than packed.
 
     On a CPU torch runs an LSTM on oneDNN's RNN primitive only when its input is not packed
     (float32, oneDNN on, no projection: ``torch.nn.LSTM``'s own rule), and packing falls back to
     the per-step loop: twice as slow at the main job's shape (docs/reference/performance.rst).
-    Only a unidirectional stack can run so: the reverse direction starts in the padding.
+    Only a unidirectional stack can run so: the reverse direction starts in the padding. And
+    only a batch whose ``lengths`` fill at least :func:`min_fill` of the steps up to the
+    longest: below, packing skips more padding than the faster kernel makes up for.
     """
-    return (
+    onednn = (
         type(layer.cell) is LSTM
         and not layer.bidirectional
         and not layer.proj_size
@@ -105,13 +122,16 @@ def unpacked_pays(layer: Recurrent, x) -> bool:
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
     )
+    fill = float(np.mean(lengths)) / float(np.max(lengths))  # of the steps the kernel runs
+    return onednn and fill >= min_fill(layer.hidden_size)
 
 
 def frozen_forward(layer: Recurrent, x, state0: tuple, weights: list, lengths, train: bool):
     """A unidirectional LSTM stack over variable lengths, unpacked, the padding frozen.
 
-    Each layer runs over all T steps with one more input column, 1 at a padded step (t at or
-    past the sequence's length) and 0 elsewhere, whose weights add ``-FREEZE`` to the input
+    Each layer runs over the batch's longest length (the steps past it are zeros, as packed)
+    with one more input column, 1 at a padded step (t at or past the sequence's length) and 0
+    elsewhere, whose weights add ``-FREEZE`` to the input
     gate's pre-activation and ``+FREEZE`` to the forget gate's. At a padded step i = 0 and f = 1
     exactly, so ``c = f * c + i * g`` keeps the value it had at the sequence's last step, and
     nothing in the padding reaches a gradient (sigmoid's derivative is 0 there). h moves on in
@@ -126,7 +146,9 @@ def frozen_forward(layer: Recurrent, x, state0: tuple, weights: list, lengths, t
     Returns:
         ``(out, (h_n, c_n))`` as :func:`fused_forward`'s.
     """
-    T, B, H = x.shape[0], x.shape[1], layer.hidden_size
+    T, B, H = int(np.max(lengths)), x.shape[1], layer.hidden_size
+    padded_to = x.shape[0]
+    x = x[:T]
     steps = torch.arange(T, device=x.device)[:, None]
     ends = torch.as_tensor(lengths, dtype=torch.int64, device=x.device)
     valid = steps < ends[None, :]  # (T, B)
@@ -147,6 +169,8 @@ def frozen_forward(layer: Recurrent, x, state0: tuple, weights: list, lengths, t
         h_n.append(inp[ends - 1, rows])
         c_n.append(c[0])
     out = torch.where(valid[..., None], inp, 0.0)
+    if padded_to > T:
+        out = torch.cat([out, out.new_zeros((padded_to - T, B, H))])
     return out, (torch.stack(h_n), torch.stack(c_n))
 
 
