@@ -95,10 +95,10 @@ def min_fill(hidden_size: int) -> float:
 
     Unpacked, the padding is computed too; packed, torch's per-step loop computes only the rows
     still running at each step, but costs about twice as much per row. The share where the two
-    cross grows with the layer (measured on 2 cores, one LSTM layer forward and backward, float32:
-    about 0.28 at H = 128 and 0.36 at H = 256 with B = 64, 0.48 at H = 512 and B = 64, 0.55 at
-    B = 128, 0.62 at H = 1024 and B = 128; docs/reference/performance.rst). 0.4 at H = 256,
-    0.125 more per doubling, at least 0.3.
+    cross grows with the layer (on 2 cores, one LSTM layer forward and backward, float32, at
+    (B, H): about 0.28 at (64, 128), 0.36 at (64, 256), 0.48 at (64, 512), 0.55 at (128, 512),
+    0.62 at (128, 1024); ``benchmarks/bench_padding.py``, docs/reference/performance.rst).
+    0.4 at H = 256, 0.125 more per doubling, at least 0.3.
     """
     return max(0.3, 0.4 + 0.125 * math.log2(hidden_size / 256))
 
