@@ -406,15 +406,47 @@ def test_torch_raising_falls_back(monkeypatch, fresh_store, stage):
 def test_auto_takes_fused_kernels_then_compiles_where_it_pays():
     be = TorchBackend(path="auto")
     assert be.layer_path(seqkit.Recurrent("lstm", 2, 3)) == "fused"
-    assert be.layer_path(seqkit.Recurrent("gru", 2, 600)) == "fused"
+    assert be.layer_path(seqkit.Recurrent("lstm", 2, 600)) == "fused"  # oneDNN's LSTM on a CPU
     # on a CPU auto compiles from H = 128 on, where a run soon wins back the compile time
     assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 3)) == "generic"
     assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 127)) == "generic"
     assert be.layer_path(seqkit.Recurrent("gru_simple", 2, 128)) == "compiled"
+    # torch's gru and rnn on a CPU are per-step loops, which the compiled loops beat there too
+    for cell in ("gru", "rnn"):
+        assert be.layer_path(seqkit.Recurrent(cell, 2, 127)) == "fused"
+        assert be.layer_path(seqkit.Recurrent(cell, 2, 128, bidirectional=True)) == "compiled"
+        assert TorchBackend(path="fused").layer_path(seqkit.Recurrent(cell, 2, 600)) == "fused"
     assert TorchBackend(path="compiled").layer_path(seqkit.Recurrent("lstm", 2, 3)) == "compiled"
     assert TorchBackend(path="generic").layer_path(seqkit.Recurrent("gru_simple", 2, 512)) == (
         "generic"
     )
+    assert TorchBackend(path="generic").layer_path(seqkit.Recurrent("gru", 2, 512)) == "generic"
+
+
+def test_a_built_in_cell_that_cannot_compile_goes_back_to_its_fused_kernel(
+    monkeypatch, fresh_store
+):
+    """Under auto a gru of H = 128 on a CPU compiles; if that fails it warns once, the call
+    runs uncompiled and agrees, and the layer takes torch's fused kernel from then on."""
+
+    def compile_that_fails(fn, args, roles, path, files=()):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(_packages, "compile_package", compile_that_fails)
+    be = TorchBackend(dtype="float64", path="auto")
+    layer = seqkit.Recurrent("gru", 3, 128)
+    assert be.layer_path(layer) == "compiled"
+    ref = seqkit.get_backend("numpy", dtype="float64")
+    want = _run(ref, layer, 4, 3, 0)
+    with pytest.warns(RuntimeWarning, match="cannot compile cell 'gru'.*runs uncompiled"):
+        first = _run(be, layer, 4, 3, 0)
+    assert be.layer_path(layer) == "fused"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = _run(be, layer, 4, 3, 0)
+    for got in (first, again):
+        for name, value in want.items():
+            np.testing.assert_allclose(be.to_numpy(got[name]), value, rtol=1e-9, atol=1e-12)
 
 
 def test_bad_path_names_the_choices():

@@ -533,7 +533,7 @@ class ScanLoop:
         self.stats.error = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
         warnings.warn(
             f"backend 'torch', path 'compiled': cannot compile cell {self.cell.name!r} "
-            f"({self.stats.error}); it runs on the generic path instead",
+            f"({self.stats.error}); it runs uncompiled instead (backend.layer_path says how)",
             RuntimeWarning,
             stacklevel=5,
         )

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from seqkit.backend import Backend
+from seqkit.cells import LSTM
 from seqkit.errors import ConfigError, PluginError
 from seqkit.ops import OneHotIds
 from seqkit.recurrent import Recurrent
@@ -22,9 +23,11 @@ __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 #: How a layer runs: ``"fused"`` (torch's RNN kernels), ``"compiled"`` (the cell's hand-written
 #: BPTT inside one ``torch.autograd.Function``, its loops over time compiled ahead of time by
 #: AOTInductor) or ``"generic"`` (the same, uncompiled); ``"auto"`` picks fused where there
-#: is a kernel, and for every other cell compiled where that measured faster (see layer_path).
+#: is a kernel that beats the compiled loops, and compiled where that measured faster than the
+#: rest (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
-#: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
+#: On a CPU ``auto`` compiles a cell from this hidden size on, where torch has no oneDNN kernel
+#: for it (measured).
 _CPU_COMPILE_MIN_HIDDEN = 128
 
 _INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
@@ -90,7 +93,8 @@ class TorchBackend(Backend):
     Args:
         dtype: ``"float32"`` or ``"float64"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (cuda when available).
-        path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm``; for every other cell the
+        path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm`` on CUDA, for ``lstm`` on
+            a CPU, and for ``rnn``/``gru`` on a CPU below H = 128; for every other layer the
             compiled path on CUDA and on a CPU from H = 128 on, where it measured faster, else
             the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
             (any cell, its loops over time compiled by AOTInductor on a CPU and captured as
@@ -139,7 +143,8 @@ class TorchBackend(Backend):
         """``"fused"``, ``"compiled"`` or ``"generic"``: how :meth:`recurrent_forward` runs it.
 
         A cell whose compilation failed (see :meth:`compile_stats`) reports ``"generic"`` from
-        then on, which is what it runs. A layer with ``recurrent_dropout`` or ``zoneout``
+        then on, which is what it runs (under ``"auto"``, a built-in ``gru`` or ``rnn`` goes
+        back to ``"fused"``). A layer with ``recurrent_dropout`` or ``zoneout``
         (masks inside the time loop, ``layer.loop_options``) never takes the fused kernel:
         ``auto`` chooses for it as for a cell without one.
         """
@@ -157,11 +162,31 @@ class TorchBackend(Backend):
                 f"backend 'torch' with path 'fused': cell {layer.cell.name!r} has no fused kernel; "
                 "fused kernels exist for: gru, lstm, rnn (exact built-in classes)"
             )
-        if self.path in ("auto", "fused") and has_kernel:
+        beaten = self._compiling_beats_kernel(layer)
+        if has_kernel and self.path in ("auto", "fused") and not beaten:
             return "fused"
         if self.path == "generic" or (self.path == "auto" and not self._compiling_pays(layer)):
             return "generic"
-        return "generic" if self.compile_stats(layer).error is not None else "compiled"
+        if self.compile_stats(layer).error is None:
+            return "compiled"
+        return "fused" if has_kernel and self.path == "auto" else "generic"
+
+    def _compiling_beats_kernel(self, layer: Recurrent) -> bool:
+        """Whether ``auto`` compiles a built-in cell that has a fused kernel.
+
+        cuDNN on a GPU and oneDNN's LSTM primitive on a CPU beat the compiled loops; torch's
+        ``gru`` and ``rnn`` on a CPU are a per-step loop of ATen calls, which the compiled loops
+        beat where compiling pays at all (one layer forward and backward, lengths filling about
+        64% of the batch: 0.55-0.81x the fused time from H = 128 on, float32 and float64, one or
+        two layers, both directions; docs/reference/performance.rst). A compile that fails
+        leaves the layer on its fused kernel.
+        """
+        return (
+            self.path == "auto"
+            and self.ops.device.type == "cpu"
+            and type(layer.cell) is not LSTM
+            and self._compiling_pays(layer)
+        )
 
     def _compiling_pays(self, layer: Recurrent) -> bool:
         """Whether ``auto`` compiles ``layer``'s cell: where the compiled path pays.
