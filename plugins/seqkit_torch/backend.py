@@ -26,9 +26,11 @@ __all__ = ["TorchBackend", "TorchCache", "PATHS"]
 #: is a kernel that beats the compiled loops, and compiled where that measured faster than the
 #: rest (see layer_path).
 PATHS = ("auto", "fused", "compiled", "generic")
-#: On a CPU ``auto`` compiles a cell from this hidden size on, where torch has no oneDNN kernel
-#: for it (measured).
+#: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
 _CPU_COMPILE_MIN_HIDDEN = 128
+#: ... and the built-in ``gru`` and ``rnn``, whose fused path on a CPU is torch's per-step loop,
+#: from this one on (below, the first run's compile outweighs what the steps save; measured).
+_CPU_COMPILE_BUILTIN_MIN_HIDDEN = 256
 
 _INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
@@ -94,7 +96,7 @@ class TorchBackend(Backend):
         dtype: ``"float32"`` or ``"float64"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (cuda when available).
         path: ``"auto"`` (fused kernels for ``rnn``/``gru``/``lstm`` on CUDA, for ``lstm`` on
-            a CPU, and for ``rnn``/``gru`` on a CPU below H = 128; for every other layer the
+            a CPU, and for ``rnn``/``gru`` on a CPU below H = 256; for every other layer the
             compiled path on CUDA and on a CPU from H = 128 on, where it measured faster, else
             the generic path), ``"fused"`` (an error for a cell without a kernel), ``"compiled"``
             (any cell, its loops over time compiled by AOTInductor on a CPU and captured as
@@ -176,16 +178,17 @@ class TorchBackend(Backend):
 
         cuDNN on a GPU and oneDNN's LSTM primitive on a CPU beat the compiled loops; torch's
         ``gru`` and ``rnn`` on a CPU are a per-step loop of ATen calls, which the compiled loops
-        beat where compiling pays at all (one layer forward and backward, lengths filling about
-        64% of the batch: 0.55-0.81x the fused time from H = 128 on, float32 and float64, one or
-        two layers, both directions; docs/reference/performance.rst). A compile that fails
-        leaves the layer on its fused kernel.
+        beat (one layer forward and backward, lengths filling about 64% of the batch: 0.55-0.81x
+        the fused time from H = 128 on, float32 and float64, one or two layers, both directions;
+        docs/reference/performance.rst). At H = 128 the main job's model then trains about 10%
+        faster, too little to pay for the first run's compile (about 20 s), so they compile from
+        H = 256 on. A compile that fails leaves the layer on its fused kernel.
         """
         return (
             self.path == "auto"
             and self.ops.device.type == "cpu"
             and type(layer.cell) is not LSTM
-            and self._compiling_pays(layer)
+            and layer.hidden_size >= _CPU_COMPILE_BUILTIN_MIN_HIDDEN
         )
 
     def _compiling_pays(self, layer: Recurrent) -> bool:
