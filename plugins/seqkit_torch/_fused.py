@@ -129,14 +129,14 @@ def unpacked_pays(layer: Recurrent, x, lengths: np.ndarray) -> bool:
 def frozen_forward(layer: Recurrent, x, state0: tuple, weights: list, lengths, train: bool):
     """A unidirectional LSTM stack over variable lengths, unpacked, the padding frozen.
 
-    Each layer runs over the batch's longest length (the steps past it are zeros, as packed)
-    with one more input column, 1 at a padded step (t at or past the sequence's length) and 0
-    elsewhere, whose weights add ``-FREEZE`` to the input
-    gate's pre-activation and ``+FREEZE`` to the forget gate's. At a padded step i = 0 and f = 1
-    exactly, so ``c = f * c + i * g`` keeps the value it had at the sequence's last step, and
-    nothing in the padding reaches a gradient (sigmoid's derivative is 0 there). h moves on in
-    the padding, so each layer's final h is read from its output at the last step. Outputs past
-    each length are then set to zero. The result equals the packed run (exactly, up to the
+    Each layer runs up to the batch's longest length (the steps past it come out as zeros, as
+    packed) with one more input column, 1 at a padded step (t at or past the sequence's length)
+    and 0 elsewhere, whose weights add ``-FREEZE`` to the input gate's pre-activation and
+    ``+FREEZE`` to the forget gate's. At a padded step i = 0 and f = 1 exactly, so
+    ``c = f * c + i * g`` keeps the value it had at the sequence's last step, and nothing in the
+    padding reaches a gradient (sigmoid's derivative is 0 there). h moves on in the padding, so
+    each layer's final h is read from its output at the last step. Outputs past each length are
+    then set to zero. The result equals the packed run (exactly, up to the
     kernels' rounding; ``tests/test_torch_backend.py``).
 
     Args:
