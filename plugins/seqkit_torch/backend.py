@@ -29,7 +29,7 @@ PATHS = ("auto", "fused", "compiled", "generic")
 #: On a CPU ``auto`` compiles a cell without a fused kernel from this hidden size on (measured).
 _CPU_COMPILE_MIN_HIDDEN = 128
 #: ... and the built-in ``gru`` and ``rnn``, whose fused path on a CPU is torch's per-step loop,
-#: from this one on (below, the first run's compile outweighs what the steps save; measured).
+#: from this one on (below, the compiled loops were not faster in every case measured).
 _CPU_COMPILE_BUILTIN_MIN_HIDDEN = 256
 
 _INSTALL = "pip install 'seqkit[torch]' (or pip install torch)"
@@ -180,9 +180,11 @@ class TorchBackend(Backend):
         ``gru`` and ``rnn`` on a CPU are a per-step loop of ATen calls, which the compiled loops
         beat (one layer forward and backward, lengths filling about 64% of the batch: 0.55-0.81x
         the fused time from H = 128 on, float32 and float64, one or two layers, both directions;
-        docs/reference/performance.rst). At H = 128 the main job's model then trains about 10%
-        faster, too little to pay for the first run's compile (about 20 s), so they compile from
-        H = 256 on. A compile that fails leaves the layer on its fused kernel.
+        docs/reference/performance.rst), except at H = 128 without padding (1.10x). So they
+        compile from H = 256 on. End to end the gain is smaller (the language model at H = 256
+        trains about 1.07x faster) and the first run on a machine pays the compile, about 20 s,
+        as for any cell under ``auto``. A compile that fails leaves the layer on its fused
+        kernel.
         """
         return (
             self.path == "auto"
