@@ -62,7 +62,15 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.backends.mkldnn.is_available():
         raise SystemExit("this torch has no oneDNN: variable lengths always pack")
-    shares = [float(s) for s in args.shares.split(",")]
+    try:
+        sizes = [tuple(int(v) for v in size.split(",")) for size in args.sizes]
+        shares = [float(s) for s in args.shares.split(",")]
+    except ValueError as exc:
+        parser.error(f"--sizes wants T,B,I,H integers and --shares numbers ({exc})")
+    if any(len(size) != 4 or min(size) < 1 for size in sizes):
+        parser.error(f"--sizes wants four positive integers T,B,I,H each, got {args.sizes}")
+    if any(not 0 < share <= 1 for share in shares):
+        parser.error(f"--shares must lie in (0, 1], got {args.shares}")
     rng = np.random.default_rng(0)
     backend = TorchBackend(dtype="float32", path="fused")
     print(
@@ -71,8 +79,7 @@ def main() -> None:
         f"{args.number} calls; ratio = frozen / packed (under 1: the frozen route is faster)"
     )
     print(f"{'(T, B, I, H)':>20}  {'share':>5}  {'packed':>9}  {'frozen':>9}  ratio  rule")
-    for size in args.sizes:
-        T, B, I, H = (int(v) for v in size.split(","))
+    for T, B, I, H in sizes:
         layer = seqkit.Recurrent("lstm", I, H, num_layers=args.layers)
         params = {k: backend.asarray(v) for k, v in layer.init_params(0).items()}
         x = backend.asarray(rng.normal(size=(T, B, I)).astype(np.float32))
