@@ -122,10 +122,10 @@ def plain_autograd_loop(x, h, c, w_ih, w_hh, b_ih, b_hh, step=lstm_step):
 
 def products_alone(x, h0, weights, loop):
     """The matrix products of one LSTM layer forward and backward, as the compiled path runs
-    them and nothing else: F1 (x W_ih^T), every step's h W_hh^T and d hg W_hh (on packed oneDNN
-    weights where ``loop.packs``, packing included), and B1 (d W_ih, d W_hh from d xg^T stored
-    feature-major, d x), through the backend's own matmul. No path that calls a library product
-    per step can be faster than this."""
+    them and nothing else: F1 (x W_ih^T), every step's h W_hh^T and d hg W_hh (each on packed
+    oneDNN weights where ``loop.packs`` it, packing included), and B1 (d W_ih, d W_hh from
+    d xg^T stored feature-major, d x), through the backend's own matmul. No path that calls a
+    library product per step can be faster than this."""
     T, B, _ = x.shape
     w_ih, w_hh = weights["weight_ih_l0"].detach(), weights["weight_hh_l0"].detach()
     G, H = w_hh.shape
@@ -133,16 +133,18 @@ def products_alone(x, h0, weights, loop):
     hs = torch.randn(T * B, H, device=x.device)
     dgs = torch.randn(T * B, G, device=x.device)
     dgs_t = dgs.T.contiguous()  # as the backward package leaves d xg for the weight gradients
-    packed, ops = loop.packs(H), loop.ops
+    ops = loop.ops
+    forward, backward = loop.packs(H, "forward"), loop.packs(H, "backward")
 
     def products():
-        fwd = _scan.pack(w_hh, B) if packed else w_hh.T
-        bwd = _scan.pack(w_hh.T, B) if packed else w_hh
-        step = _scan.packed_linear if packed else torch.mm
+        fwd = _scan.pack(w_hh, B) if forward else w_hh.T
+        bwd = _scan.pack(w_hh.T, B) if backward else w_hh
+        f2 = _scan.packed_linear if forward else torch.mm
+        b2 = _scan.packed_linear if backward else torch.mm
         ops.project(xs, w_ih)  # F1
         for t in range(T):
-            step(h, fwd)  # F2
-            step(dgs[t * B : (t + 1) * B], bwd)  # B2
+            f2(h, fwd)  # F2
+            b2(dgs[t * B : (t + 1) * B], bwd)  # B2
         return ops.matmul(dgs_t, xs), ops.matmul(dgs_t, hs), ops.matmul(dgs, w_ih)  # B1
 
     return products

@@ -428,6 +428,7 @@ class WeightGradients:
         # the weight gradients' operands: the same values, feature-major when a caller has them so
         self.w_xg = self.w_hg = None
         self.every_step = False  # whether one chunk holds every step (add_steps)
+        self.last_first = False  # whether d_xg holds the steps from T-1 down (add_steps)
 
     def add_step(self, t: int, d_xg: Array, d_hg: Array) -> None:
         """Take step t's gradients; steps arrive from T-1 down to 0."""
@@ -445,14 +446,22 @@ class WeightGradients:
             self.w_xg, self.w_hg = self.d_xg, self.d_hg  # feature-major already
             self._flush()
 
-    def add_steps(self, d_xg: Array, d_hg: Array | None, d_xg_t=None, d_hg_t=None) -> None:
+    def add_steps(
+        self, d_xg: Array, d_hg: Array | None, d_xg_t=None, d_hg_t=None, *, last_first=False
+    ) -> None:
         """Take every step's gradients at once, as one chunk: ``d_xg`` (T, B, G*H) for d x,
         ``d_hg`` likewise (ignored for a cell with ``sums_projections``) and, where a caller has
         them, the same values feature-major, ``d_xg_t`` and ``d_hg_t`` (G*H, T, B), for the
-        weight gradients (then ``d_hg`` may be None). Views, no copies."""
+        weight gradients (then ``d_hg`` may be None). Views, no copies.
+
+        ``last_first``: ``d_xg`` holds the steps from T-1 down to 0, as a backward loop makes
+        them (the feature-major arrays are in time order). d x is then reversed after its
+        product, and one-hot ids are read in that order; a caller saves a copy of ``d_xg``.
+        """
         T, B = self.x.shape[:2]
         self.start, self.end, rows = 0, T, T * B
         self.every_step = True
+        self.last_first = last_first
         self.d_xg = d_xg.reshape(rows, -1)
         self.w_xg = self.d_xg if d_xg_t is None else d_xg_t.reshape(-1, rows).T
         if self.shared:
@@ -466,12 +475,20 @@ class WeightGradients:
         ops, p, B = self.ops, self.p, self.B
         start, end, d_xg, w_xg, w_hg = self.start, self.end, self.d_xg, self.w_xg, self.w_hg
         rows = (end - start) * B
+        x = self.x[start:end]
+        # last first (every step at once): d_xg's rows are those of x reversed in time
+        last_first = reverse_index(end - start, None, B) if self.last_first else None
         if self.d_x is not None:
-            ops.matmul(d_xg, p["weight_ih"], out=self.d_x[start:end].reshape(rows, -1))
-        x = self.x[start:end]  # one-hot ids scatter rows of d xg: theirs stay row-major
-        self.grads["weight_ih"] = ops.project_grad(
-            x, d_xg if isinstance(x, OneHotIds) else w_xg, self.grads.get("weight_ih")
-        )
+            if last_first is None:
+                ops.matmul(d_xg, p["weight_ih"], out=self.d_x[start:end].reshape(rows, -1))
+            else:
+                d_x = ops.matmul(d_xg, p["weight_ih"]).reshape(self.d_x.shape)
+                self.d_x = ops.take_time(d_x, last_first)
+        if isinstance(x, OneHotIds):  # one-hot ids scatter rows of d xg: theirs stay row-major
+            x = x if last_first is None else x.take_time(last_first)
+            self.grads["weight_ih"] = ops.project_grad(x, d_xg, self.grads.get("weight_ih"))
+        else:
+            self.grads["weight_ih"] = ops.project_grad(x, w_xg, self.grads.get("weight_ih"))
         # h<t-1> is out<t-1>, and the initial state at t = 0
         if start > 0:
             h_prev = self._read(self.out[start - 1 : end - 1]).reshape(rows, -1)

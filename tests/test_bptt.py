@@ -105,3 +105,45 @@ def test_weight_products_by_chunk_equal_one_product(cell, rows, monkeypatch, rng
     chunked = be.recurrent_backward(layer, cache, d_out)  # the same cache, differentiated again
     for name, value in whole.items():
         np.testing.assert_allclose(chunked[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+@pytest.mark.parametrize("shared", [False, True])
+def test_every_step_at_once_in_either_order_equals_step_by_step(one_hot, shared, rng):
+    """``WeightGradients.add_steps`` (what a compiled loop hands over) equals ``add_step`` from
+    T-1 down, with ``d xg`` in time order or last first, dense or one-hot input."""
+    from seqkit.ops import OneHotIds
+
+    ops = backend64().ops
+    T, B, I, G, H = 5, 3, 6, 8, 2
+    if one_hot:
+        x = OneHotIds(ops, ops.int_array(rng.integers(0, I, size=(T, B))), I)
+    else:
+        x = rng.normal(size=(T, B, I))
+    p = {
+        "weight_ih": rng.normal(size=(G, I)),
+        "weight_hh": rng.normal(size=(G, H)),
+        "bias_ih": rng.normal(size=G),
+        "bias_hh": rng.normal(size=G),
+    }
+    out, h0 = rng.normal(size=(T, B, H)), rng.normal(size=(B, H))
+    d_xg, d_hg = rng.normal(size=(T, B, G)), rng.normal(size=(T, B, G))
+    d_hg = d_xg if shared else d_hg
+
+    def weights():
+        return bptt.WeightGradients(ops, p, x, out, h0, shared)
+
+    each = weights()
+    for t in reversed(range(T)):
+        each.add_step(t, d_xg[t], d_hg[t])
+    expected = each.result()
+    for last_first in (False, True):
+        at_once = weights()
+        rows = d_xg[::-1] if last_first else d_xg
+        feature_major = (np.ascontiguousarray(d.transpose(2, 0, 1)) for d in (d_xg, d_hg))
+        at_once.add_steps(rows, None, *feature_major, last_first=last_first)
+        got = at_once.result()
+        for name, value in expected.items():
+            np.testing.assert_allclose(got[name], value, rtol=1e-12, atol=1e-12, err_msg=name)
+        if not one_hot:
+            np.testing.assert_allclose(at_once.d_x, each.d_x, rtol=1e-12, atol=1e-12)

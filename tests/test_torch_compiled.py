@@ -546,7 +546,8 @@ def test_one_hot_ids_on_the_compiled_path_agree_with_numpy(compiled64):
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
 def test_float32_with_packed_products_agrees_with_numpy(monkeypatch):
     """On a CPU in float32 the per-step products of a large H run on oneDNN with packed
-    weights (here from H = 1 on), a small H on torch.mm; both agree with NumPy."""
+    weights (here from H = 1 on), a small H on torch.mm; both agree with NumPy. (B2 packed
+    too, as on a CPU that is not Intel's: see the next test.)"""
     packed, pack = [], _scan.pack
 
     def counting_pack(w, batch):
@@ -554,9 +555,12 @@ def test_float32_with_packed_products_agrees_with_numpy(monkeypatch):
         return pack(w, batch)
 
     monkeypatch.setattr(_scan, "pack", counting_pack)
+    monkeypatch.setattr(_scan, "_mkl_on_intel", lambda: False)
     be = TorchBackend(dtype="float32", path="compiled")
     loop = _scan.scan_loop(seqkit.get_cell("gru_simple"), be.ops)
-    assert loop.can_pack and not loop.packs(128) and loop.packs(_scan._PACK_MIN_HIDDEN)
+    assert loop.can_pack and not loop.packs(128, "forward")
+    assert loop.packs(_scan._PACK_MIN_HIDDEN, "forward")
+    assert loop.packs(_scan._PACK_MIN_HIDDEN, "backward")
     check_backends_agree("gru_simple", backends=[be], dtype="float32", num_layers=(2,))
     assert packed == []
     monkeypatch.setattr(_scan, "_PACK_MIN_HIDDEN", 1)
@@ -566,6 +570,35 @@ def test_float32_with_packed_products_agrees_with_numpy(monkeypatch):
     assert packed  # forward: W_hh (G*H, H); backward: its transpose (H, G*H)
     assert {shape[0] > shape[1] for shape in packed} == {True, False}
     assert loop.stats.error is None
+
+
+@pytest.mark.parametrize(
+    ("mkl", "vendor", "backward_packed"),
+    [(True, "GenuineIntel", False), (True, "AuthenticAMD", True), (False, "GenuineIntel", True)],
+)
+def test_the_backward_products_stay_on_mkl_on_an_intel_cpu(
+    monkeypatch, tmp_path, mkl, vendor, backward_packed
+):
+    """B2 runs on torch.mm where that is MKL on an Intel CPU (faster there than packed oneDNN),
+    and packed elsewhere; F2 is packed either way. An unreadable /proc/cpuinfo packs both."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu\n")
+    real_path = _scan.Path
+    monkeypatch.setattr(_scan, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: mkl)
+    monkeypatch.setattr(_scan, "_can_pack", lambda ops: True)
+    _scan._mkl_on_intel.cache_clear()
+    try:
+        loop = _scan.ScanLoop(seqkit.get_cell("gru_simple"), TorchBackend(dtype="float32").ops)
+        H = _scan._PACK_MIN_HIDDEN
+        assert loop.packs(H, "forward") and not loop.packs(H - 1, "forward")
+        assert loop.packs(H, "backward") is backward_packed
+        assert not loop.packs(H - 1, "backward")
+        cpuinfo.unlink()
+        _scan._mkl_on_intel.cache_clear()
+        assert loop.packs(H, "backward")
+    finally:
+        _scan._mkl_on_intel.cache_clear()
 
 
 @pytest.mark.slow

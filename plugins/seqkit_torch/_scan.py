@@ -19,7 +19,8 @@ per step. Three things make it fast, each measured (docs/reference/performance.r
 - In float32 the per-step products, ``h<t-1> @ W_hh^T`` (F2) and ``d hg<t> @ W_hh`` (B2), run
   on oneDNN with W_hh packed once per call (:func:`packed_linear`) from H = 192 on, 1.1-1.6x
   faster there than the BLAS product ``torch.mm`` calls, and what ``torch.nn.LSTM`` runs on
-  (below that, packing costs more than it saves).
+  (below that, packing costs more than it saves). B2 stays on ``torch.mm`` where that is MKL
+  on an Intel CPU, which runs it faster (:func:`_mkl_on_intel`).
 - Every per-step array is row-major (B, F), the layout a cell's new arrays get, so no kernel
   transposes.
 
@@ -43,10 +44,13 @@ runs :data:`seqkit.bptt.STEP_LOOP` from then on: the results are the generic pat
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import attrs
 import torch
@@ -159,6 +163,26 @@ def _can_pack(ops) -> bool:
 _PACK_MIN_HIDDEN = 192
 
 
+@functools.cache
+def _mkl_on_intel() -> bool:
+    """Whether ``torch.mm``'s BLAS is MKL running on an Intel CPU, where its sgemm is tuned.
+
+    There B2's per-step product ``d hg @ W_hh`` (K = G*H) runs faster on ``torch.mm`` than on
+    oneDNN with ``W_hh^T`` packed, and packing it is saved too: on an Intel Xeon (AVX-512, AMX)
+    at H = 256 and 512 the backward loop took 0.6-1 ms and 3.5-9 ms less a call, and packing
+    0.6 and 2.6 ms less. On an AMD EPYC (Zen 4) MKL's product was 15-20 us a step slower than
+    the packed one, so there B2 stays packed (docs/reference/performance.rst). F2's product
+    (K = H) is faster packed on both.
+    """
+    if not torch.backends.mkl.is_available():
+        return False
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.partition(":")[2].strip() == "GenuineIntel"
+    return False
+
+
 def pack(w: torch.Tensor, batch: int) -> torch.Tensor:
     """``w`` (N, K) reordered for oneDNN products ``x @ w^T`` with x of ``batch`` rows.
 
@@ -200,7 +224,8 @@ def _hop_scan(step, init, xs, reverse=False):
     Reversed, the loop runs forward over the times T-1..0 and each step reads its slices of
     ``xs`` by index: torch's own reverse scan first copies every array of ``xs`` into reversed
     order (torch.flip: 16 MB a call of the backward loop at bench_torch --small), where an
-    index is an offset of the fused kernels' loads. Only the outputs are flipped back.
+    index is an offset of the fused kernels' loads. Its outputs stay in the loop's order, last
+    step first: the caller flips only what it needs in time order, where a copy is made anyway.
     """
 
     leaves = pytree.tree_leaves(xs)
@@ -218,19 +243,19 @@ def _hop_scan(step, init, xs, reverse=False):
     if not reverse:
         return torch._higher_order_ops.scan(compiled_step, init, xs)
     times = torch.arange(steps - 1, -1, -1, device=leaves[0].device)
-    carry, outputs = torch._higher_order_ops.scan(compiled_step, init, times)
-    return carry, pytree.tree_map_only(torch.Tensor, lambda a: a.flip(0), outputs)
+    return torch._higher_order_ops.scan(compiled_step, init, times)
 
 
 def _eager_scan(step, init, xs, reverse=False):
     """The scan operator's meaning as a Python loop (what a CUDA graph captures): ``step`` on
     ``init`` and each slice ``xs[t]``, first to last (last to first if ``reverse``); returns
-    the last carry and every step's outputs stacked over T, in the order of ``xs``."""
+    the last carry and every step's outputs stacked in the loop's order, as :func:`_hop_scan`."""
     leaves, spec = pytree.tree_flatten(xs)
     steps = leaves[0].shape[0]
-    carry, outputs = init, [None] * steps
+    carry, outputs = init, []
     for t in reversed(range(steps)) if reverse else range(steps):
-        carry, outputs[t] = step(carry, pytree.tree_unflatten([a[t] for a in leaves], spec))
+        carry, kept = step(carry, pytree.tree_unflatten([a[t] for a in leaves], spec))
+        outputs.append(kept)
     return carry, pytree.tree_map(lambda *ys: None if ys[0] is None else torch.stack(ys), *outputs)
 
 
@@ -285,8 +310,9 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
     ``(d_state0, grads, kept)``: d_out (T, B, P); d_state the final state's gradient; steps the
     forward scan's caches; w W_hh or its transpose packed; grads zeros of the cell's own
     parameters, which its step_backward accumulates; the rest as in the forward scan. kept
-    holds every step's d xg, (T, B, G*H), and again feature-major as d_xg_t, (G*H, T, B); d_hg_t
-    likewise unless the cell ``sums_projections``; and B3p's d h<t>.
+    holds every step's d xg, (T, B, G*H) last step first, and again feature-major in time order
+    as d_xg_t, (G*H, T, B); d_hg_t likewise unless the cell ``sums_projections``; and B3p's
+    d h<t>, (T, B, H), in time order.
     """
 
     def backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads):
@@ -334,11 +360,16 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
             return (_with_rows(d_prev, batch), g), kept
 
         (d_state0, grads), kept = scan(step, (d_state, grads), xs, reverse=True)
-        # B1's weight gradients read d xg^T and d hg^T: they get them feature-major, (G*H, T, B),
-        # where their products run fastest (a copy that the flip back fuses into); d x reads d xg
-        kept["d_xg_t"] = kept["d_xg"].permute(2, 0, 1).contiguous()
+        # kept holds the steps last first. B1's weight gradients read d xg^T and d hg^T: they
+        # get them in time order and feature-major, (G*H, T, B), where their products run
+        # fastest (one copy, which the flip fuses into). d x reads d xg as the loop left it,
+        # row-major and last first (the loop's own array, not a flipped copy: 52 MB at T = 100,
+        # B = 64, H = 512), and is flipped after its product, (T, B, I)
+        kept["d_xg_t"] = kept["d_xg"].flip(0).permute(2, 0, 1).contiguous()
         if not summed:
-            kept["d_hg_t"] = kept.pop("d_hg").permute(2, 0, 1).contiguous()
+            kept["d_hg_t"] = kept.pop("d_hg").flip(0).permute(2, 0, 1).contiguous()
+        if "d_proj" in kept:
+            kept["d_proj"] = kept["d_proj"].flip(0)
         return d_state0, grads, kept
 
     return backward
@@ -397,7 +428,7 @@ class ScanLoop:
         every = self._every_step(mask, T, B)
         if zone is not None:
             zone = tuple((z, 1.0 - z) for z in zone)  # F3z's weights of s<t-1> and the new s<t>
-        packed = self.packs(p["weight_hh"].shape[1])
+        packed = self.packs(p["weight_hh"].shape[1], "forward")
         w = pack(p["weight_hh"], B) if packed else p["weight_hh"]
         try:
             out, final, steps, full = self._call(
@@ -427,7 +458,7 @@ class ScanLoop:
             for d, s in zip(d_state, self._state_like(saved))
         )
         extra = {n: torch.zeros_like(v) for n, v in p.items() if n not in _OWN}
-        packed = self.packs(p["weight_hh"].shape[1])
+        packed = self.packs(p["weight_hh"].shape[1], "backward")
         w = pack(p["weight_hh"].mT, B) if packed else p["weight_hh"]
         if not self.failed:
             try:
@@ -453,9 +484,13 @@ class ScanLoop:
         saved = attrs.evolve(saved, steps=steps)
         return bptt.direction_backward(ops, cell, p, saved, d_out, d_state, mask, partial)
 
-    def packs(self, hidden: int) -> bool:
-        """Whether the per-step products of a direction with ``hidden`` columns of state run on
-        packed weights (:func:`packed_linear`): a CPU, float32 and H >= ``_PACK_MIN_HIDDEN``."""
+    def packs(self, hidden: int, loop: str) -> bool:
+        """Whether the per-step products of the ``loop`` ("forward" or "backward") of a
+        direction with ``hidden`` columns of state run on packed weights
+        (:func:`packed_linear`): a CPU, float32 and H >= ``_PACK_MIN_HIDDEN``; the backward
+        loop's not where ``torch.mm`` is MKL on an Intel CPU (:func:`_mkl_on_intel`)."""
+        if loop == "backward" and _mkl_on_intel():
+            return False
         return self.can_pack and hidden >= _PACK_MIN_HIDDEN
 
     def _every_step(self, mask, T: int, B: int):
@@ -476,7 +511,7 @@ class ScanLoop:
         weights = bptt.WeightGradients(
             ops, p, saved.x, saved.out, saved.state0[0], cell.sums_projections, saved.hidden
         )
-        weights.add_steps(kept["d_xg"], None, kept["d_xg_t"], kept.get("d_hg_t"))
+        weights.add_steps(kept["d_xg"], None, kept["d_xg_t"], kept.get("d_hg_t"), last_first=True)
         grads = {**extra, **weights.result()}
         if "d_proj" in kept:  # B3p. d W_hr = sum_t d h<t>^T h~<t>
             P, H = p["weight_hr"].shape
