@@ -477,15 +477,15 @@ class WeightGradients:
         rows = (end - start) * B
         x = self.x[start:end]
         # last first (every step at once): d_xg's rows are those of x reversed in time
-        last_first = reverse_index(end - start, None, B) if self.last_first else None
         if self.d_x is not None:
-            if last_first is None:
+            if not self.last_first:
                 ops.matmul(d_xg, p["weight_ih"], out=self.d_x[start:end].reshape(rows, -1))
             else:
                 d_x = ops.matmul(d_xg, p["weight_ih"]).reshape(self.d_x.shape)
-                self.d_x = ops.take_time(d_x, last_first)
+                self.d_x = ops.xp.flip(d_x, (0,))
         if isinstance(x, OneHotIds):  # one-hot ids scatter rows of d xg: theirs stay row-major
-            x = x if last_first is None else x.take_time(last_first)
+            if self.last_first:
+                x = x.take_time(reverse_index(end - start, None, B))
             self.grads["weight_ih"] = ops.project_grad(x, d_xg, self.grads.get("weight_ih"))
         else:
             self.grads["weight_ih"] = ops.project_grad(x, w_xg, self.grads.get("weight_ih"))
