@@ -23,6 +23,7 @@ replayed as a whole, no launch from the host): what graphs over the time loop wo
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -122,8 +123,8 @@ def plain_autograd_loop(x, h, c, w_ih, w_hh, b_ih, b_hh, step=lstm_step):
 
 def products_alone(x, h0, weights, loop):
     """The matrix products of one LSTM layer forward and backward, as the compiled path runs
-    them and nothing else: F1 (x W_ih^T), every step's h W_hh^T and d hg W_hh (each on packed
-    oneDNN weights where ``loop.packs`` it, packing included), and B1 (d W_ih, d W_hh from
+    them and nothing else: F1 (x W_ih^T), every step's h W_hh^T and d hg W_hh (each on the
+    product ``loop.product`` names, packing included), and B1 (d W_ih, d W_hh from
     d xg^T stored feature-major, d x), through the backend's own matmul. No path that calls a
     library product per step can be faster than this."""
     T, B, _ = x.shape
@@ -134,13 +135,19 @@ def products_alone(x, h0, weights, loop):
     dgs = torch.randn(T * B, G, device=x.device)
     dgs_t = dgs.T.contiguous()  # as the backward package leaves d xg for the weight gradients
     ops = loop.ops
-    forward, backward = loop.packs(H, "forward"), loop.packs(H, "backward")
+    forward, backward = loop.product(H, "forward"), loop.product(H, "backward")
 
     def products():
-        fwd = _scan.pack(w_hh, B) if forward else w_hh.T
-        bwd = _scan.pack(w_hh.T, B) if backward else w_hh
-        f2 = _scan.packed_linear if forward else torch.mm
-        b2 = _scan.packed_linear if backward else torch.mm
+        if forward == "onednn":
+            fwd = _scan.pack(w_hh, B)
+            f2 = _scan.packed_linear
+        elif forward == "mkl":
+            fwd = _scan.mkl_pack(w_hh, B)
+            f2 = functools.partial(_scan.mkl_linear, batch=B)
+        else:
+            fwd, f2 = w_hh.T, torch.mm
+        bwd = _scan.pack(w_hh.T, B) if backward == "onednn" else w_hh
+        b2 = _scan.packed_linear if backward == "onednn" else torch.mm
         ops.project(xs, w_ih)  # F1
         for t in range(T):
             f2(h, fwd)  # F2

@@ -544,43 +544,57 @@ def test_one_hot_ids_on_the_compiled_path_agree_with_numpy(compiled64):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
-def test_float32_with_packed_products_agrees_with_numpy(monkeypatch):
-    """On a CPU in float32 the per-step products of a large H run on oneDNN with packed
-    weights (here from H = 1 on), a small H on torch.mm; both agree with NumPy. (B2 packed
-    too, as on a CPU that is not Intel's: see the next test.)"""
-    packed, pack = [], _scan.pack
+@pytest.mark.parametrize("intel", [False, True])
+def test_float32_with_packed_products_agrees_with_numpy(monkeypatch, intel):
+    """On a CPU in float32 the per-step products of a large H run on packed weights (here from
+    H = 1 on), a small H on torch.mm; each agrees with NumPy. Not on MKL on an Intel CPU: F2
+    and B2 on oneDNN (W_hh and its transpose packed); there: F2 on MKL's packed sgemm, B2 on
+    torch.mm (the next test says where which runs)."""
+    if intel and not _scan._HAS_MKL_LINEAR:
+        pytest.skip("no MKL in this torch")
+    packed = []
 
-    def counting_pack(w, batch):
-        packed.append(tuple(w.shape))
-        return pack(w, batch)
+    def counting(pack):
+        def counted(w, batch):
+            packed.append((pack.__name__, tuple(w.shape)))
+            return pack(w, batch)
 
-    monkeypatch.setattr(_scan, "pack", counting_pack)
-    monkeypatch.setattr(_scan, "_mkl_on_intel", lambda: False)
+        return counted
+
+    monkeypatch.setattr(_scan, "pack", counting(_scan.pack))
+    monkeypatch.setattr(_scan, "mkl_pack", counting(_scan.mkl_pack))
+    monkeypatch.setattr(_scan, "_mkl_on_intel", lambda: intel)
     be = TorchBackend(dtype="float32", path="compiled")
     loop = _scan.scan_loop(seqkit.get_cell("gru_simple"), be.ops)
-    assert loop.can_pack and not loop.packs(128, "forward")
-    assert loop.packs(_scan._PACK_MIN_HIDDEN, "forward")
-    assert loop.packs(_scan._PACK_MIN_HIDDEN, "backward")
+    assert loop.can_pack and loop.product(128, "forward") == "mm"
     check_backends_agree("gru_simple", backends=[be], dtype="float32", num_layers=(2,))
     assert packed == []
     monkeypatch.setattr(_scan, "_PACK_MIN_HIDDEN", 1)
     check_backends_agree(
         "gru_simple", backends=[be], dtype="float32", num_layers=(2,), bidirectional=(True,)
     )
-    assert packed  # forward: W_hh (G*H, H); backward: its transpose (H, G*H)
-    assert {shape[0] > shape[1] for shape in packed} == {True, False}
+    # forward: W_hh (G*H, H); backward: its transpose (H, G*H)
+    if intel:
+        assert {name for name, _ in packed} == {"mkl_pack"}
+        assert {shape[0] > shape[1] for _, shape in packed} == {True}
+    else:
+        assert {name for name, _ in packed} == {"pack"}
+        assert {shape[0] > shape[1] for _, shape in packed} == {True, False}
     assert loop.stats.error is None
 
 
 @pytest.mark.parametrize(
-    ("mkl", "vendor", "backward_packed"),
-    [(True, "GenuineIntel", False), (True, "AuthenticAMD", True), (False, "GenuineIntel", True)],
+    ("mkl", "vendor", "forward", "backward"),
+    [
+        (True, "GenuineIntel", "mkl", "mm"),
+        (True, "AuthenticAMD", "onednn", "onednn"),
+        (False, "GenuineIntel", "onednn", "onednn"),
+    ],
 )
-def test_the_backward_products_stay_on_mkl_on_an_intel_cpu(
-    monkeypatch, tmp_path, mkl, vendor, backward_packed
-):
-    """B2 runs on torch.mm where that is MKL on an Intel CPU (faster there than packed oneDNN),
-    and packed elsewhere; F2 is packed either way. An unreadable /proc/cpuinfo packs both."""
+def test_the_per_step_products_by_cpu(monkeypatch, tmp_path, mkl, vendor, forward, backward):
+    """Where torch.mm is MKL on an Intel CPU, F2 runs on MKL's packed sgemm and B2 on torch.mm
+    (faster there than packed oneDNN); elsewhere both on packed oneDNN; below
+    _PACK_MIN_HIDDEN on torch.mm. An unreadable /proc/cpuinfo takes oneDNN."""
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu\n")
     real_path = _scan.Path
@@ -591,12 +605,13 @@ def test_the_backward_products_stay_on_mkl_on_an_intel_cpu(
     try:
         loop = _scan.ScanLoop(seqkit.get_cell("gru_simple"), TorchBackend(dtype="float32").ops)
         H = _scan._PACK_MIN_HIDDEN
-        assert loop.packs(H, "forward") and not loop.packs(H - 1, "forward")
-        assert loop.packs(H, "backward") is backward_packed
-        assert not loop.packs(H - 1, "backward")
+        if forward == "mkl" and not _scan._HAS_MKL_LINEAR:
+            forward, backward = "onednn", "onednn"
+        assert (loop.product(H, "forward"), loop.product(H, "backward")) == (forward, backward)
+        assert loop.product(H - 1, "forward") == loop.product(H - 1, "backward") == "mm"
         cpuinfo.unlink()
         _scan._mkl_on_intel.cache_clear()
-        assert loop.packs(H, "backward")
+        assert loop.product(H, "forward") == loop.product(H, "backward") == "onednn"
     finally:
         _scan._mkl_on_intel.cache_clear()
 

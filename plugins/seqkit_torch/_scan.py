@@ -19,8 +19,8 @@ per step. Three things make it fast, each measured (docs/reference/performance.r
 - In float32 the per-step products, ``h<t-1> @ W_hh^T`` (F2) and ``d hg<t> @ W_hh`` (B2), run
   on oneDNN with W_hh packed once per call (:func:`packed_linear`) from H = 192 on, 1.1-1.6x
   faster there than the BLAS product ``torch.mm`` calls, and what ``torch.nn.LSTM`` runs on
-  (below that, packing costs more than it saves). B2 stays on ``torch.mm`` where that is MKL
-  on an Intel CPU, which runs it faster (:func:`_mkl_on_intel`).
+  (below that, packing costs more than it saves). Where ``torch.mm`` is MKL on an Intel CPU,
+  F2 runs on MKL's packed sgemm and B2 on ``torch.mm``, faster there (:func:`_mkl_on_intel`).
 - Every per-step array is row-major (B, F), the layout a cell's new arrays get, so no kernel
   transposes.
 
@@ -147,6 +147,46 @@ _packages.C_SHIMS.update(
     }
 )
 
+# The same for MKL's packed sgemm, mkl::_mkl_linear (x86 builds of torch only), which runs F2
+# where torch.mm is MKL on an Intel CPU (_mkl_on_intel); its batch size is a symbol of the
+# export, hence SymInt where torch's schema says int.
+_HAS_MKL_LINEAR = hasattr(torch.ops.mkl, "_mkl_linear")
+if _HAS_MKL_LINEAR:
+    _LIBRARY.define(
+        "_mkl_linear(Tensor X, Tensor W, Tensor origin_W, Tensor? B, SymInt prepack_batch_size)"
+        " -> Tensor"
+    )
+    for _key in ("CPU", "MkldnnCPU"):
+        _LIBRARY.impl("_mkl_linear", torch.ops.mkl._mkl_linear.default, _key)
+
+    @torch.library.register_fake("seqkit::_mkl_linear")
+    def _(X, W, origin_W, B, prepack_batch_size):
+        return X.new_empty((*X.shape[:-1], origin_W.shape[0]))
+
+    _packages.C_SHIMS.update(
+        {
+            torch.ops.seqkit._mkl_linear.default: [
+                "AOTITorchError aoti_torch_cpu__mkl_linear(AtenTensorHandle X, AtenTensorHandle W, "
+                "AtenTensorHandle origin_W, AtenTensorHandle* B, int64_t prepack_batch_size, "
+                "AtenTensorHandle* ret0)"
+            ]
+        }
+    )
+
+
+def mkl_linear(x: torch.Tensor, weights: tuple, batch) -> torch.Tensor:
+    """``x @ W^T`` on MKL's packed sgemm, ``weights`` being :func:`mkl_pack`'s (packed, W) and
+    ``batch`` the rows it was packed for (x's)."""
+    packed, w = weights
+    return torch.ops.seqkit._mkl_linear.default(x, packed, w, None, batch)
+
+
+def mkl_pack(w: torch.Tensor, batch: int) -> tuple:
+    """``w`` (N, K) packed by MKL for products ``x @ w^T`` with x of ``batch`` rows, and ``w``
+    itself, which MKL reads for any other number of rows: 20 us at N = 1024, K = 256."""
+    w = w.detach()
+    return torch.ops.mkl._mkl_reorder_linear_weight(w, batch), w
+
 
 def _can_pack(ops) -> bool:
     """Whether the per-step products can run on oneDNN with packed weights: a CPU, float32."""
@@ -167,14 +207,17 @@ _PACK_MIN_HIDDEN = 192
 def _mkl_on_intel() -> bool:
     """Whether ``torch.mm``'s BLAS is MKL running on an Intel CPU, where its sgemm is tuned.
 
-    There B2's per-step product ``d hg @ W_hh`` (K = G*H) runs faster on ``torch.mm`` than on
-    oneDNN with ``W_hh^T`` packed, and packing it is saved too: on an Intel Xeon (AVX-512, AMX)
-    at H = 256 and 512 the backward loop took 0.6-1 ms and 3.5-9 ms less a call, and packing
-    0.6 and 2.6 ms less. On an AMD EPYC (Zen 4) MKL's product was 15-20 us a step slower than
-    the packed one, so there B2 stays packed (docs/reference/performance.rst). F2's product
-    (K = H) is faster packed on both.
+    There the per-step products run on MKL (:meth:`ScanLoop.product`). F2's ``h @ W_hh^T`` on
+    MKL's packed sgemm takes 43 us against 61 us for oneDNN's packed product at B = 32,
+    H = 256, and packing costs 20 us against 120 us. B2's ``d hg @ W_hh`` (K = G*H) runs faster
+    on ``torch.mm`` than packed on either: on an Intel Xeon (AVX-512, AMX) at H = 256 and 512
+    the backward loop took 0.6-1 ms and 3.5-9 ms less a call than with oneDNN, and packing
+    0.6 and 2.6 ms less; MKL's packed sgemm took 257 us there. On an AMD EPYC (Zen 4) MKL's
+    products were slower than oneDNN's packed ones (B2 by 15-20 us a step, F2's packed
+    sgemm 196-215 against 95 us), so there both stay on oneDNN
+    (docs/reference/performance.rst).
     """
-    if not torch.backends.mkl.is_available():
+    if not (torch.backends.mkl.is_available() and _HAS_MKL_LINEAR):
         return False
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -259,15 +302,16 @@ def _eager_scan(step, init, xs, reverse=False):
     return carry, pytree.tree_map(lambda *ys: None if ys[0] is None else torch.stack(ys), *outputs)
 
 
-def _forward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
+def _forward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
     """F2-F4 of every step as one scan.
 
     ``forward(xg, state, p, w, b_hh, mask, hidden, zone, w_hr) -> (out, final, caches, full)``:
     xg (T, B, G*H) row-major; state a tuple of (B, F); p the direction's parameters; w W_hh or
-    its packed form; mask (T, B, 1) bool (all True without padding); hidden None or F2r's
-    (B, P) mask; zone None or F3z's (z, 1 - z) per state part (floats, or (T, B, F) arrays);
-    w_hr None or F3p's (P, H). Returns out (T, B, P), the final state, the cell's caches stacked
-    over T, and the cell's h~ (T, B, H) under a projection (else None).
+    its packed form for ``product`` (:meth:`ScanLoop.product`); mask (T, B, 1) bool (all True
+    without padding); hidden None or F2r's (B, P) mask; zone None or F3z's (z, 1 - z) per state
+    part (floats, or (T, B, F) arrays); w_hr None or F3p's (P, H). Returns out (T, B, P), the
+    final state, the cell's caches stacked over T, and the cell's h~ (T, B, H) under a
+    projection (else None).
     """
 
     def forward(xg, state, p, w, b_hh, mask, hidden, zone, w_hr):
@@ -280,7 +324,12 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
 
         def step(s, inputs):
             h = s[0] if hidden is None else s[0] * hidden  # F2r
-            hg = packed_linear(h, w) if packed else h @ w.mT  # F2
+            if product == "onednn":  # F2
+                hg = packed_linear(h, w)
+            elif product == "mkl":
+                hg = mkl_linear(h, w, batch)
+            else:
+                hg = h @ w.mT
             if not summed:
                 hg = hg + b_hh
             new, cache = cell.step(ops, inputs["xg"], hg, s, p)  # F3
@@ -303,7 +352,7 @@ def _forward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
     return forward
 
 
-def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
+def _backward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
     """B4-B2 of every step, last first, as one scan.
 
     ``backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads)`` ->
@@ -339,7 +388,7 @@ def _backward_function(cell: Cell, ops: PureOps, packed: bool, scan=_hop_scan):
                 d_new = (d_new[0] @ w_hr, *d_new[1:])
             g = dict(g)  # the cell puts the accumulated values of its extra parameters here
             d_xg, d_hg, d_prev = cell.step_backward(ops, d_new, inputs["cache"], p, g)  # B3
-            d_h = packed_linear(d_hg, w) if packed else d_hg @ w  # B2
+            d_h = packed_linear(d_hg, w) if product == "onednn" else d_hg @ w  # B2
             if hidden is not None:
                 d_h = d_h * hidden  # B2r
             if d_prev[0] is not None:
@@ -404,7 +453,7 @@ class ScanLoop:
         if ops.device.type == "cpu":
             _malloc.keep_freed_memory()  # its packages' outputs, allocated on every call
         self._pool = None
-        #: the compiled scans by (direction, packed, *key of their inputs' signature), loaded
+        #: the compiled scans by (direction, product, *key of their inputs' signature), loaded
         #: or compiled on first use (a process that never runs more than one step at a time
         #: never compiles)
         self.functions: dict[tuple, object] = {}
@@ -428,11 +477,15 @@ class ScanLoop:
         every = self._every_step(mask, T, B)
         if zone is not None:
             zone = tuple((z, 1.0 - z) for z in zone)  # F3z's weights of s<t-1> and the new s<t>
-        packed = self.packs(p["weight_hh"].shape[1], "forward")
-        w = pack(p["weight_hh"], B) if packed else p["weight_hh"]
+        product = self.product(p["weight_hh"].shape[1], "forward")
+        w = p["weight_hh"]
+        if product == "onednn":
+            w = pack(w, B)
+        elif product == "mkl":
+            w = mkl_pack(w, B)
         try:
             out, final, steps, full = self._call(
-                ("forward", packed),
+                ("forward", product),
                 xg,
                 state,
                 _step_params(p),
@@ -458,12 +511,12 @@ class ScanLoop:
             for d, s in zip(d_state, self._state_like(saved))
         )
         extra = {n: torch.zeros_like(v) for n, v in p.items() if n not in _OWN}
-        packed = self.packs(p["weight_hh"].shape[1], "backward")
-        w = pack(p["weight_hh"].mT, B) if packed else p["weight_hh"]
+        product = self.product(p["weight_hh"].shape[1], "backward")
+        w = pack(p["weight_hh"].mT, B) if product == "onednn" else p["weight_hh"]
         if not self.failed:
             try:
                 d_state0, extra, kept = self._call(
-                    ("backward", packed),
+                    ("backward", product),
                     d_out.contiguous(),
                     d_state,
                     saved.steps,
@@ -484,14 +537,17 @@ class ScanLoop:
         saved = attrs.evolve(saved, steps=steps)
         return bptt.direction_backward(ops, cell, p, saved, d_out, d_state, mask, partial)
 
-    def packs(self, hidden: int, loop: str) -> bool:
-        """Whether the per-step products of the ``loop`` ("forward" or "backward") of a
-        direction with ``hidden`` columns of state run on packed weights
-        (:func:`packed_linear`): a CPU, float32 and H >= ``_PACK_MIN_HIDDEN``; the backward
-        loop's not where ``torch.mm`` is MKL on an Intel CPU (:func:`_mkl_on_intel`)."""
-        if loop == "backward" and _mkl_on_intel():
-            return False
-        return self.can_pack and hidden >= _PACK_MIN_HIDDEN
+    def product(self, hidden: int, loop: str) -> str:
+        """What runs the per-step products of the ``loop`` ("forward" or "backward") of a
+        direction with ``hidden`` columns of state: "onednn" (:func:`packed_linear`) on a CPU
+        in float32 from H = ``_PACK_MIN_HIDDEN`` on, except where ``torch.mm`` is MKL on an
+        Intel CPU (:func:`_mkl_on_intel`): there F2 runs on "mkl" (:func:`mkl_linear`) and B2
+        on "mm" (``torch.mm``), which every other case uses."""
+        if not (self.can_pack and hidden >= _PACK_MIN_HIDDEN):
+            return "mm"
+        if _mkl_on_intel():
+            return "mkl" if loop == "forward" else "mm"
+        return "onednn"
 
     def _every_step(self, mask, T: int, B: int):
         """F4's (T, B, 1) mask, all True when no row is padded: a batch with padding and one
@@ -519,20 +575,20 @@ class ScanLoop:
             grads["weight_hr"] = kept["d_proj"].reshape(rows, P).mT @ saved.full.reshape(rows, H)
         return weights.d_x, tuple(d_state0), grads
 
-    def _function(self, key: tuple[str, bool], flat: _packages.Flat):
-        """The compiled scan of ``key`` (direction, packed) for inputs like ``flat``'s: from
+    def _function(self, key: tuple[str, str], flat: _packages.Flat):
+        """The compiled scan of ``key`` (direction, product) for inputs like ``flat``'s: from
         memory, from the store of packages, or compiled now (:mod:`seqkit_torch._packages`); on
         a GPU, the same function captured as a CUDA graph for inputs of ``flat``'s shapes."""
         full = (*key, *flat.key, flat.shapes) if self.captures else (*key, *flat.key)
         function = self.functions.get(full)
         if function is None:
-            direction, packed = key
+            direction, product = key
             start = time.perf_counter()
             build = _forward_function if direction == "forward" else _backward_function
             if self.captures:
                 if self._pool is None:
                     self._pool = torch.cuda.graph_pool_handle()
-                eager = build(self.cell, self.pure, packed, _eager_scan)
+                eager = build(self.cell, self.pure, product, _eager_scan)
                 function = Graphed(eager, flat, self._pool)
                 stored = False
             else:
@@ -540,10 +596,10 @@ class ScanLoop:
                     "function": f"{__name__}.{build.__name__}",
                     "cell": f"{type(self.cell).__module__}.{type(self.cell).__qualname__}",
                     "fields": repr(self.cell),
-                    "packed": packed,
+                    "product": product,
                 }
                 function, stored = _packages.load_or_compile(
-                    build(self.cell, self.pure, packed),
+                    build(self.cell, self.pure, product),
                     flat.args,
                     _ROLES[direction],
                     identity,
@@ -558,7 +614,7 @@ class ScanLoop:
             self.stats.seconds += time.perf_counter() - start
         return function
 
-    def _call(self, key: tuple[str, bool], *args):
+    def _call(self, key: tuple[str, str], *args):
         # flattened once per call: detached, strided, keyed (a few microseconds a leaf)
         flat = _packages.Flat(args, _ROLES[key[0]])
         return self._function(key, flat)(flat)
