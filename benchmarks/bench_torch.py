@@ -23,7 +23,6 @@ replayed as a whole, no launch from the host): what graphs over the time loop wo
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import platform
 import statistics
@@ -138,20 +137,12 @@ def products_alone(x, h0, weights, loop):
     forward, backward = loop.product(H, "forward"), loop.product(H, "backward")
 
     def products():
-        if forward == "onednn":
-            fwd = _scan.pack(w_hh, B)
-            f2 = _scan.packed_linear
-        elif forward == "mkl":
-            fwd = _scan.mkl_pack(w_hh, B)
-            f2 = functools.partial(_scan.mkl_linear, batch=B)
-        else:
-            fwd, f2 = w_hh.T, torch.mm
-        bwd = _scan.pack(w_hh.T, B) if backward == "onednn" else w_hh
-        b2 = _scan.packed_linear if backward == "onednn" else torch.mm
+        fwd = _scan.step_weight(w_hh, B, forward, "forward")
+        bwd = _scan.step_weight(w_hh, B, backward, "backward")
         ops.project(xs, w_ih)  # F1
         for t in range(T):
-            f2(h, fwd)  # F2
-            b2(dgs[t * B : (t + 1) * B], bwd)  # B2
+            _scan.step_product(h, fwd, B, forward, "forward")  # F2
+            _scan.step_product(dgs[t * B : (t + 1) * B], bwd, B, backward, "backward")  # B2
         return ops.matmul(dgs_t, xs), ops.matmul(dgs_t, hs), ops.matmul(dgs, w_ih)  # B1
 
     return products

@@ -188,6 +188,31 @@ def mkl_pack(w: torch.Tensor, batch: int) -> tuple:
     return torch.ops.mkl._mkl_reorder_linear_weight(w, batch), w
 
 
+def step_weight(w_hh: torch.Tensor, batch: int, product: str, loop: str):
+    """W_hh as the per-step product of ``loop`` reads it on ``product``
+    (:meth:`ScanLoop.product`): packed for oneDNN (:func:`pack`) or MKL (:func:`mkl_pack`) as
+    ``w`` of ``x @ w^T``, W_hh for F2 ("forward") and its transpose for B2 ("backward"); for
+    ``torch.mm`` W_hh itself (a package copies a transposed input row-major). Once per call,
+    for every step's :func:`step_product`."""
+    w = w_hh if loop == "forward" or product == "mm" else w_hh.mT
+    if product == "onednn":
+        return pack(w, batch)
+    if product == "mkl":
+        return mkl_pack(w, batch)
+    return w
+
+
+def step_product(x: torch.Tensor, w, batch, product: str, loop: str) -> torch.Tensor:
+    """F2's ``h<t-1> @ W_hh^T`` (``loop`` "forward") or B2's ``d hg<t> @ W_hh`` ("backward") on
+    ``product``, ``w`` from :func:`step_weight`. ``product`` and ``loop`` are constants of the
+    traced step, so the choice costs nothing per step."""
+    if product == "onednn":
+        return packed_linear(x, w)
+    if product == "mkl":
+        return mkl_linear(x, w, batch)
+    return x @ w.mT if loop == "forward" else x @ w
+
+
 def _can_pack(ops) -> bool:
     """Whether the per-step products can run on oneDNN with packed weights: a CPU, float32."""
     return (
@@ -307,7 +332,7 @@ def _forward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
 
     ``forward(xg, state, p, w, b_hh, mask, hidden, zone, w_hr) -> (out, final, caches, full)``:
     xg (T, B, G*H) row-major; state a tuple of (B, F); p the direction's parameters; w W_hh or
-    its packed form for ``product`` (:meth:`ScanLoop.product`); mask (T, B, 1) bool (all True
+    as :func:`step_weight` gives it for ``product``; mask (T, B, 1) bool (all True
     without padding); hidden None or F2r's (B, P) mask; zone None or F3z's (z, 1 - z) per state
     part (floats, or (T, B, F) arrays); w_hr None or F3p's (P, H). Returns out (T, B, P), the
     final state, the cell's caches stacked over T, and the cell's h~ (T, B, H) under a
@@ -316,7 +341,7 @@ def _forward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
 
     def forward(xg, state, p, w, b_hh, mask, hidden, zone, w_hr):
         summed = cell.sums_projections
-        batch = xg.shape[1]  # B, for _with_rows
+        batch = xg.shape[1]  # B, for _with_rows and step_product
         xs = {"xg": xg, "mask": mask}
         steps_of_zone = zone is not None and isinstance(zone[0][0], torch.Tensor)
         if steps_of_zone:
@@ -324,12 +349,7 @@ def _forward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
 
         def step(s, inputs):
             h = s[0] if hidden is None else s[0] * hidden  # F2r
-            if product == "onednn":  # F2
-                hg = packed_linear(h, w)
-            elif product == "mkl":
-                hg = mkl_linear(h, w, batch)
-            else:
-                hg = h @ w.mT
+            hg = step_product(h, w, batch, product, "forward")  # F2
             if not summed:
                 hg = hg + b_hh
             new, cache = cell.step(ops, inputs["xg"], hg, s, p)  # F3
@@ -357,7 +377,7 @@ def _backward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
 
     ``backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads)`` ->
     ``(d_state0, grads, kept)``: d_out (T, B, P); d_state the final state's gradient; steps the
-    forward scan's caches; w W_hh or its transpose packed; grads zeros of the cell's own
+    forward scan's caches; w W_hh as :func:`step_weight` gives it; grads zeros of the cell's own
     parameters, which its step_backward accumulates; the rest as in the forward scan. kept
     holds every step's d xg, (T, B, G*H) last step first, and again feature-major in time order
     as d_xg_t, (G*H, T, B); d_hg_t likewise unless the cell ``sums_projections``; and B3p's
@@ -366,7 +386,7 @@ def _backward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
 
     def backward(d_out, d_state, steps, p, w, mask, hidden, zone, w_hr, grads):
         summed = cell.sums_projections
-        batch = d_out.shape[1]  # B, for _with_rows
+        batch = d_out.shape[1]  # B, for _with_rows and step_product
         xs = {"d_out": d_out, "cache": steps, "mask": mask}
         steps_of_zone = zone is not None and isinstance(zone[0][0], torch.Tensor)
         if steps_of_zone:
@@ -388,7 +408,7 @@ def _backward_function(cell: Cell, ops: PureOps, product: str, scan=_hop_scan):
                 d_new = (d_new[0] @ w_hr, *d_new[1:])
             g = dict(g)  # the cell puts the accumulated values of its extra parameters here
             d_xg, d_hg, d_prev = cell.step_backward(ops, d_new, inputs["cache"], p, g)  # B3
-            d_h = packed_linear(d_hg, w) if product == "onednn" else d_hg @ w  # B2
+            d_h = step_product(d_hg, w, batch, product, "backward")  # B2
             if hidden is not None:
                 d_h = d_h * hidden  # B2r
             if d_prev[0] is not None:
@@ -478,11 +498,7 @@ class ScanLoop:
         if zone is not None:
             zone = tuple((z, 1.0 - z) for z in zone)  # F3z's weights of s<t-1> and the new s<t>
         product = self.product(p["weight_hh"].shape[1], "forward")
-        w = p["weight_hh"]
-        if product == "onednn":
-            w = pack(w, B)
-        elif product == "mkl":
-            w = mkl_pack(w, B)
+        w = step_weight(p["weight_hh"], B, product, "forward")
         try:
             out, final, steps, full = self._call(
                 ("forward", product),
@@ -512,7 +528,7 @@ class ScanLoop:
         )
         extra = {n: torch.zeros_like(v) for n, v in p.items() if n not in _OWN}
         product = self.product(p["weight_hh"].shape[1], "backward")
-        w = pack(p["weight_hh"].mT, B) if product == "onednn" else p["weight_hh"]
+        w = step_weight(p["weight_hh"], B, product, "backward")
         if not self.failed:
             try:
                 d_state0, extra, kept = self._call(
