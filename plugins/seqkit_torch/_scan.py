@@ -238,8 +238,9 @@ def _mkl_on_intel() -> bool:
     ``torch.mm``: on an Intel Xeon (AVX-512, AMX) at H = 256 and 512 the backward loop took
     0.6-1 ms and 3.5-9 ms less a call than with oneDNN, and packing 0.6 and 2.6 ms less. MKL's
     packed sgemm runs B2 faster alone (46-50 against 58-62 us) but packs only a row-major
-    ``W_hh^T``, and torch copies a transposed matrix at 160-180 us a MB; even with that copy
-    made once for all calls, a call was no faster beyond the noise. On an AMD EPYC (Zen 4) MKL's
+    ``W_hh^T``, and torch copies a transposed matrix at 160-180 us a MB: with that copy made in
+    each call, a call was no faster at either size (with it made once for all calls, no faster
+    beyond the noise at the small one). On an AMD EPYC (Zen 4) MKL's
     products were slower than oneDNN's packed ones (B2 by 15-20 us a step, F2's packed
     sgemm 196-215 against 95 us), so there both stay on oneDNN
     (docs/reference/performance.rst).
