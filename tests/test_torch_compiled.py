@@ -549,7 +549,7 @@ def test_float32_with_packed_products_agrees_with_numpy(monkeypatch, intel):
     """On a CPU in float32 the per-step products of a large H run on packed weights (here from
     H = 1 on), a small H on torch.mm; each agrees with NumPy. Not on MKL on an Intel CPU: F2
     and B2 on oneDNN (W_hh and its transpose packed); there: F2 on MKL's packed sgemm, B2 on
-    torch.mm (the next test says where which runs)."""
+    torch.mm at this H (the next tests say where which runs)."""
     if intel and not _scan._HAS_MKL_LINEAR:
         pytest.skip("no MKL in this torch")
     packed = []
@@ -586,15 +586,16 @@ def test_float32_with_packed_products_agrees_with_numpy(monkeypatch, intel):
 @pytest.mark.parametrize(
     ("mkl", "vendor", "forward", "backward"),
     [
-        (True, "GenuineIntel", "mkl", "mm"),
+        (True, "GenuineIntel", "mkl", "halves"),
         (True, "AuthenticAMD", "onednn", "onednn"),
         (False, "GenuineIntel", "onednn", "onednn"),
     ],
 )
 def test_the_per_step_products_by_cpu(monkeypatch, tmp_path, mkl, vendor, forward, backward):
-    """Where torch.mm is MKL on an Intel CPU, F2 runs on MKL's packed sgemm and B2 on torch.mm
-    (faster there than packed oneDNN); elsewhere both on packed oneDNN; below
-    _PACK_MIN_HIDDEN on torch.mm. An unreadable /proc/cpuinfo takes oneDNN."""
+    """Where torch.mm is MKL on an Intel CPU, F2 runs on MKL's packed sgemm and B2 as two half
+    products (faster there than packed oneDNN), from _HALVES_MIN_HIDDEN on and for an even H
+    only, in float64 too; elsewhere both on packed oneDNN; below _PACK_MIN_HIDDEN on
+    torch.mm. An unreadable /proc/cpuinfo takes oneDNN."""
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu\n")
     real_path = _scan.Path
@@ -609,11 +610,36 @@ def test_the_per_step_products_by_cpu(monkeypatch, tmp_path, mkl, vendor, forwar
             forward, backward = "onednn", "onednn"
         assert (loop.product(H, "forward"), loop.product(H, "backward")) == (forward, backward)
         assert loop.product(H - 1, "forward") == loop.product(H - 1, "backward") == "mm"
+        half = _scan._HALVES_MIN_HIDDEN
+        below = loop.product(half - 2, "backward"), loop.product(half + 1, "backward")
+        assert below == ("mm", "mm")
+        wide = _scan.ScanLoop(seqkit.get_cell("gru_simple"), TorchBackend(dtype="float64").ops)
+        assert (wide.product(half, "forward"), wide.product(half, "backward")) == (
+            "mm",
+            "halves" if backward == "halves" else "mm",
+        )
         cpuinfo.unlink()
         _scan._mkl_on_intel.cache_clear()
         assert loop.product(H, "forward") == loop.product(H, "backward") == "onednn"
     finally:
         _scan._mkl_on_intel.cache_clear()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["gru", "lstm", "lstm_peephole"])
+def test_backward_products_in_halves_agree_with_numpy(monkeypatch, compiled64, peephole, cell):
+    """B2 as two half products in one batched call ("halves": MKL on an Intel CPU, from
+    H = 64 on; here from H = 2 on any CPU) agrees with NumPy to 1e-9 in float64, padding and
+    both directions included, for cells of three and four gates and a plugin's."""
+    monkeypatch.setattr(_scan, "_mkl_on_intel", lambda: True)
+    monkeypatch.setattr(_scan, "_HALVES_MIN_HIDDEN", 2)
+    loop = _scan.scan_loop(seqkit.get_cell(cell), compiled64.ops)
+    assert (loop.product(4, "backward"), loop.product(3, "backward")) == ("halves", "mm")
+    check_backends_agree(
+        cell, backends=[compiled64], num_layers=(2,), bidirectional=(True,), rtol=1e-9, atol=1e-9
+    )
+    assert {key[:2] for key in loop.functions} >= {("backward", "halves")}
+    assert loop.stats.error is None
 
 
 @pytest.mark.slow

@@ -20,7 +20,8 @@ per step. Three things make it fast, each measured (docs/reference/performance.r
   on oneDNN with W_hh packed once per call (:func:`packed_linear`) from H = 192 on, 1.1-1.6x
   faster there than the BLAS product ``torch.mm`` calls, and what ``torch.nn.LSTM`` runs on
   (below that, packing costs more than it saves). Where ``torch.mm`` is MKL on an Intel CPU,
-  F2 runs on MKL's packed sgemm and B2 on ``torch.mm``, faster there (:func:`_mkl_on_intel`).
+  F2 runs on MKL's packed sgemm (:func:`_mkl_on_intel`), and B2 as two products, one per half
+  of W_hh's columns, in one batched call (:func:`step_product`'s "halves"), faster there.
 - Every per-step array is row-major (B, F), the layout a cell's new arrays get, so no kernel
   transposes.
 
@@ -192,8 +193,11 @@ def step_weight(w_hh: torch.Tensor, batch: int, product: str, loop: str):
     """W_hh as the per-step product of ``loop`` reads it on ``product``
     (:meth:`ScanLoop.product`): packed for oneDNN (:func:`pack`) or MKL (:func:`mkl_pack`) as
     ``w`` of ``x @ w^T``, W_hh for F2 ("forward") and its transpose for B2 ("backward"); for
-    ``torch.mm`` W_hh itself (a package copies a transposed input row-major). Once per call,
-    for every step's :func:`step_product`."""
+    ``torch.mm`` W_hh itself (a package copies a transposed input row-major); for "halves"
+    W_hh's left and right halves of columns, (2, G*H, H/2). Once per call, for every step's
+    :func:`step_product`."""
+    if product == "halves":
+        return w_hh.detach().unflatten(1, (2, -1)).transpose(0, 1).contiguous()
     w = w_hh if loop == "forward" or product == "mm" else w_hh.mT
     if product == "onednn":
         return pack(w, batch)
@@ -205,11 +209,19 @@ def step_weight(w_hh: torch.Tensor, batch: int, product: str, loop: str):
 def step_product(x: torch.Tensor, w, batch, product: str, loop: str) -> torch.Tensor:
     """F2's ``h<t-1> @ W_hh^T`` (``loop`` "forward") or B2's ``d hg<t> @ W_hh`` ("backward") on
     ``product``, ``w`` from :func:`step_weight`. ``product`` and ``loop`` are constants of the
-    traced step, so the choice costs nothing per step."""
+    traced step, so the choice costs nothing per step.
+
+    "halves" (B2 only) is ``d hg @ W_hh`` as ``bmm`` of ``d hg`` twice (a view) with the two
+    halves of W_hh's columns: MKL runs a batch of two as one product per core, on the operands
+    as they lie, where ``torch.mm`` on two cores splits K = G*H between them and packs both
+    operands first. At B = 32, H = 256 on an Intel Xeon: 42-47 against 60-63 us a step
+    (docs/reference/performance.rst)."""
     if product == "onednn":
         return packed_linear(x, w)
     if product == "mkl":
         return mkl_linear(x, w, batch)
+    if product == "halves":
+        return torch.bmm(x.expand(2, *x.shape), w).transpose(0, 1).flatten(1)
     return x @ w.mT if loop == "forward" else x @ w
 
 
@@ -221,6 +233,11 @@ def _can_pack(ops) -> bool:
         and torch.backends.mkldnn.is_available()
     )
 
+
+#: The smallest (even) H whose B2 runs as "halves" where torch.mm is MKL on an Intel CPU: from
+#: H = 64 on the halves are faster (7.2 against 5.3 us at B = 32, 20 against 14 at H = 128, in
+#: float32 and float64 alike); at H = 32 slower (2.3 against 3.6 us).
+_HALVES_MIN_HIDDEN = 64
 
 #: The smallest H whose per-step products run on packed weights. Packing W_hh and its transpose
 #: costs 0.3 ms at H = 128 and 0.6 ms at 256 per call; the packed products save 10-30% a step
@@ -234,13 +251,14 @@ def _mkl_on_intel() -> bool:
 
     There the per-step products run on MKL (:meth:`ScanLoop.product`). F2's ``h @ W_hh^T`` on
     MKL's packed sgemm takes 43 us against 61 us for oneDNN's packed product at B = 32,
-    H = 256, and packing costs 20 us against 120 us. B2's ``d hg @ W_hh`` (K = G*H) stays on
-    ``torch.mm``: on an Intel Xeon (AVX-512, AMX) at H = 256 and 512 the backward loop took
-    0.6-1 ms and 3.5-9 ms less a call than with oneDNN, and packing 0.6 and 2.6 ms less. MKL's
-    packed sgemm runs B2 faster alone (46-50 against 58-62 us) but packs only a row-major
-    ``W_hh^T``, and torch copies a transposed matrix at 160-180 us a MB: with that copy made in
-    each call, a call was no faster at either size (with it made once for all calls, no faster
-    beyond the noise at the small one). On an AMD EPYC (Zen 4) MKL's
+    H = 256, and packing costs 20 us against 120 us. B2's ``d hg @ W_hh`` (K = G*H) runs on MKL as
+    well, unpacked: on ``torch.mm`` on an Intel Xeon (AVX-512, AMX) at H = 256 and 512 the
+    backward loop took 0.6-1 ms and 3.5-9 ms less a call than with oneDNN, and packing 0.6 and
+    2.6 ms less; as "halves" (:func:`step_product`) another 0.7-0.9 and 3-5 ms less. MKL's
+    packed sgemm runs B2 faster alone than ``torch.mm`` (46-50 against 58-62 us) but packs only a
+    row-major ``W_hh^T``, and torch copies a transposed matrix at 160-180 us a MB: with that copy
+    made in each call, a call was no faster at either size (with it made once for all calls, no
+    faster beyond the noise at the small one). On an AMD EPYC (Zen 4) MKL's
     products were slower than oneDNN's packed ones (B2 by 15-20 us a step, F2's packed
     sgemm 196-215 against 95 us), so there both stay on oneDNN
     (docs/reference/performance.rst).
@@ -558,15 +576,17 @@ class ScanLoop:
 
     def product(self, hidden: int, loop: str) -> str:
         """What runs the per-step products of the ``loop`` ("forward" or "backward") of a
-        direction with ``hidden`` columns of state: "onednn" (:func:`packed_linear`) on a CPU
-        in float32 from H = ``_PACK_MIN_HIDDEN`` on, except where ``torch.mm`` is MKL on an
-        Intel CPU (:func:`_mkl_on_intel`): there F2 runs on "mkl" (:func:`mkl_linear`) and B2
-        on "mm" (``torch.mm``), which every other case uses."""
+        direction with ``hidden`` columns of state (:func:`step_product`): "onednn"
+        (:func:`packed_linear`) on a CPU in float32 from H = ``_PACK_MIN_HIDDEN`` on, except
+        where ``torch.mm`` is MKL on an Intel CPU (:func:`_mkl_on_intel`): there F2 runs on
+        "mkl" (:func:`mkl_linear`), and B2 as "halves" in any dtype from an even H =
+        ``_HALVES_MIN_HIDDEN`` on. Every other case runs on "mm" (``torch.mm``)."""
+        intel = self.ops.device.type == "cpu" and _mkl_on_intel()
+        if loop == "backward" and intel:
+            return "halves" if hidden >= _HALVES_MIN_HIDDEN and hidden % 2 == 0 else "mm"
         if not (self.can_pack and hidden >= _PACK_MIN_HIDDEN):
             return "mm"
-        if _mkl_on_intel():
-            return "mkl" if loop == "forward" else "mm"
-        return "onednn"
+        return "mkl" if intel else "onednn"
 
     def _every_step(self, mask, T: int, B: int):
         """F4's (T, B, 1) mask, all True when no row is padded: a batch with padding and one
