@@ -630,7 +630,8 @@ def test_the_per_step_products_by_cpu(monkeypatch, tmp_path, mkl, vendor, forwar
 def test_backward_products_in_halves_agree_with_numpy(monkeypatch, compiled64, peephole, cell):
     """B2 as two half products in one batched call ("halves": MKL on an Intel CPU, from
     H = 64 on; here from H = 2 on any CPU) agrees with NumPy to 1e-9 in float64, padding and
-    both directions included, for cells of three and four gates and a plugin's."""
+    both directions included, for cells of three and four gates, a plugin's, and under a
+    projection."""
     monkeypatch.setattr(_scan, "_mkl_on_intel", lambda: True)
     monkeypatch.setattr(_scan, "_HALVES_MIN_HIDDEN", 2)
     loop = _scan.scan_loop(seqkit.get_cell(cell), compiled64.ops)
@@ -638,6 +639,12 @@ def test_backward_products_in_halves_agree_with_numpy(monkeypatch, compiled64, p
     check_backends_agree(
         cell, backends=[compiled64], num_layers=(2,), bidirectional=(True,), rtol=1e-9, atol=1e-9
     )
+    if cell == "lstm":  # under a projection B2 is d hg @ W_hh (G*H, P): the halves split P
+        from seqkit.testing import check_layer_agrees
+
+        layer = seqkit.Recurrent(cell, 3, 4, bidirectional=True, proj_size=2)
+        data = make_batch(layer, 6, 3, seed=4, with_lengths=True)
+        check_layer_agrees(layer, data, backends=[compiled64], rtol=1e-9, atol=1e-9)
     assert {key[:2] for key in loop.functions} >= {("backward", "halves")}
     assert loop.stats.error is None
 
