@@ -548,8 +548,8 @@ def test_one_hot_ids_on_the_compiled_path_agree_with_numpy(compiled64):
 def test_float32_with_packed_products_agrees_with_numpy(monkeypatch, intel):
     """On a CPU in float32 the per-step products of a large H run on packed weights (here from
     H = 1 on), a small H on torch.mm; each agrees with NumPy. Not on MKL on an Intel CPU: F2
-    and B2 on oneDNN (W_hh and its transpose packed); there: F2 on MKL's packed sgemm, B2 on
-    torch.mm at this H (the next tests say where which runs)."""
+    and B2 on oneDNN (W_hh and its transpose packed); there: F2 on MKL's packed sgemm, B2 as
+    two half products (here from H = 2 on; the next tests say where which runs)."""
     if intel and not _scan._HAS_MKL_LINEAR:
         pytest.skip("no MKL in this torch")
     packed = []
@@ -570,6 +570,8 @@ def test_float32_with_packed_products_agrees_with_numpy(monkeypatch, intel):
     check_backends_agree("gru_simple", backends=[be], dtype="float32", num_layers=(2,))
     assert packed == []
     monkeypatch.setattr(_scan, "_PACK_MIN_HIDDEN", 1)
+    monkeypatch.setattr(_scan, "_HALVES_MIN_HIDDEN", 2)
+    assert loop.product(4, "backward") == ("halves" if intel else "onednn")
     check_backends_agree(
         "gru_simple", backends=[be], dtype="float32", num_layers=(2,), bidirectional=(True,)
     )
