@@ -19,7 +19,7 @@ import pytest
 import seqkit
 from seqkit.cells import LSTM, RNN
 from seqkit.errors import ConfigError
-from seqkit.testing import check_backends_agree, make_batch
+from seqkit.testing import check_backends_agree, check_layer_agrees, make_batch
 
 torch = pytest.importorskip("torch")
 from seqkit_torch import TorchBackend, _packages, _scan  # noqa: E402
@@ -509,8 +509,6 @@ def test_loop_masks_on_the_compiled_path_agree_with_numpy(compiled64, cell):
 )
 def test_projection_and_cells_with_own_parameters_agree_with_numpy(compiled64, cell, options):
     """F3p/B3p run inside the scans; a cell's own parameters' gradients ride in the carry."""
-    from seqkit.testing import check_layer_agrees
-
     layer = seqkit.Recurrent(cell, 3, 4, num_layers=2, bidirectional=True, **options)
     data = make_batch(layer, 6, 3, seed=4, with_lengths=True)
     check_layer_agrees(layer, data, backends=[compiled64], rtol=1e-9, atol=1e-9)
@@ -615,8 +613,8 @@ def test_the_per_step_products_by_cpu(monkeypatch, tmp_path, mkl, vendor, forwar
         half = _scan._HALVES_MIN_HIDDEN
         below = loop.product(half - 2, "backward"), loop.product(half + 1, "backward")
         assert below == ("mm", "mm")
-        wide = _scan.ScanLoop(seqkit.get_cell("gru_simple"), TorchBackend(dtype="float64").ops)
-        assert (wide.product(half, "forward"), wide.product(half, "backward")) == (
+        f64 = _scan.ScanLoop(seqkit.get_cell("gru_simple"), TorchBackend(dtype="float64").ops)
+        assert (f64.product(half, "forward"), f64.product(half, "backward")) == (
             "mm",
             "halves" if backward == "halves" else "mm",
         )
@@ -642,8 +640,6 @@ def test_backward_products_in_halves_agree_with_numpy(monkeypatch, compiled64, p
         cell, backends=[compiled64], num_layers=(2,), bidirectional=(True,), rtol=1e-9, atol=1e-9
     )
     if cell == "lstm":  # under a projection B2 is d hg @ W_hh (G*H, P): the halves split P
-        from seqkit.testing import check_layer_agrees
-
         layer = seqkit.Recurrent(cell, 3, 4, bidirectional=True, proj_size=2)
         data = make_batch(layer, 6, 3, seed=4, with_lengths=True)
         check_layer_agrees(layer, data, backends=[compiled64], rtol=1e-9, atol=1e-9)
@@ -741,8 +737,6 @@ def test_captured_loops_agree_with_numpy(graphs, cell, request):
 
 
 def test_captured_loops_with_masks_and_projection_agree_with_numpy(graphs):
-    from seqkit.testing import check_layer_agrees
-
     _check_loop_masks(graphs, "lstm")
     layer = seqkit.Recurrent("lstm", 3, 4, num_layers=2, bidirectional=True, proj_size=2)
     check_layer_agrees(layer, make_batch(layer, 6, 3, seed=4, with_lengths=True), backends=[graphs])
